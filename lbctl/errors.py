@@ -1,0 +1,144 @@
+"""Errors meant for the user, each with the exit code PRODUCT.md documents.
+
+Anything raised that is not an `LbctlError` is a bug: the CLI's error boundary
+reports it with exit code 70 and shows the traceback only under `--debug`.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes scripts rely on (PRODUCT.md §3)."""
+
+    OK = 0
+    ROLLED_BACK = 1
+    USAGE = 2
+    VALIDATION = 3
+    REFUSED = 4
+    LOCKED = 5
+    UNREACHABLE = 6
+    ROLLBACK_FAILED = 7
+    INTERNAL = 70
+    INTERRUPTED = 130
+
+
+class LbctlError(Exception):
+    """An error with a message that says what happened and what to do next."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message}\n  hint: {self.hint}"
+
+
+class UsageError(LbctlError):
+    """Bad flag, unknown target or revision, bad store state."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(LbctlError):
+    """`lbctl.toml` is wrong (exit 2), or, raised by a parser, a LB config is malformed.
+
+    `file` and `line` point at the offending place when known.
+    """
+
+    exit_code = ExitCode.USAGE
+
+    def __init__(
+        self, message: str, *, file: str | None = None, line: int | None = None, hint: str | None = None
+    ) -> None:
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {message}" if where else message, hint=hint)
+        self.file = file
+        self.line = line
+
+
+class StoreError(UsageError):
+    """The store is missing, not a git repository, dirty, or has no git identity."""
+
+
+class ValidationFailed(LbctlError):
+    """The candidate config failed parsing, native validation or policy: nothing was pushed."""
+
+    exit_code = ExitCode.VALIDATION
+
+    def __init__(self, message: str, *, details: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.details = details
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text}\n{self.details.rstrip()}" if self.details else text
+
+
+class ParseError(ValidationFailed):
+    """A LB config could not be parsed; names the file and line (exit 3 in check/deploy)."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None) -> None:
+        where = file if line is None else f"{file}:{line}"
+        super().__init__(f"{where}: {message}" if where else message)
+        self.file = file
+        self.line = line
+
+
+class Refused(LbctlError):
+    """Refused for safety (blast radius, staging gate, drift, checksum, no confirmation)."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class Locked(LbctlError):
+    """Another operation holds the target's lock."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class Unreachable(LbctlError):
+    """The target could not be reached after retries; nothing was changed on it."""
+
+    exit_code = ExitCode.UNREACHABLE
+
+
+class TransientError(Exception):
+    """A transport failure worth retrying (connection reset, timeout, socket briefly gone).
+
+    Not an `LbctlError`: retry policies catch it, and when they give up it becomes
+    `Unreachable` (before anything changed) or fails the stage it happened in.
+    """
+
+
+class RolledBack(LbctlError):
+    """The change failed verification; the previous revision was restored and is healthy."""
+
+    exit_code = ExitCode.ROLLED_BACK
+
+
+class RollbackFailed(LbctlError):
+    """The restore itself failed or left the target unhealthy: page a human."""
+
+    exit_code = ExitCode.ROLLBACK_FAILED
+
+
+class Interrupted(LbctlError):
+    """Interrupted by the user; the target runs a complete config and the message says which."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
+class CommandFailed(Exception):
+    """A command run by a transport exited non-zero (carries its output)."""
+
+    def __init__(self, argv: list[str], code: int, stdout: str, stderr: str) -> None:
+        super().__init__(f"{argv[0]} exited {code}: {stderr.strip() or stdout.strip()}")
+        self.argv = argv
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
