@@ -1,0 +1,249 @@
+"""Deploy events and per-target state, recorded in git itself.
+
+`refs/lbctl/journal` is an append-only chain of commits, one per event. Each commit's
+message holds the event as JSON; its tree holds one `<target>.json` blob per target
+with that target's state after the event. So:
+
+- pushing the ref (`git push origin refs/lbctl/*`) carries every event;
+- reading a target's state is one blob read, however long the history (PRODUCT.md §6);
+- appending is compare-and-swap on the ref (`update-ref NEW OLD`), so two writers
+  cannot lose each other's events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from lbctl.errors import StoreError
+
+if TYPE_CHECKING:
+    from lbctl.store import Store
+
+JOURNAL_REF = "refs/lbctl/journal"
+HISTORY_KEPT = 200  # live changes kept in state; older ones are found by walking the journal
+GOOD_KEPT = 50
+
+
+def now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """What happened when a revision went to a target."""
+
+    id: str
+    op: str  # deploy | rollback | auto-rollback
+    target: str
+    who: str
+    started: str
+    finished: str
+    from_rev: str | None
+    to_rev: str | None
+    verdict: str  # good | failed | validation-failed | rolled-back | interrupted | restore-failed
+    stages: tuple[Stage, ...] = ()
+    checks: tuple[dict[str, Any], ...] = ()
+    message: str = ""
+    diff: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stages"] = [asdict(s) for s in self.stages]
+        data["checks"] = list(self.checks)
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        fields = dict(data)
+        fields["stages"] = tuple(Stage(**s) for s in data.get("stages", ()))
+        fields["checks"] = tuple(data.get("checks", ()))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in fields.items() if k in known})
+
+
+@dataclass(frozen=True)
+class LiveEntry:
+    rev: str | None
+    at: str
+    event: str
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """What lbctl knows of one target, as of its newest event."""
+
+    target: str
+    live: str | None = None  # revision live on the target, per lbctl's last operation
+    live_blob: str | None = None  # git blob id of the content lbctl left live (drift detection)
+    status: str = "unknown"  # good | unverified | interrupted | failed | restore-failed | unknown
+    last_good: str | None = None
+    good: tuple[str, ...] = ()  # revisions verified good here, newest first
+    bad: tuple[str, ...] = ()  # revisions that failed here: last-good never picks them
+    history: tuple[LiveEntry, ...] = ()  # live changes, newest first
+    last_event: str | None = None
+    updated: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["history"] = [asdict(h) for h in self.history]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TargetState:
+        return cls(
+            target=data["target"],
+            live=data.get("live"),
+            live_blob=data.get("live_blob"),
+            status=data.get("status", "unknown"),
+            last_good=data.get("last_good"),
+            good=tuple(data.get("good", ())),
+            bad=tuple(data.get("bad", ())),
+            history=tuple(LiveEntry(**h) for h in data.get("history", ())),
+            last_event=data.get("last_event"),
+            updated=data.get("updated"),
+        )
+
+    def moved_to(self, rev: str | None, blob: str | None, status: str, event_id: str, at: str) -> TargetState:
+        """The state after `rev` became live (or stayed live) with `status`."""
+        history = self.history
+        if rev != self.live or blob != self.live_blob or not history:
+            history = (LiveEntry(rev=rev, at=at, event=event_id), *history)[:HISTORY_KEPT]
+        good, bad = self.good, self.bad
+        if status == "good" and rev:
+            good = (rev, *[g for g in good if g != rev])[:GOOD_KEPT]
+            bad = tuple(b for b in bad if b != rev)
+        return replace(
+            self,
+            live=rev,
+            live_blob=blob,
+            status=status,
+            last_good=good[0] if good else None,
+            good=good,
+            bad=bad,
+            history=history,
+            last_event=event_id,
+            updated=at,
+        )
+
+    def marked_bad(self, rev: str | None) -> TargetState:
+        if not rev:
+            return self
+        good = tuple(g for g in self.good if g != rev)
+        bad = (rev, *[b for b in self.bad if b != rev])
+        return replace(self, good=good, bad=bad, last_good=good[0] if good else None)
+
+
+class Journal:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.repo = store.repo
+
+    def tip(self) -> str | None:
+        out = self.repo.git.rev_parse("--verify", "-q", JOURNAL_REF, with_exceptions=False)
+        return str(out).strip() or None
+
+    def state(self, target: str) -> TargetState:
+        tip = self.tip()
+        if tip is None:
+            return TargetState(target=target)
+        try:
+            blob = self.repo.commit(tip).tree / f"{target}.json"
+        except KeyError:
+            return TargetState(target=target)
+        try:
+            return TargetState.from_json(json.loads(blob.data_stream.read()))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(
+                f"the journal's state for {target} is corrupted ({exc})",
+                hint=f"inspect it with `git show {JOURNAL_REF}:{target}.json`",
+            ) from None
+
+    def append(self, event: Event, state: TargetState) -> str:
+        """Record `event` and `state` as one new journal commit; returns its sha."""
+        name, email = self.store.identity()
+        parent = self.tip()
+        entries: dict[str, bytes] = {}
+        if parent:
+            for blob in self.repo.commit(parent).tree.blobs:
+                entries[blob.name] = blob.binsha
+        state_json = json.dumps(state.to_json(), indent=1).encode()
+        entries[f"{state.target}.json"] = bytes.fromhex(self._write("blob", state_json))
+        tree = b"".join(b"100644 " + n.encode() + b"\0" + sha for n, sha in sorted(entries.items()))
+        tree_sha = self._write("tree", tree)
+        stamp = f"{int(now().timestamp())} +0000"
+        message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(event.to_json(), indent=1)}\n"
+        header = f"tree {tree_sha}\n" + (f"parent {parent}\n" if parent else "")
+        header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
+        commit = self._write("commit", (header + message).encode())
+        # Compare-and-swap: fails if someone else appended since we read the tip.
+        self.repo.git.update_ref("-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40)
+        return commit
+
+    def _write(self, kind: str, data: bytes) -> str:
+        import io
+
+        from gitdb import IStream
+
+        stored = self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
+        return str(stored.hexsha.decode())
+
+    def events(self, target: str | None = None) -> Iterator[Event]:
+        """Events newest first (optionally for one target), streamed from the journal."""
+        if self.tip() is None:
+            return
+        proc = self.repo.git.log(JOURNAL_REF, "--format=%x1e%B", as_process=True)
+        buffer = ""
+        try:
+            for chunk in iter(lambda: proc.stdout.read(65536), b""):
+                buffer += chunk.decode("utf-8", "replace")
+                *records, buffer = buffer.split("\x1e")
+                for record in records:
+                    event = _event_from_message(record)
+                    if event and (target is None or event.target == target):
+                        yield event
+            last = _event_from_message(buffer)
+            if last and (target is None or last.target == target):
+                yield last
+        finally:
+            if proc.proc is not None and proc.proc.poll() is None:
+                proc.proc.kill()  # the caller stopped early (log -n N): don't read the rest
+
+
+def _event_from_message(message: str) -> Event | None:
+    _, _, body = message.partition("\n\n")
+    body = body.strip()
+    if not body:
+        return None
+    try:
+        return Event.from_json(json.loads(body))
+    except (ValueError, TypeError):
+        return None
+
+
+def new_event_id() -> str:
+    import secrets
+
+    return now().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def timestamp() -> str:
+    return now().isoformat(timespec="milliseconds")
+
+
+def blob_id(content: bytes) -> str:
+    """git's blob id of `content` (what `git hash-object` prints), computed without git."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()

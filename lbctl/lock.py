@@ -1,0 +1,83 @@
+"""Exclusive locks that the kernel releases if their holder dies (`flock`).
+
+A lock file keeps a JSON line naming the holder, the operation and the start time,
+so whoever finds it taken is told by whom and since when.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from lbctl.errors import Locked
+
+
+def holder_info(operation: str, target: str) -> str:
+    from lbctl.journal import timestamp
+
+    return json.dumps(
+        {
+            "holder": f"{getpass.getuser()}@{socket.gethostname()}",
+            "pid": os.getpid(),
+            "operation": operation,
+            "target": target,
+            "started": timestamp(),
+        }
+    )
+
+
+def describe_holder(raw: str) -> str:
+    try:
+        info = json.loads(raw)
+        return (
+            f"{info['operation']} of {info['target']} by {info['holder']} (pid {info['pid']}) since {info['started']}"
+        )
+    except (ValueError, KeyError, TypeError):
+        return raw.strip() or "an unknown holder"
+
+
+@contextlib.contextmanager
+def hold_flock(path: Path, info: str) -> Iterator[None]:
+    """Hold an exclusive flock on `path` or raise `Locked` (exit 5) naming the holder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = describe_holder(path.read_text(encoding="utf-8", errors="replace"))
+            raise Locked(
+                f"locked: {holder}",
+                hint="wait for that operation to finish; `lbctl status` shows the holder",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, info.encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def current_holder(path: Path) -> str | None:
+    """Who holds the lock at `path` now, or None if it is free."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return describe_holder(path.read_text(encoding="utf-8", errors="replace"))
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

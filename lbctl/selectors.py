@@ -1,0 +1,76 @@
+"""Revision selectors: `last-good`, `previous`, `~N`, a git revision, `@<ISO time>`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from lbctl.errors import UsageError
+from lbctl.journal import Journal, TargetState
+from lbctl.store import Store
+
+_TILDE = re.compile(r"^~(\d+)$")
+
+
+@dataclass(frozen=True)
+class Selected:
+    rev: str
+    why: str
+
+
+def select(store: Store, journal: Journal, state: TargetState, selector: str) -> Selected:
+    """Resolve `selector` for one target to a store revision (exit 2 when impossible)."""
+    target = state.target
+    if selector == "last-good":
+        failing = state.live if state.status != "good" else None
+        for rev in state.good:
+            if rev not in state.bad and rev != failing:
+                return Selected(rev, "last revision verified good here")
+        raise UsageError(
+            f"{target} has no revision verified good yet",
+            hint="pick one explicitly: `lbctl log` lists revisions; use --to <sha>",
+        )
+    if selector == "previous":
+        for entry in state.history:
+            if entry.rev and entry.rev != state.live:
+                return Selected(entry.rev, f"live before {_short(state.live)}")
+        raise UsageError(f"{target} has no previous revision: lbctl deployed to it at most once")
+    tilde = _TILDE.match(selector)
+    if tilde:
+        steps = int(tilde.group(1))
+        history = list(state.history)
+        if steps < len(history) and history[steps].rev:
+            return Selected(str(history[steps].rev), f"live {steps} deploy(s) ago")
+        raise UsageError(f"{target} has only {len(history)} recorded deploy(s); ~{steps} goes too far back")
+    if selector.startswith("@"):
+        when = parse_time(selector[1:])
+        return _live_at(journal, state, when)
+    return Selected(store.resolve(selector), f"revision {selector}")
+
+
+def parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is not an ISO-8601 time", hint="e.g. @2026-11-23T03:00 or @2026-11-23T03:00:00Z"
+        ) from None
+    # A time without a zone is the operator's local time, as they read it off a clock.
+    return moment.astimezone(UTC) if moment.tzinfo is None else moment
+
+
+def _live_at(journal: Journal, state: TargetState, when: datetime) -> Selected:
+    for entry in state.history:
+        if datetime.fromisoformat(entry.at) <= when and entry.rev:
+            return Selected(entry.rev, f"live at {when.isoformat()}")
+    # Older than what the state keeps: walk the journal itself.
+    for event in journal.events(state.target):
+        live_after = event.verdict in ("good", "unverified", "interrupted") and event.to_rev
+        if live_after and event.to_rev and datetime.fromisoformat(event.finished) <= when:
+            return Selected(event.to_rev, f"live at {when.isoformat()}")
+    raise UsageError(f"lbctl had deployed nothing to {state.target} by {when.isoformat()}")
+
+
+def _short(rev: str | None) -> str:
+    return rev[:10] if rev else "(unknown)"

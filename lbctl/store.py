@@ -1,0 +1,211 @@
+"""The store: a git repository holding `lbctl.toml` and the LB configs.
+
+Revisions are ordinary commits whose metadata travels as `Lbctl-*` trailers.
+Deploy events live beside them in `refs/lbctl/journal` (see `journal.py`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lbctl.config import CONFIG_NAME
+from lbctl.errors import StoreError, UsageError
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass(frozen=True)
+class Revision:
+    sha: str
+    author: str
+    email: str
+    date: datetime
+    subject: str
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short(self) -> str:
+        return self.sha[:10]
+
+
+def find_root(explicit: str | None = None, cwd: Path | None = None) -> Path:
+    """The store's directory: `--store`, then `$LBCTL_STORE`, then cwd and its parents."""
+    chosen = explicit or os.environ.get("LBCTL_STORE")
+    if chosen:
+        root = Path(chosen).expanduser().resolve()
+        if not (root / CONFIG_NAME).is_file():
+            raise StoreError(f"{root} is not an lbctl store (no {CONFIG_NAME})", hint=f"run `lbctl init {chosen}`")
+        return root
+    here = (cwd or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / CONFIG_NAME).is_file():
+            return candidate
+    raise StoreError(
+        f"no lbctl store in {here} or its parents (looked for {CONFIG_NAME})",
+        hint="cd into a store, pass --store PATH, set LBCTL_STORE, or run `lbctl init`",
+    )
+
+
+class Store:
+    """A git-backed store. Methods return values; nothing here prints."""
+
+    def __init__(self, root: Path) -> None:
+        import git
+
+        self.root = root
+        try:
+            self.repo = git.Repo(root)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise StoreError(
+                f"{root} has {CONFIG_NAME} but is not a git repository",
+                hint=f"run `git init {root}` and commit lbctl.toml, or `lbctl init` a new store",
+            ) from None
+        if self.repo.working_tree_dir is None or Path(self.repo.working_tree_dir).resolve() != root:
+            raise StoreError(f"{root} must be the top of its git work tree")
+        self.git_dir = Path(self.repo.git_dir)
+
+    # -- identity and cleanliness -------------------------------------------------------
+
+    def identity(self) -> tuple[str, str]:
+        """(name, email) from git config; a store change without one is refused."""
+        reader = self.repo.config_reader()
+        name = str(reader.get_value("user", "name", "")) or os.environ.get("GIT_AUTHOR_NAME", "")
+        email = str(reader.get_value("user", "email", "")) or os.environ.get("GIT_AUTHOR_EMAIL", "")
+        if not name or not email:
+            raise StoreError(
+                "git has no identity for this store: lbctl records who changed what",
+                hint='run `git config --global user.name "Your Name"` and `git config --global '
+                "user.email you@example.com`",
+            )
+        return name, email
+
+    def dirty_paths(self) -> list[str]:
+        """Tracked files with uncommitted changes (untracked files are not counted)."""
+        out = self.repo.git.status("--porcelain", "--untracked-files=no", "-z")
+        return [entry[3:] for entry in out.split("\0") if entry]
+
+    def require_clean(self, *, allow: tuple[str, ...] = ()) -> None:
+        dirty = [p for p in self.dirty_paths() if p not in allow]
+        if dirty:
+            listed = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
+            raise StoreError(
+                f"the store has uncommitted changes: {listed}",
+                hint="commit or stash them first (lbctl commits what it deploys, and only that)",
+            )
+
+    def has_commits(self) -> bool:
+        return bool(self.repo.git.rev_parse("--verify", "-q", "HEAD", with_exceptions=False))
+
+    # -- reading ------------------------------------------------------------------------
+
+    def resolve(self, rev: str) -> str:
+        """Full sha of a git revision (sha, tag, HEAD~2); exit 2 when unknown."""
+        import git
+
+        if rev.startswith("-"):
+            raise UsageError(f"unknown revision {rev!r}")
+        try:
+            return str(self.repo.git.rev_parse("--verify", "-q", f"{rev}^{{commit}}"))
+        except git.GitCommandError:
+            raise UsageError(
+                f"unknown revision {rev!r} in the store",
+                hint="see `lbctl log` for revisions, or use last-good, previous, ~N, @<time>",
+            ) from None
+
+    def content_at(self, sha: str, source: str) -> bytes | None:
+        """The bytes of `source` at commit `sha`, or None if it did not exist there."""
+        import git
+
+        try:
+            data: bytes = self.repo.git.show(f"{sha}:{source}", stdout_as_string=False, strip_newline_in_stdout=False)
+        except git.GitCommandError:
+            return None
+        return data
+
+    def last_change(self, source: str, at: str = "HEAD") -> str | None:
+        """The newest commit at or before `at` that changed `source` (the revision it is at)."""
+        if not self.has_commits():
+            return None
+        out = self.repo.git.log("-1", "--format=%H", at, "--", source)
+        return out.strip() or None
+
+    def revision(self, sha: str) -> Revision:
+        commit = self.repo.commit(sha)
+        message = str(commit.message)
+        return Revision(
+            sha=commit.hexsha,
+            author=str(commit.author.name),
+            email=str(commit.author.email),
+            date=datetime.fromtimestamp(commit.authored_date, tz=UTC),
+            subject=message.splitlines()[0] if message else "",
+            trailers=parse_trailers(message),
+        )
+
+    def revisions(self, source: str | None = None, limit: int = 20) -> list[Revision]:
+        if not self.has_commits():
+            return []
+        args = [f"-{limit}", "--format=%H", "HEAD"]
+        if source:
+            args += ["--", source]
+        return [self.revision(sha) for sha in self.repo.git.log(*args).split()]
+
+    # -- writing ------------------------------------------------------------------------
+
+    def commit_file(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> str:
+        """Write `source` and commit only that path, with trailers; returns the new sha."""
+        self.identity()
+        path = self.root / source
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        self.repo.git.add("--", source)
+        body = compose_message(message, trailers)
+        self.repo.git.commit("-q", "--no-verify", "-m", body, "--", source)
+        return str(self.repo.head.commit.hexsha)
+
+
+def compose_message(message: str, trailers: dict[str, str]) -> str:
+    lines = [message.strip() or "lbctl change"]
+    clean = {k: " ".join(v.split()) for k, v in trailers.items() if v}
+    if clean:
+        lines.append("")
+        lines.extend(f"{k}: {v}" for k, v in clean.items())
+    return "\n".join(lines) + "\n"
+
+
+def parse_trailers(message: str) -> dict[str, str]:
+    """Trailers of the message's last paragraph (`Key: value` lines), as git reads them."""
+    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
+    if len(paragraphs) < 2:
+        return {}
+    found: dict[str, str] = {}
+    for line in paragraphs[-1].splitlines():
+        key, sep, value = line.partition(": ")
+        if not sep or not key or " " in key:
+            return {}
+        found[key] = value.strip()
+    return found
+
+
+def init_store(directory: Path) -> Path:
+    """Create a store: git repo, commented lbctl.toml, configs/. Refuses to overwrite one."""
+    import git
+
+    from lbctl.templates import EXAMPLE_HAPROXY_CFG, LBCTL_TOML
+
+    directory = directory.resolve()
+    if (directory / CONFIG_NAME).exists():
+        raise UsageError(f"{directory} already holds {CONFIG_NAME}", hint="it is already a store")
+    directory.mkdir(parents=True, exist_ok=True)
+    repo = git.Repo.init(directory)
+    Store(directory).identity()  # before writing anything: no half-made store
+    (directory / "configs" / "edge").mkdir(parents=True, exist_ok=True)
+    (directory / CONFIG_NAME).write_text(LBCTL_TOML, encoding="utf-8")
+    (directory / "configs" / "edge" / "haproxy.cfg").write_text(EXAMPLE_HAPROXY_CFG, encoding="utf-8")
+    repo.git.add("--", CONFIG_NAME, "configs")
+    repo.git.commit("-q", "--no-verify", "-m", compose_message("lbctl init: new store", {"Lbctl-Source": "init"}))
+    return directory

@@ -1,0 +1,51 @@
+"""A store opened for an operation: its git repo, its `lbctl.toml` and its journal."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+
+from lbctl import config as config_mod
+from lbctl.config import StoreConfig, Target
+from lbctl.errors import UsageError
+from lbctl.journal import Journal
+from lbctl.store import Store, find_root
+
+
+@dataclass
+class Workspace:
+    store: Store
+    config: StoreConfig
+    journal: Journal
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
+
+    def target(self, name: str) -> Target:
+        try:
+            return self.config.targets[name]
+        except KeyError:
+            known = sorted(self.config.targets)
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"targets: {', '.join(known) or '(none)'}"
+            raise UsageError(f"unknown target {name!r} in {self.root / config_mod.CONFIG_NAME}", hint=hint) from None
+
+    def targets(self, name: str | None) -> list[Target]:
+        return [self.target(name)] if name else list(self.config.targets.values())
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.store.git_dir / "lbctl" / "locks"
+
+    @property
+    def inflight_dir(self) -> Path:
+        return self.store.git_dir / "lbctl" / "inflight"
+
+
+def open_workspace(store_opt: str | None) -> Workspace:
+    root = find_root(store_opt)
+    config = config_mod.load(root / config_mod.CONFIG_NAME)
+    store = Store(root)
+    return Workspace(store=store, config=config, journal=Journal(store))
