@@ -1,0 +1,29 @@
+"""Check types by name (the `type` of a `[[targets.X.checks]]` table)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from lbctl.checks.base import HealthCheck
+from lbctl.config import Target
+from lbctl.transports.base import Transport
+
+REGISTRY: dict[str, tuple[str, str]] = {
+    "http": ("lbctl.checks.simple", "HttpHealthCheck"),
+    "tcp": ("lbctl.checks.simple", "TcpHealthCheck"),
+    "command": ("lbctl.checks.simple", "CommandHealthCheck"),
+}
+
+
+def checks_for(target: Target, transport: Transport) -> list[HealthCheck]:
+    built: list[HealthCheck] = []
+    for spec in target.checks:
+        module_name, class_name = REGISTRY[spec.type]
+        cls: type[HealthCheck] = getattr(importlib.import_module(module_name), class_name)
+        built.append(cls(spec, target, transport))
+    return built
+
+
+def describe(spec: Any) -> str:
+    return str(getattr(spec, "type", "check"))

@@ -1,0 +1,80 @@
+"""What lbctl needs to know about one brand of load balancer.
+
+A kind turns the generic lifecycle (stage → validate → swap → reload → confirm) into
+the LB's own commands, and does all I/O through the target's transport. Contract:
+
+- `validate(transport, staged)`: run the LB's native check on a staged file on the LB
+  host; raise `ValidationFailed` carrying the LB's own messages. Never touches the live file.
+- `reload_marker(transport)`: a snapshot of the LB's process state taken before a reload.
+- `reload(transport)`: ask the running LB to load the live file.
+- `confirm_reload(transport, marker)`: wait until the reload took (new worker, new
+  generation) or raise `ReloadFailed` if the LB kept its old config.
+- `validate_argv` / `reload_argv`: a target's `validate` / `reload` strings are split
+  like a shell would (no shell runs them) and `{path}` is replaced as one argument.
+"""
+
+from __future__ import annotations
+
+import shlex
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from lbctl.config import Target
+from lbctl.errors import ConfigError, ValidationFailed
+from lbctl.transports.base import Transport
+
+
+class ReloadFailed(Exception):
+    """The LB did not take the new config (it still runs the old one, or none)."""
+
+
+class Kind(ABC):
+    name: ClassVar[str]
+    default_validate: ClassVar[tuple[str, ...]]
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def validate_argv(self, path: str) -> list[str]:
+        template = (
+            shlex.split(self.target.validate_command) if self.target.validate_command else list(self.default_validate)
+        )
+        return [arg.replace("{path}", path) for arg in template]
+
+    def reload_argv(self) -> list[str] | None:
+        if not self.target.reload:
+            return None
+        try:
+            argv = shlex.split(self.target.reload)
+        except ValueError as exc:
+            raise ConfigError(f"targets.{self.target.name}.reload: {exc}") from None
+        return [arg.replace("{path}", self.target.path or "") for arg in argv]
+
+    def validate(self, transport: Transport, staged: str) -> str:
+        """Native validation of `staged`; returns the LB's output, raises `ValidationFailed`."""
+        argv = self.validate_argv(staged)
+        result = transport.run(argv, timeout=60)
+        if result.code == 127:
+            raise ValidationFailed(
+                f"cannot validate on {transport.where}: {argv[0]} not found",
+                hint=f"install {self.name} there, or set targets.{self.target.name}.validate",
+            )
+        if result.code != 0:
+            live = self.target.path or ""
+            details = result.output.replace(staged, live) if live else result.output
+            raise ValidationFailed(
+                f"{self.name} rejected the candidate config (`{' '.join(argv[:-1])} ...` exited {result.code});"
+                " nothing was changed on the LB",
+                details=details,
+            )
+        return result.output
+
+    @abstractmethod
+    def reload_marker(self, transport: Transport) -> object: ...
+
+    @abstractmethod
+    def reload(self, transport: Transport) -> None: ...
+
+    @abstractmethod
+    def confirm_reload(self, transport: Transport, marker: object) -> str:
+        """Block until the reload took; returns a one-line detail for the record."""

@@ -1,0 +1,60 @@
+"""Every retry in lbctl, as named policies (tenacity).
+
+Only `TransientError` is retried: authentication failures, host-key problems,
+validation errors and failed commands are not transient and surface at once.
+Callers pick a policy by name; nothing else in lbctl loops on failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from lbctl.errors import TransientError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    attempts: int  # total tries, first one included
+    first_wait: float  # seconds before the first retry
+    max_wait: float  # cap of one wait
+    deadline: float  # overall seconds, whatever `attempts` says
+    jitter: float  # up to this many seconds added at random to each wait
+
+
+# The master CLI refuses or resets connections for ~50-80 ms while HAProxy re-executes.
+MASTER_SOCKET = Policy("master-socket", attempts=60, first_wait=0.02, max_wait=0.1, deadline=10.0, jitter=0.01)
+# Connecting to and talking with a LB host over a network that may drop.
+NETWORK = Policy("network", attempts=4, first_wait=0.2, max_wait=4.0, deadline=30.0, jitter=0.2)
+# Waiting for something to appear (a new worker, a listening port).
+POLL = Policy("poll", attempts=200, first_wait=0.02, max_wait=0.1, deadline=10.0, jitter=0.0)
+
+
+def network(retries: int) -> Policy:
+    """The NETWORK policy with a target's own `retries` (retries + 1 attempts)."""
+    return Policy(NETWORK.name, retries + 1, NETWORK.first_wait, NETWORK.max_wait, NETWORK.deadline, NETWORK.jitter)
+
+
+def call(policy: Policy, fn: Callable[[], T], *, on_retry: Callable[[int, BaseException], None] | None = None) -> T:
+    """Run `fn`, retrying `TransientError` under `policy`; re-raises the last error."""
+    import tenacity
+
+    def _before_sleep(state: tenacity.RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            exc = state.outcome.exception()
+            if exc is not None:
+                on_retry(state.attempt_number, exc)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientError),
+        stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.deadline),
+        wait=tenacity.wait_exponential(multiplier=policy.first_wait, max=policy.max_wait)
+        + tenacity.wait_random(0, policy.jitter),
+        before_sleep=_before_sleep,
+        reraise=True,
+    )
+    return retrying(fn)

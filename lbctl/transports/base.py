@@ -1,0 +1,105 @@
+"""How lbctl reaches a load balancer's host.
+
+A transport moves bytes and runs commands on the LB host; it knows nothing of
+HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
+
+- A transport is a context manager: `open()` connects (lazily, once), `close()` disconnects.
+  One transport instance serves a whole operation, every step reusing one connection.
+- `run(argv)` runs a command from an argument list, never through a shell string
+  built by concatenation; remote transports quote each argument.
+- `write_staged(path, data)` writes a complete new file *next to* `path` (same directory,
+  so the same filesystem) and returns its name: never writes over `path` itself.
+- `swap(staged, path, keep)` makes `staged` the live `path` atomically (rename), after
+  hard-linking the current `path` to `keep` so the previous config can be restored at once.
+- `restore(keep, path)` puts the kept file back atomically, leaving `keep` in place.
+- `unix_request(socket, command)` sends one line to a UNIX socket on the LB host
+  (HAProxy's master CLI and runtime API) and returns the whole answer.
+- `lock(name, info)` holds an exclusive lock on the LB host for the operation's life.
+- Failures worth retrying raise `TransientError`; a command that ran and failed returns
+  its exit code (or raises `CommandFailed` with `check=True`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+from lbctl.config import Target
+
+
+@dataclass(frozen=True)
+class RunResult:
+    argv: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + self.stderr).strip()
+
+
+class Transport(ABC):
+    name: str = ""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect; idempotent."""
+
+    def close(self) -> None:
+        """Disconnect; idempotent."""
+
+    @property
+    def where(self) -> str:
+        """Where the target lives, for messages (`local`, `deploy@10.0.0.5:22`)."""
+        return self.name
+
+    @abstractmethod
+    def run(self, argv: Sequence[str], *, check: bool = False, timeout: float = 60.0) -> RunResult: ...
+
+    @abstractmethod
+    def read_file(self, path: str) -> bytes | None:
+        """The file's bytes, or None when it does not exist."""
+
+    @abstractmethod
+    def write_staged(self, path: str, data: bytes) -> str:
+        """Write `data` to a new temporary file beside `path`; return the temp file's path."""
+
+    @abstractmethod
+    def swap(self, staged: str, path: str, keep: str) -> None:
+        """Atomically replace `path` with `staged`, hard-linking the old `path` to `keep` first."""
+
+    @abstractmethod
+    def restore(self, keep: str, path: str) -> None:
+        """Atomically put `keep` back as `path` (keep stays, for a second restore)."""
+
+    @abstractmethod
+    def remove(self, path: str) -> None:
+        """Remove a file if it exists (a staged file after a failed validation)."""
+
+    @abstractmethod
+    def unix_request(self, socket_path: str, command: str, *, timeout: float = 5.0) -> str:
+        """Send `command` to a UNIX stream socket on the LB host; return the full answer."""
+
+    @abstractmethod
+    def lock(self, name: str, info: str) -> AbstractContextManager[None]:
+        """Hold an exclusive lock named `name` on the LB host; `Locked` if someone has it."""
+
+    def files(self, paths: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
+        for p in paths:
+            yield p, self.read_file(p)

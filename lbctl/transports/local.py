@@ -1,0 +1,115 @@
+"""The `local` transport: the load balancer runs on the machine lbctl runs on."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from lbctl.errors import CommandFailed, TransientError
+from lbctl.lock import hold_flock
+from lbctl.transports.base import RunResult, Transport
+
+_TRANSIENT_ERRNOS = (ConnectionRefusedError, ConnectionResetError, FileNotFoundError, BrokenPipeError)
+
+
+class LocalTransport(Transport):
+    name = "local"
+
+    def run(self, argv: Sequence[str], *, check: bool = False, timeout: float = 60.0) -> RunResult:
+        try:
+            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except FileNotFoundError:
+            result = RunResult(tuple(argv), 127, "", f"{argv[0]}: command not found")
+        except subprocess.TimeoutExpired:
+            raise TransientError(f"{argv[0]} did not finish within {timeout:.0f} s") from None
+        else:
+            result = RunResult(tuple(argv), proc.returncode, proc.stdout, proc.stderr)
+        if check and result.code != 0:
+            raise CommandFailed(list(argv), result.code, result.stdout, result.stderr)
+        return result
+
+    def read_file(self, path: str) -> bytes | None:
+        try:
+            return Path(path).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_staged(self, path: str, data: bytes) -> str:
+        live = Path(path)
+        live.parent.mkdir(parents=True, exist_ok=True)
+        staged = live.with_name(f".{live.name}.lbctl-stage-{os.getpid()}")
+        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _mode_of(live))
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return str(staged)
+
+    def swap(self, staged: str, path: str, keep: str) -> None:
+        if os.path.exists(path):
+            _link_over(path, keep)
+        os.rename(staged, path)
+        _fsync_dir(path)
+
+    def restore(self, keep: str, path: str) -> None:
+        tmp = f"{path}.lbctl-restore-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.link(keep, tmp)
+        os.rename(tmp, path)
+        _fsync_dir(path)
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    def unix_request(self, socket_path: str, command: str, *, timeout: float = 5.0) -> str:
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                sock.connect(socket_path)
+                sock.sendall(command.rstrip("\n").encode() + b"\n")
+                # HAProxy's master CLI answers only once it sees the end of our input.
+                sock.shutdown(socket.SHUT_WR)
+                chunks = []
+                while chunk := sock.recv(65536):
+                    chunks.append(chunk)
+        except _TRANSIENT_ERRNOS as exc:
+            raise TransientError(f"{socket_path}: {exc.strerror or exc}") from None
+        except TimeoutError:
+            raise TransientError(f"{socket_path}: no answer within {timeout:.0f} s") from None
+        return b"".join(chunks).decode("utf-8", "replace")
+
+    @contextlib.contextmanager
+    def lock(self, name: str, info: str) -> Iterator[None]:
+        with hold_flock(Path(name), info):
+            yield
+
+
+def _mode_of(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o644
+
+
+def _link_over(src: str, dst: str) -> None:
+    """Make `dst` a hard link to `src`, replacing `dst` atomically."""
+    tmp = f"{dst}.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.link(src, tmp)
+    os.rename(tmp, dst)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
