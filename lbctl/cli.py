@@ -1,0 +1,241 @@
+"""The command line: parse options, call the core, render, return an exit code.
+
+`main` is the one error boundary: `LbctlError`s become their documented exit codes
+with a message and a hint; anything else is a bug (exit 70, traceback with --debug).
+Heavy libraries are imported inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lbctl.errors import ExitCode, LbctlError, UsageError
+
+app = typer.Typer(
+    name="lbctl",
+    help="Load-balancer configs as safe to change as code: versioned in git, diffed by meaning, "
+    "deployed with verification, rolled back in one command.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+StoreOpt = Annotated[str | None, typer.Option("--store", help="The store (default: $LBCTL_STORE, or the cwd upwards).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+
+
+def _workspace(store: str | None):  # type: ignore[no-untyped-def]
+    from lbctl.workspace import open_workspace
+
+    return open_workspace(store)
+
+
+def _require_consent(yes: bool, dry_run: bool, what: str) -> None:
+    if not yes and not dry_run and not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to {what} without confirmation: there is no terminal to ask on",
+            hint="pass --yes to proceed unattended (as CI does), or --dry-run to see the plan",
+        )
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to create the store.")] = Path("."),
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Create a store: a git repo with a commented lbctl.toml and configs/."""
+    from lbctl.render import emit_json, say
+    from lbctl.store import init_store
+
+    root = init_store(directory)
+    if json_out:
+        emit_json({"store": str(root)})
+    else:
+        say(
+            f"created an lbctl store in {root}\n  next: edit lbctl.toml (add a target), then `lbctl deploy NAME`",
+            quiet=False,
+        )
+    return 0
+
+
+@app.command()
+def deploy(
+    target: Annotated[str, typer.Argument(help="The target to deploy to.")],
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Make this file the target's source.")] = None,
+    message: Annotated[str | None, typer.Option("-m", "--message", help="Why (the commit message).")] = None,
+    ticket: Annotated[str | None, typer.Option("--ticket", help="Ticket or change id.")] = None,
+    rev: Annotated[str | None, typer.Option("--rev", help="Deploy this revision (or selector).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    yes: YesOpt = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Validate, push, reload and verify a config; undo it automatically if it hurts."""
+    from lbctl import operations, render
+
+    _require_consent(yes, dry_run, "deploy")
+    ws = _workspace(store)
+    outcome = operations.deploy(
+        ws,
+        target,
+        file=file,
+        message=message,
+        ticket=ticket,
+        rev=rev,
+        dry_run=dry_run,
+        confirm=render.confirmer(yes, json_out),
+        report=render.reporter(quiet or json_out),
+    )
+    return render.outcome(outcome, json_out=json_out, quiet=quiet)
+
+
+@app.command()
+def rollback(
+    target: Annotated[str, typer.Argument(help="The target to roll back.")],
+    to: Annotated[str, typer.Option("--to", help="last-good | previous | ~N | <git rev> | @<ISO time>")] = "last-good",
+    message: Annotated[str | None, typer.Option("-m", "--message", help="Why.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    yes: YesOpt = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Restore a prior revision as a new commit, with the same verification."""
+    from lbctl import operations, render
+
+    _require_consent(yes, dry_run, "roll back")
+    ws = _workspace(store)
+    outcome = operations.rollback(
+        ws,
+        target,
+        to=to,
+        message=message,
+        dry_run=dry_run,
+        confirm=render.confirmer(yes, json_out),
+        report=render.reporter(quiet or json_out),
+    )
+    return render.outcome(outcome, json_out=json_out, quiet=quiet)
+
+
+@app.command()
+def status(
+    target: Annotated[str | None, typer.Argument(help="One target (default: all).")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Do not contact the targets.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """What is live on each target, last-good, drift, health and lock holder."""
+    from lbctl import operations, render
+
+    return render.status(operations.status(_workspace(store), target, probe=not offline), json_out=json_out)
+
+
+@app.command()
+def log(
+    target: Annotated[str | None, typer.Argument(help="One target (default: all).")] = None,
+    n: Annotated[int, typer.Option("-n", help="How many events.", min=1)] = 20,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Deploy events and their revisions, newest first."""
+    from lbctl import operations, render
+
+    return render.log(operations.log(_workspace(store), target, limit=n), json_out=json_out)
+
+
+@app.command()
+def diff(
+    args: Annotated[list[str] | None, typer.Argument(help="TARGET [A] [B], or two files with --kind.")] = None,
+    live: Annotated[bool, typer.Option("--live", help="Compare the store with what the LB runs.")] = False,
+    kind: Annotated[str | None, typer.Option("--kind", help="Diff two files of this kind.")] = None,
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when there are differences.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """What changed between two revisions, the store and the LB, or two files."""
+    from lbctl import operations, render
+
+    words = list(args or [])
+    if kind is not None:
+        if len(words) != 2:
+            raise UsageError("with --kind, give exactly two files: lbctl diff --kind haproxy a.cfg b.cfg")
+        result = operations.diff_files(kind, Path(words[0]), Path(words[1]))
+    else:
+        if not words or len(words) > 3:
+            raise UsageError("usage: lbctl diff TARGET [A] [B] [--live], or lbctl diff --kind KIND A B")
+        a = words[1] if len(words) > 1 else None
+        b = words[2] if len(words) > 2 else None
+        result = operations.diff_target(_workspace(store), words[0], a, b, live=live)
+    render.diff(result, json_out=json_out)
+    return 1 if exit_code and result.changed else 0
+
+
+@app.command()
+def demo(
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's temp dir (processes still stop).")] = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Replay the outage on a real local HAProxy and watch lbctl catch and undo it."""
+    from lbctl.demo import run_demo
+
+    return run_demo(keep=keep)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The error boundary: every path out of lbctl goes through here."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        result = app(args=args, prog_name="lbctl", standalone_mode=False)
+        return int(result or 0)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        print("lbctl: aborted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except typer.TyperException as exc:  # bad flags and arguments
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            print(f"lbctl: {exc.format_message()}", file=sys.stderr)
+        return 0 if type(exc).__name__ == "NoArgsIsHelpError" else int(ExitCode.USAGE)
+    except LbctlError as exc:
+        print(f"lbctl: {exc}", file=sys.stderr)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        print("lbctl: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:
+        print(f"lbctl: internal error (a bug): {type(exc).__name__}: {exc}", file=sys.stderr)
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        else:
+            print("  run again with --debug for the traceback, and please report it", file=sys.stderr)
+        return int(ExitCode.INTERNAL)

@@ -1,0 +1,542 @@
+"""The deploy lifecycle (PRODUCT.md §5), as one function that reads top to bottom.
+
+lock → plan → stage → validate → commit → swap → reload → confirm → verify → record,
+or, once the LB has changed: restore → reload → confirm → verify → forward commit → record.
+
+The load balancer always runs a complete config: the candidate is written beside the
+live file and renamed over it only after native validation, and the previous file is
+kept (hard link) so a restore is one rename too. SIGINT is held off while the LB is
+between two states (swap+reload, restore, record) and honoured between stages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from lbctl import retry
+from lbctl.checks import checks_for
+from lbctl.config import Target
+from lbctl.diffing import describe_change
+from lbctl.errors import ExitCode, Interrupted, Refused, TransientError, Unreachable, ValidationFailed
+from lbctl.journal import Event, Stage, TargetState, blob_id, new_event_id, timestamp
+from lbctl.kinds import kind_for
+from lbctl.kinds.base import Kind, ReloadFailed
+from lbctl.lock import hold_flock, holder_info
+from lbctl.transports import transport_for
+from lbctl.transports.base import Transport
+from lbctl.verify import Verification, verify
+from lbctl.workspace import Workspace
+
+Reporter = Callable[[str, str], None]  # (stage, message): progress for a human, never parsed
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What to put live: bytes, and either the store revision they are or how to commit them."""
+
+    content: bytes
+    rev: str | None
+    message: str = ""
+    trailers: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    rollback_of: str | None = None  # marked bad once this candidate is verified good
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    from_rev: str | None
+    candidate_rev: str | None
+    diff: str
+    live_missing: bool
+    unchanged: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "from_rev": self.from_rev,
+            "candidate_rev": self.candidate_rev,
+            "unchanged": self.unchanged,
+            "live_missing": self.live_missing,
+            "diff": self.diff,
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of a deploy or rollback, whatever happened after the plan."""
+
+    op: str
+    target: str
+    verdict: str  # good | unchanged | dry-run | declined | rolled-back | restore-failed | interrupted
+    exit_code: ExitCode
+    plan: Plan
+    message: str
+    to_rev: str | None = None
+    restored_rev: str | None = None
+    stages: tuple[Stage, ...] = ()
+    verification: Verification | None = None
+    restore_verification: Verification | None = None
+    events: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "target": self.target,
+            "verdict": self.verdict,
+            "exit_code": int(self.exit_code),
+            "message": self.message,
+            "from_rev": self.plan.from_rev,
+            "to_rev": self.to_rev,
+            "restored_rev": self.restored_rev,
+            "plan": self.plan.to_json(),
+            "stages": [s.__dict__ for s in self.stages],
+            "checks": [r.to_json() for r in self.verification.results] if self.verification else [],
+            "restore_checks": [r.to_json() for r in self.restore_verification.results]
+            if self.restore_verification
+            else [],
+            "events": list(self.events),
+        }
+
+
+def apply_change(
+    ws: Workspace,
+    target: Target,
+    candidate: Candidate,
+    *,
+    op: str,
+    confirm: Callable[[Plan], bool],
+    dry_run: bool = False,
+    report: Reporter = lambda stage, message: None,
+) -> Outcome:
+    """Put `candidate` live on `target` with verification; undo it if it hurts."""
+    kind = kind_for(target)
+    run = _Run(ws, target, op, report)
+    with (
+        run.locked(),
+        _connect(transport_for(target), target) as transport,
+        transport.lock(lb_lock_path(target), holder_info(op, target.name)),
+    ):
+        state = ws.journal.state(target.name)
+        live = run.timed("read live", lambda: _read(transport, target))
+        plan = Plan(
+            target=target.name,
+            from_rev=state.live,
+            candidate_rev=candidate.rev,
+            diff=describe_change(target.kind, live or b"", candidate.content, target.path or target.source),
+            live_missing=live is None,
+            unchanged=live == candidate.content,
+        )
+        if plan.unchanged and state.status == "good" and (candidate.rev is None or candidate.rev == state.live):
+            return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
+        if dry_run:
+            return run.outcome("dry-run", ExitCode.OK, plan, "dry run: nothing was changed")
+        if not confirm(plan):
+            raise Refused("not confirmed: nothing was changed")
+
+        staged = run.timed("stage", lambda: transport.write_staged(target.path or "", candidate.content))
+        try:
+            run.timed(
+                "validate",
+                lambda: kind.validate(transport, staged),
+                detail=f"native check on {transport.where}",
+            )
+        except ValidationFailed as exc:
+            transport.remove(staged)
+            run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
+            raise
+        except BaseException:
+            transport.remove(staged)
+            raise
+
+        to_rev = candidate.rev or run.timed(
+            "commit",
+            lambda: ws.store.commit_file(target.source, candidate.content, candidate.message, candidate.trailers),
+        )
+        checks = checks_for(target, transport)
+        for check in checks:
+            check.baseline()
+        marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
+        keep = f"{target.path}.lbctl-prev"
+        with shielded() as interrupted, run.inflight(to_rev, state):
+            run.timed("swap", lambda: transport.swap(staged, target.path or "", keep))
+            try:
+                run.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
+            except ReloadFailed as exc:
+                return run.undo(state, kind, transport, checks, keep, live, to_rev, f"reload failed: {exc}", plan)
+        if interrupted():
+            return run.interrupted(state, to_rev, candidate.content, plan, during="the reload")
+
+        try:
+            verification = run.timed(
+                "verify",
+                lambda: verify(
+                    checks,
+                    window=target.verify_seconds,
+                    interval=target.check_interval,
+                    on_round=run.round_reporter,
+                ),
+                detail_from_result=True,
+            )
+        except KeyboardInterrupt:
+            return run.interrupted(state, to_rev, candidate.content, plan, during="verification")
+        if not verification.ok:
+            return run.undo(
+                state,
+                kind,
+                transport,
+                checks,
+                keep,
+                live,
+                to_rev,
+                verification.summary,
+                plan,
+                verification=verification,
+            )
+        with shielded():
+            event = run.record_event(
+                state,
+                "good",
+                to_rev,
+                verification.summary,
+                verification=verification,
+                blob=blob_id(candidate.content),
+                diff=plan.diff,
+                mark_bad=candidate.rollback_of,
+            )
+        return run.outcome(
+            "good",
+            ExitCode.OK,
+            plan,
+            f"{target.name} runs {to_rev[:10]}, verified good: {verification.summary}",
+            to_rev=to_rev,
+            verification=verification,
+            events=(event,),
+        )
+
+
+@contextlib.contextmanager
+def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
+    try:
+        retry.call(retry.network(target.retries), transport.open)
+    except TransientError as exc:
+        raise Unreachable(
+            f"{target.name}: could not reach {transport.where} after {target.retries} retries: {exc}",
+            hint="nothing was changed on it; check the network and run the same command again",
+        ) from None
+    try:
+        yield transport
+    finally:
+        transport.close()
+
+
+def lb_lock_path(target: Target) -> str:
+    """The lock beside the live file: it also stops operators working from other stores."""
+    directory, _, name = (target.path or f"/tmp/lbctl-{target.name}").rpartition("/")
+    return f"{directory}/.{name}.lbctl.lock"
+
+
+def _read(transport: Transport, target: Target) -> bytes | None:
+    try:
+        return retry.call(retry.network(target.retries), lambda: transport.read_file(target.path or ""))
+    except TransientError as exc:
+        raise Unreachable(f"{target.name}: could not read the live config: {exc}") from None
+
+
+def _reload(kind: Kind, transport: Transport, marker: object) -> str:
+    kind.reload(transport)
+    return kind.confirm_reload(transport, marker)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[Callable[[], bool]]:
+    """Defer SIGINT until the block ends; the yielded function says whether one came."""
+    got: list[int] = []
+
+    def _note(signum: int, frame: FrameType | None) -> None:
+        got.append(signum)
+
+    try:
+        previous = signal.signal(signal.SIGINT, _note)
+    except ValueError:  # not the main thread: nothing to shield against
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(got)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _Run:
+    """Bookkeeping for one operation: timings, events, the inflight marker."""
+
+    def __init__(self, ws: Workspace, target: Target, op: str, report: Reporter) -> None:
+        self.ws = ws
+        self.target = target
+        self.op = op
+        self.report = report
+        self.stages: list[Stage] = []
+        self.started = timestamp()
+        self.event_ids: list[str] = []
+
+    def locked(self) -> contextlib.AbstractContextManager[None]:
+        """The store-side lock; the LB-side one is taken through the transport."""
+        return hold_flock(self.ws.lock_dir / f"{self.target.name}.lock", holder_info(self.op, self.target.name))
+
+    def timed(self, name: str, fn: Callable[[], Any], *, detail: str = "", detail_from_result: bool = False) -> Any:
+        self.report(name, "...")
+        start = time.perf_counter()
+        try:
+            result = fn()
+        except BaseException as exc:
+            self.stages.append(Stage(name, False, round(time.perf_counter() - start, 4), str(exc)[:500]))
+            self.report(name, f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            raise
+        text = detail
+        ok = not isinstance(result, Verification) or result.ok
+        if detail_from_result:
+            text = result.summary if isinstance(result, Verification) else str(result)
+        seconds = time.perf_counter() - start
+        self.stages.append(Stage(name, ok, round(seconds, 4), text))
+        self.report(name, f"{'ok' if ok else 'FAILED'} ({seconds * 1000:.0f} ms){': ' + text if text else ''}")
+        return result
+
+    def round_reporter(self, number: int, observations: Any) -> None:
+        self.report("verify", f"round {number}: " + "; ".join(o.detail for o in observations))
+
+    @contextlib.contextmanager
+    def inflight(self, to_rev: str, state: TargetState) -> Iterator[None]:
+        """A marker that survives a crash between swap and record, for `status` to report."""
+        path = self.ws.inflight_dir / f"{self.target.name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            json.dumps(
+                {
+                    "op": self.op,
+                    "from_rev": state.live,
+                    "to_rev": to_rev,
+                    "started": self.started,
+                    **json.loads(holder_info(self.op, self.target.name)),
+                }
+            )
+        )
+        yield
+        # Removed by `record_event` once the outcome is in the journal.
+
+    def clear_inflight(self) -> None:
+        (self.ws.inflight_dir / f"{self.target.name}.json").unlink(missing_ok=True)
+
+    def record_event(
+        self,
+        state: TargetState,
+        verdict: str,
+        to_rev: str | None,
+        message: str,
+        *,
+        verification: Verification | None = None,
+        blob: str | None = None,
+        mark_bad: str | None = None,
+        op: str | None = None,
+        from_rev: str | None = None,
+        diff: str = "",
+        live_status: str | None = None,
+    ) -> str:
+        event = Event(
+            id=new_event_id(),
+            op=op or self.op,
+            target=self.target.name,
+            who=json.loads(holder_info(self.op, self.target.name))["holder"],
+            started=self.started,
+            finished=timestamp(),
+            from_rev=from_rev if op else state.live,
+            to_rev=to_rev,
+            verdict=verdict,
+            stages=tuple(self.stages),
+            checks=tuple(r.to_json() for r in verification.results) if verification else (),
+            message=message,
+            diff=diff[:20000],
+        )
+        new_state = state
+        if live_status is not None or verdict == "good":
+            new_state = state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
+        new_state = new_state.marked_bad(mark_bad)
+        self.ws.journal.append(event, new_state)
+        self.event_ids.append(event.id)
+        self.clear_inflight()
+        return event.id
+
+    def outcome(self, verdict: str, code: ExitCode, plan: Plan, message: str, **extra: Any) -> Outcome:
+        extra.setdefault("events", tuple(self.event_ids))
+        return Outcome(
+            op=self.op,
+            target=self.target.name,
+            verdict=verdict,
+            exit_code=code,
+            plan=plan,
+            message=message,
+            stages=tuple(self.stages),
+            **extra,
+        )
+
+    def interrupted(self, state: TargetState, to_rev: str, content: bytes, plan: Plan, *, during: str) -> Outcome:
+        with shielded():
+            message = (
+                f"interrupted during {during}: {self.target.name} runs the NEW config {to_rev[:10]} "
+                "(complete, reload confirmed, not verified)"
+            )
+            self.record_event(state, "interrupted", to_rev, message, blob=blob_id(content), live_status="unverified")
+        raise Interrupted(message, hint=f"`lbctl rollback {self.target.name}` to go back to last-good")
+
+    def undo(
+        self,
+        state: TargetState,
+        kind: Kind,
+        transport: Transport,
+        checks: list[Any],
+        keep: str,
+        previous: bytes | None,
+        bad_rev: str,
+        reason: str,
+        plan: Plan,
+        *,
+        verification: Verification | None = None,
+    ) -> Outcome:
+        """The change hurt: put the previous config back, verify it, and say so in the store."""
+        target = self.target
+        self.report("restore", "the change hurts: restoring the previous config")
+        failed_event = self.record_event(
+            state,
+            "failed",
+            bad_rev,
+            reason,
+            verification=verification,
+            mark_bad=bad_rev,
+            live_status="failed",
+            blob=None,
+            diff=plan.diff,
+        )
+        state = self.ws.journal.state(target.name)
+        self.stages.clear()
+        if previous is None:
+            message = f"{target.name} had no config before this deploy, so there is nothing to restore: page a human"
+            self.record_event(
+                state,
+                "restore-failed",
+                bad_rev,
+                message,
+                op="auto-rollback",
+                from_rev=bad_rev,
+                live_status="failed",
+            )
+            return self.outcome(
+                "restore-failed",
+                ExitCode.ROLLBACK_FAILED,
+                plan,
+                message,
+                to_rev=bad_rev,
+                verification=verification,
+            )
+        reason_restore = ""
+        with shielded():
+            try:
+                marker = self.timed("snapshot", lambda: kind.reload_marker(transport))
+                self.timed("restore", lambda: transport.restore(keep, target.path or ""))
+                self.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
+                restore_ok: Verification | None = self.timed(
+                    "verify restore",
+                    lambda: verify(checks, window=min(target.verify_seconds, 2.0), interval=target.check_interval),
+                    detail_from_result=True,
+                )
+            except (ReloadFailed, TransientError, OSError) as exc:
+                restore_ok = None
+                reason_restore = str(exc)
+            restored_rev = self._forward_commit(previous, bad_rev, plan.from_rev, reason)
+            healthy = restore_ok is not None and restore_ok.ok
+            why = restore_ok.summary if restore_ok is not None else reason_restore
+            message = (
+                f"{target.name}: {reason}. Restored {restored_rev[:10]} "
+                f"({'healthy' if healthy else 'NOT healthy: ' + why})"
+            )
+            self.record_event(
+                state,
+                "good" if healthy else "restore-failed",
+                restored_rev,
+                message,
+                op="auto-rollback",
+                from_rev=bad_rev,
+                verification=restore_ok,
+                blob=blob_id(previous),
+                live_status="good" if healthy else "failed",
+            )
+        events = (failed_event, *self.event_ids[-1:])
+        if healthy:
+            return self.outcome(
+                "rolled-back",
+                ExitCode.ROLLED_BACK,
+                plan,
+                message,
+                to_rev=bad_rev,
+                restored_rev=restored_rev,
+                verification=verification,
+                restore_verification=restore_ok,
+                events=events,
+            )
+        return self.outcome(
+            "restore-failed",
+            ExitCode.ROLLBACK_FAILED,
+            plan,
+            message + ": page a human",
+            to_rev=bad_rev,
+            restored_rev=restored_rev,
+            verification=verification,
+            restore_verification=restore_ok,
+            events=events,
+        )
+
+    def _forward_commit(self, previous: bytes, bad_rev: str, restores: str | None, reason: str) -> str:
+        """Make the store say what is live again: a new commit with the restored content."""
+        store, source = self.ws.store, self.target.source
+        head = store.last_change(source)
+        if head is not None and store.content_at("HEAD", source) == previous:
+            return head
+        trailers = {
+            "Lbctl-Target": self.target.name,
+            "Lbctl-Rollback-Of": bad_rev,
+            "Lbctl-Restores": restores or "the config live before " + bad_rev[:10],
+            "Lbctl-Reason": reason.splitlines()[0][:200],
+        }
+        message = f"Roll back {self.target.name}: {bad_rev[:10]} failed verification"
+        return store.commit_file(source, previous, message, trailers)
+
+
+def rollback_candidate(
+    ws: Workspace, target: Target, state: TargetState, rev: str, why: str, message: str | None
+) -> Candidate:
+    """A forward change restoring `rev`'s content for `target` (committed only if it validates)."""
+    from lbctl.errors import UsageError
+
+    content = ws.store.content_at(rev, target.source)
+    if content is None:
+        raise UsageError(f"revision {rev[:10]} has no {target.source} for {target.name}")
+    if rev == state.live and state.status == "good":
+        return Candidate(content=content, rev=rev, label=f"{rev[:10]} ({why})")
+    head_rev = ws.store.last_change(target.source)
+    rollback_of = state.live if state.live and state.live != rev else None
+    if ws.store.content_at("HEAD", target.source) == content and head_rev is not None:
+        return Candidate(content=content, rev=head_rev, label=f"{rev[:10]} ({why})", rollback_of=rollback_of)
+    trailers = {"Lbctl-Target": target.name, "Lbctl-Rollback-Of": rollback_of or "", "Lbctl-Restores": rev}
+    return Candidate(
+        content=content,
+        rev=None,
+        message=message or f"Roll back {target.name} to {rev[:10]} ({why})",
+        trailers=trailers,
+        label=f"{rev[:10]} ({why})",
+        rollback_of=rollback_of,
+    )

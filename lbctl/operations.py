@@ -1,0 +1,284 @@
+"""The commands' core: each takes plain arguments, returns a value, prints nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lbctl.config import Target
+from lbctl.errors import ExitCode, StoreError, UsageError
+from lbctl.journal import Event, TargetState, blob_id
+from lbctl.lifecycle import Candidate, Outcome, Plan, Reporter, apply_change, rollback_candidate
+from lbctl.lock import current_holder
+from lbctl.selectors import select
+from lbctl.workspace import Workspace
+
+Confirm = Callable[[Plan], bool]
+
+
+def deploy(
+    ws: Workspace,
+    name: str,
+    *,
+    file: Path | None = None,
+    message: str | None = None,
+    ticket: str | None = None,
+    rev: str | None = None,
+    dry_run: bool = False,
+    confirm: Confirm,
+    report: Reporter,
+) -> Outcome:
+    target = ws.target(name)
+    store = ws.store
+    if file is not None and rev is not None:
+        raise UsageError("--file and --rev cannot be used together", hint="--file deploys a file, --rev a revision")
+    if file is not None:
+        try:
+            content = file.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read --file {file}: {exc.strerror}") from None
+        store.require_clean(allow=(target.source,))
+        store.identity()
+        trailers = {"Lbctl-Target": name, "Lbctl-Ticket": ticket or "", "Lbctl-Reason": message or ""}
+        if store.content_at("HEAD", target.source) == content and store.last_change(target.source):
+            candidate = Candidate(content=content, rev=store.last_change(target.source), label="HEAD")
+        else:
+            candidate = Candidate(
+                content=content,
+                rev=None,
+                message=message or f"Update {target.name} from {file.name}",
+                trailers=trailers,
+                label=str(file),
+            )
+    else:
+        if rev is None:
+            store.require_clean()
+        state = ws.journal.state(name)
+        sha = select(store, ws.journal, state, rev).rev if rev else store.last_change(target.source)
+        if sha is None:
+            raise StoreError(f"{target.source} has never been committed", hint="commit it, or use --file")
+        at_rev = store.content_at(sha, target.source)
+        if at_rev is None:
+            raise UsageError(f"revision {sha[:10]} has no {target.source}")
+        candidate = Candidate(content=at_rev, rev=sha, label=sha[:10])
+    if not dry_run:
+        store.identity()
+    return apply_change(ws, target, candidate, op="deploy", confirm=confirm, dry_run=dry_run, report=report)
+
+
+def rollback(
+    ws: Workspace,
+    name: str,
+    *,
+    to: str = "last-good",
+    message: str | None = None,
+    dry_run: bool = False,
+    confirm: Confirm,
+    report: Reporter,
+) -> Outcome:
+    target = ws.target(name)
+    state = ws.journal.state(name)
+    chosen = select(ws.store, ws.journal, state, to)
+    if chosen.rev in state.bad and to == "last-good":  # select() never returns it; belt and braces
+        raise UsageError(f"{chosen.rev[:10]} is marked failed on {name}")
+    if not dry_run:
+        ws.store.require_clean()
+        ws.store.identity()
+    candidate = rollback_candidate(ws, target, state, chosen.rev, chosen.why, message)
+    outcome = apply_change(ws, target, candidate, op="rollback", confirm=confirm, dry_run=dry_run, report=report)
+    if outcome.verdict == "unchanged":
+        return Outcome(
+            op="rollback",
+            target=name,
+            verdict="unchanged",
+            exit_code=ExitCode.OK,
+            plan=outcome.plan,
+            message=f"{name} is already at {to} ({chosen.rev[:10]}) and healthy; nothing to do",
+            to_rev=chosen.rev,
+        )
+    return outcome
+
+
+@dataclass(frozen=True)
+class TargetStatus:
+    name: str
+    kind: str
+    transport: str
+    where: str
+    state: TargetState
+    live_subject: str | None
+    drift: str  # none | drifted | missing | unknown | not-checked
+    health: tuple[dict[str, Any], ...]
+    lock: str | None
+    crashed: dict[str, Any] | None
+    problems: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        s = self.state
+        return {
+            "target": self.name,
+            "kind": self.kind,
+            "transport": self.transport,
+            "where": self.where,
+            "live": s.live,
+            "live_subject": self.live_subject,
+            "status": s.status,
+            "last_good": s.last_good,
+            "bad": list(s.bad),
+            "updated": s.updated,
+            "drift": self.drift,
+            "health": list(self.health),
+            "lock": self.lock,
+            "interrupted_operation": self.crashed,
+            "problems": list(self.problems),
+        }
+
+
+def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
+    from lbctl.checks import checks_for
+    from lbctl.transports import transport_for
+
+    results = []
+    for target in ws.targets(name):
+        state = ws.journal.state(target.name)
+        subject = ws.store.revision(state.live).subject if state.live else None
+        lock = current_holder(ws.lock_dir / f"{target.name}.lock")
+        crashed = _crashed_operation(ws, target, lock)
+        drift, health, problems = "not-checked", [], []
+        if probe:
+            try:
+                with transport_for(target) as transport:
+                    running = transport.read_file(target.path or "") if target.path else None
+                    if running is None:
+                        drift = "missing"
+                    elif state.live_blob is None:
+                        drift = "unknown"
+                    else:
+                        drift = "none" if blob_id(running) == state.live_blob else "drifted"
+                    for check in checks_for(target, transport):
+                        obs = check.observe()
+                        health.append({"check": check.name, "ok": obs.ok, "detail": obs.detail})
+            except Exception as exc:  # status must answer even when a target is down
+                problems.append(f"could not reach {target.name}: {exc}")
+                drift = "unknown"
+        results.append(
+            TargetStatus(
+                name=target.name,
+                kind=target.kind,
+                transport=target.transport,
+                where=target.host or target.api or "local",
+                state=state,
+                live_subject=subject,
+                drift=drift,
+                health=tuple(health),
+                lock=lock,
+                crashed=crashed,
+                problems=tuple(problems),
+            )
+        )
+    return results
+
+
+def _crashed_operation(ws: Workspace, target: Target, lock: str | None) -> dict[str, Any] | None:
+    marker = ws.inflight_dir / f"{target.name}.json"
+    if lock is not None or not marker.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(marker.read_text())
+    except ValueError:
+        return {"op": "unknown", "note": f"unreadable marker {marker}"}
+    return data
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    event: Event
+    subject: str | None
+    trailers: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = self.event.to_json()
+        data.pop("diff", None)
+        data["subject"] = self.subject
+        data["trailers"] = self.trailers
+        return data
+
+
+def log(ws: Workspace, name: str | None, *, limit: int = 20) -> list[LogEntry]:
+    if name is not None:
+        ws.target(name)
+    entries: list[LogEntry] = []
+    for event in ws.journal.events(name):
+        subject, trailers = None, {}
+        if event.to_rev:
+            try:
+                revision = ws.store.revision(event.to_rev)
+                subject, trailers = revision.subject, revision.trailers
+            except ValueError:
+                subject = "(revision not in this store)"
+        entries.append(LogEntry(event, subject, trailers))
+        if len(entries) >= limit:
+            break
+    return entries
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    old_label: str
+    new_label: str
+    text: str
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.text)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"old": self.old_label, "new": self.new_label, "changed": self.changed, "diff": self.text}
+
+
+def diff_files(kind: str, a: Path, b: Path) -> DiffResult:
+    from lbctl.diffing import unified
+
+    contents = []
+    for path in (a, b):
+        try:
+            contents.append(path.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    return DiffResult(str(a), str(b), unified(contents[0], contents[1], str(a), str(b)))
+
+
+def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live: bool) -> DiffResult:
+    from lbctl.diffing import unified
+    from lbctl.transports import transport_for
+
+    target = ws.target(name)
+    state = ws.journal.state(name)
+
+    def content(selector: str) -> tuple[bytes, str]:
+        rev = select(ws.store, ws.journal, state, selector).rev
+        data = ws.store.content_at(rev, target.source)
+        if data is None:
+            raise UsageError(f"revision {rev[:10]} has no {target.source}")
+        return data, f"{rev[:10]}:{target.source}"
+
+    if live:
+        with transport_for(target) as transport:
+            running = transport.read_file(target.path or "") or b""
+        old, old_label = content(state.live) if state.live else content("HEAD")
+        return DiffResult(
+            old_label, f"running:{target.path}", unified(old, running, old_label, f"running:{target.path}")
+        )
+    if a is None:
+        if state.live is None:
+            raise UsageError(
+                f"lbctl has not deployed to {name} yet: nothing is live to compare with",
+                hint=f"compare two revisions (`lbctl diff {name} A B`) or the LB (`--live`)",
+            )
+        a, b = state.live, b or "HEAD"
+    old, old_label = content(a)
+    new, new_label = content(b or "HEAD")
+    return DiffResult(old_label, new_label, unified(old, new, old_label, new_label))

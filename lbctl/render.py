@@ -1,0 +1,175 @@
+"""Turning results into text for people and JSON for scripts.
+
+Progress goes to stderr, results to stdout, so `--json` output stays parseable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from lbctl.lifecycle import Outcome, Plan, Reporter
+from lbctl.operations import DiffResult, LogEntry, TargetStatus
+
+
+def say(text: str, *, quiet: bool = False) -> None:
+    if not quiet:
+        print(text)
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+
+
+def _color(text: str, style: str) -> str:
+    if not sys.stdout.isatty():
+        return text
+    codes = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
+    return f"\033[{codes[style]}m{text}\033[0m"
+
+
+def colorize_diff(text: str) -> str:
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("+++", "---")):
+            out.append(_color(line, "bold"))
+        elif line.startswith("+"):
+            out.append(_color(line, "green"))
+        elif line.startswith("-"):
+            out.append(_color(line, "red"))
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def reporter(quiet: bool) -> Reporter:
+    def report(stage: str, message: str) -> None:
+        if not quiet and message != "...":
+            print(f"  {stage:<14} {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def confirmer(yes: bool, json_out: bool) -> Any:
+    def confirm(plan: Plan) -> bool:
+        if yes:
+            return True
+        show_plan(plan)
+        import typer
+
+        return bool(typer.confirm(f"Apply this change to {plan.target}?", default=False, err=True))
+
+    return confirm
+
+
+def show_plan(plan: Plan) -> None:
+    print(
+        f"plan for {plan.target}: live {plan.from_rev[:10] if plan.from_rev else '(not deployed by lbctl)'} → "
+        f"{plan.candidate_rev[:10] if plan.candidate_rev else 'new commit'}",
+        file=sys.stderr,
+    )
+    print(colorize_diff(plan.diff) if plan.diff else "  (no change to the config text)", file=sys.stderr)
+
+
+def outcome(result: Outcome, *, json_out: bool, quiet: bool) -> int:
+    if json_out:
+        emit_json(result.to_json())
+        return int(result.exit_code)
+    if result.verdict == "dry-run":
+        show_plan(result.plan)
+    mark = {"good": "✓", "unchanged": "✓", "dry-run": "·", "rolled-back": "↩", "restore-failed": "✗"}.get(
+        result.verdict, "·"
+    )
+    style = "green" if result.exit_code == 0 else ("yellow" if result.exit_code == 1 else "red")
+    print(_color(f"{mark} {result.message}", style))
+    if result.verdict in ("rolled-back", "restore-failed") and not quiet:
+        for check in result.verification.results if result.verification else ():
+            state = "ok" if check.ok else "FAILED"
+            print(f"    {check.name}: {state}: {check.summary}")
+        print(f"  see `lbctl log {result.target}` and `lbctl status {result.target}`")
+    return int(result.exit_code)
+
+
+def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
+    if json_out:
+        emit_json({"targets": [r.to_json() for r in results]})
+        return 0
+    if not results:
+        print("no targets in lbctl.toml")
+    for r in results:
+        s = r.state
+        live = f"{s.live[:10]} {r.live_subject or ''}".strip() if s.live else "(nothing deployed by lbctl)"
+        style = "green" if s.status == "good" else ("yellow" if s.status in ("unverified", "unknown") else "red")
+        print(_color(f"{r.name}", "bold") + f"  ({r.kind} via {r.transport}: {r.where})")
+        print(f"  live        {live}")
+        print("  state       " + _color(s.status, style) + (f" (since {s.updated})" if s.updated else ""))
+        print(f"  last-good   {s.last_good[:10] if s.last_good else '(none yet)'}")
+        if s.bad:
+            print(f"  failed      {', '.join(b[:10] for b in s.bad[:5])}")
+        drift_text = {
+            "none": "none: the LB runs what the store says",
+            "drifted": _color("DRIFTED: the running config differs from the live revision", "red"),
+            "missing": _color("the config file is missing on the LB", "red"),
+            "unknown": "unknown (lbctl has not deployed here yet)",
+            "not-checked": "not checked (--offline)",
+        }
+        print(f"  drift       {drift_text.get(r.drift, r.drift)}")
+        for h in r.health:
+            print(
+                f"  health      {h['check']}: "
+                + (_color("ok", "green") if h["ok"] else _color("FAILING", "red"))
+                + f" ({h['detail']})"
+            )
+        if r.lock:
+            print(f"  lock        held: {r.lock}")
+        if r.crashed:
+            print(
+                _color(
+                    f"  interrupted {r.crashed.get('op')} to {str(r.crashed.get('to_rev'))[:10]} started "
+                    f"{r.crashed.get('started')} by {r.crashed.get('holder')} did not finish: the LB runs a "
+                    "complete config, old or new; the drift line above says which",
+                    "red",
+                )
+            )
+        for problem in r.problems:
+            print(_color(f"  problem     {problem}", "red"))
+    return 0
+
+
+def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:
+    if json_out:
+        emit_json({"events": [e.to_json() for e in entries]})
+        return 0
+    if not entries:
+        print("no deploy events yet")
+    for entry in entries:
+        e = entry.event
+        style = "green" if e.verdict == "good" else "red"
+        rev = e.to_rev[:10] if e.to_rev else "-"
+        total = sum(s.seconds for s in e.stages)
+        print(
+            f"{e.finished[:19]}  {e.target:<12} {e.op:<13} "
+            + _color(f"{e.verdict:<17}", style)
+            + f" {rev}  {entry.subject or ''}"
+        )
+        details = [f"by {e.who}", f"{total:.2f} s"]
+        if e.from_rev:
+            details.append(f"from {e.from_rev[:10]}")
+        for key in ("Lbctl-Ticket", "Lbctl-Rollback-Of", "Lbctl-Restores"):
+            if key in entry.trailers:
+                details.append(f"{key.removeprefix('Lbctl-').lower()} {entry.trailers[key][:10]}")
+        print(f"    {', '.join(details)}")
+        if e.verdict != "good" and e.message:
+            print(f"    {e.message.splitlines()[0][:200]}")
+    return 0
+
+
+def diff(result: DiffResult, *, json_out: bool) -> None:
+    if json_out:
+        emit_json(result.to_json())
+    elif result.changed:
+        print(colorize_diff(result.text))
+    else:
+        print(f"no differences between {result.old_label} and {result.new_label}", file=sys.stderr)
