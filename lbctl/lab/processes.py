@@ -1,0 +1,245 @@
+"""Start and stop real processes on loopback: backends, HAProxy master-worker, load."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_handed_out: set[int] = set()
+_handed_lock = threading.Lock()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on, never handed out twice by this process.
+
+    HAProxy, nginx and Caddy set SO_REUSEPORT, so a bind would succeed on a port one of
+    them holds: we check with a plain bind (no SO_REUSEPORT), which fails if any listener exists.
+    """
+    for _ in range(200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        with _handed_lock:
+            if port in _handed_out or port < 20000:
+                continue
+            if not port_is_free(port):
+                continue
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no free loopback port found")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.01)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def stop(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+    """SIGTERM the process (and its session), then SIGKILL if it lingers."""
+    if proc is None or proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout)
+
+
+@dataclass
+class Backends:
+    """HTTP backends in one child process; `ports[name]` is where each listens."""
+
+    ports: dict[str, int]
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, names: list[str]) -> Backends:
+        ports = {name: free_port() for name in names}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lbctl.lab.backends", *(f"{n}={p}" for n, p in ports.items())],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if line.strip() != b"ready":
+            stop(proc)
+            raise RuntimeError(f"backends did not start: {line!r}")
+        return cls(ports, proc)
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+@dataclass
+class Haproxy:
+    """A HAProxy master-worker (`-W -S`) run in the foreground of its own session."""
+
+    workdir: Path
+    config: Path
+    master_socket: Path
+    stats_socket: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def start(cls, workdir: Path, config_text: str, *, config_name: str = "haproxy.cfg") -> Haproxy:
+        binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / config_name
+        config.write_text(config_text)
+        master = workdir / "master.sock"
+        log = (workdir / "haproxy.log").open("ab")
+        proc = subprocess.Popen(
+            [binary, "-W", "-S", f"{master},mode,600", "-f", str(config), "-p", str(workdir / "haproxy.pid")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        haproxy = cls(workdir, config, master, workdir / "admin.sock", proc)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"haproxy exited {proc.returncode}: {(workdir / 'haproxy.log').read_text()}")
+            with contextlib.suppress(OSError):
+                if "worker" in haproxy.master_command("show proc"):
+                    return haproxy
+            time.sleep(0.01)
+        haproxy.stop()
+        raise RuntimeError("haproxy's master socket did not answer within 10 s")
+
+    def master_command(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(str(self.master_socket))
+            s.sendall(command.encode() + b"\n")
+            s.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+
+@dataclass
+class Load:
+    """Light, bounded HTTP load on a URL from a background thread."""
+
+    url: str
+    rate: float = 20.0  # requests per second
+    max_requests: int = 2000
+    max_seconds: float = 120.0
+    statuses: Counter[str] = field(default_factory=Counter)
+    backends: Counter[str] = field(default_factory=Counter)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> Load:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        import http.client
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        started = time.monotonic()
+        for _ in range(self.max_requests):
+            if self._stop.is_set() or time.monotonic() - started > self.max_seconds:
+                return
+            conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
+            try:
+                conn.request("GET", parts.path or "/")
+                response = conn.getresponse()
+                response.read()
+                self.statuses[str(response.status)] += 1
+                self.backends[response.getheader("X-Backend") or "-"] += 1
+            except OSError as exc:
+                self.statuses[type(exc).__name__] += 1
+            finally:
+                conn.close()
+            self._stop.wait(1.0 / self.rate)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def haproxy_config(
+    *,
+    frontend_port: int,
+    backends: dict[str, int],
+    stats_socket: Path,
+    route_to: str = "web",
+    extra_backends: str = "",
+    weights: dict[str, int] | None = None,
+) -> str:
+    """A small HAProxy config: one frontend, backend `web` over `backends`."""
+    servers = "\n".join(
+        f"    server {name} 127.0.0.1:{port} check inter 1s weight {(weights or {}).get(name, 100)}"
+        for name, port in backends.items()
+    )
+    return f"""\
+global
+    stats socket {stats_socket} mode 600 level admin
+
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 10s
+    timeout server 10s
+    retries 1
+
+frontend www
+    bind 127.0.0.1:{frontend_port}
+    default_backend {route_to}
+
+backend web
+    balance roundrobin
+{servers}
+{extra_backends}"""
+
+
+@contextlib.contextmanager
+def temp_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
