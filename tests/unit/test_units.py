@@ -1,0 +1,60 @@
+"""Pure logic: show proc parsing, trailers, journal state transitions, selectors' parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from lbctl.errors import TransientError, UsageError
+from lbctl.journal import TargetState, blob_id
+from lbctl.kinds.haproxy import parse_show_proc
+from lbctl.selectors import parse_time
+from lbctl.store import compose_message, parse_trailers
+
+SHOW_PROC = """\
+#<PID>          <type>          <reloads>       <uptime>        <version>
+3048            master          2 [failed: 1]   0d00h00m01s     2.6.12-1+deb12u4
+# workers
+3059            worker          1               0d00h00m01s     2.6.12-1+deb12u4
+# old workers
+3049            worker          2               0d00h00m09s     2.6.12-1+deb12u4
+# programs
+"""
+
+
+def test_show_proc_reads_master_and_current_workers_only() -> None:
+    state = parse_show_proc(SHOW_PROC)
+    assert (state.master_pid, state.reloads, state.failed) == (3048, 2, 1)
+    assert state.workers == frozenset({3059})
+
+
+def test_show_proc_garbage_is_transient() -> None:
+    with pytest.raises(TransientError):
+        parse_show_proc("Unknown command\n")
+
+
+def test_trailers_round_trip_and_newlines_are_flattened() -> None:
+    message = compose_message("Route www", {"Lbctl-Target": "edge", "Lbctl-Reason": "line one\nline two", "X": ""})
+    assert parse_trailers(message) == {"Lbctl-Target": "edge", "Lbctl-Reason": "line one line two"}
+    assert parse_trailers("just a subject") == {}
+    assert parse_trailers("subject\n\nnot: a trailer paragraph\nbecause this line has none") == {}
+
+
+def test_state_moves_and_marks_bad() -> None:
+    s = TargetState("edge").moved_to("a", "blob-a", "good", "e1", "t1")
+    s = s.moved_to("b", "blob-b", "good", "e2", "t2")
+    assert s.last_good == "b" and [h.rev for h in s.history] == ["b", "a"]
+    s = s.marked_bad("b")
+    assert s.last_good == "a" and s.bad == ("b",)
+    s = s.moved_to("b", "blob-b", "good", "e3", "t3")  # verified good again later: no longer bad
+    assert s.bad == () and s.last_good == "b"
+
+
+def test_blob_id_matches_git() -> None:
+    assert blob_id(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
+
+
+def test_parse_time_accepts_iso_and_refuses_garbage() -> None:
+    assert parse_time("2026-11-23T03:00:00Z").tzinfo is not None
+    assert parse_time("2026-11-23T03:00").tzinfo is not None
+    with pytest.raises(UsageError):
+        parse_time("yesterday")
