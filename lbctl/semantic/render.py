@@ -1,0 +1,152 @@
+"""Render a `SemanticDiff` (and its traffic preview) as text, coloured text with bars, or Markdown.
+
+JSON is `SemanticDiff.to_json()` (schema in docs/diff-json.md). Every string from
+a config goes through `mask` first (done by `Change.text` and `Finding.to_json`),
+so secrets show as `****` in every format.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+
+from lbctl.semantic.model import Finding, mask
+from lbctl.semantic.result import Change, SemanticDiff
+from lbctl.semantic.traffic import PoolShare, TrafficPreview
+
+_SYMBOL = {"added": "+", "removed": "-"}
+_STYLE = {"added": "green", "removed": "red"}
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+_SEVERITY_ICON = {"error": "❌", "warning": "⚠️", "info": "ℹ️"}
+BAR_WIDTH = 20
+
+
+def render_text(diff: SemanticDiff, *, color: bool = False) -> str:
+    """Changes grouped by section, the pools whose shares move, then findings."""
+    lines: list[tuple[str, str]] = []  # (text, rich style)
+    if diff.is_empty:
+        lines.append(("No semantic changes.", "bold"))
+    for section, changes in _grouped(diff.changes):
+        lines.append((mask(section), "bold"))
+        for change in changes:
+            style = _STYLE.get(change.action, "yellow") + (" bold" if change.traffic else "")
+            lines.append((f"  {_SYMBOL.get(change.action, '~')} {mask(change.description)}", style))
+    lines.extend(_traffic_lines(diff.traffic, color=color))
+    lines.extend(_finding_lines(diff.findings))
+    return _emit(lines, color)
+
+
+def render_traffic_text(preview: TrafficPreview, *, color: bool = False) -> str:
+    """A traffic preview on its own (e.g. for `lbctl check`)."""
+    return _emit([*_traffic_lines(preview, color=color), *_finding_lines(preview.findings)], color)
+
+
+def render_markdown(diff: SemanticDiff) -> str:
+    """A pull-request comment: a table of changes, share tables for moved pools, findings."""
+    out = [f"### lbctl semantic diff: `{diff.new_file}` ({diff.kind})", ""]
+    if diff.is_empty:
+        out.append("No semantic changes.")
+    else:
+        n_sections = len({c.section for c in diff.changes})
+        out += [
+            f"**{len(diff.changes)} change(s)** in {n_sections} section(s)",
+            "",
+            "| | section | change |",
+            "|---|---|---|",
+        ]
+        for change in diff.changes:
+            symbol = _SYMBOL.get(change.action, "~")
+            out.append(f"| {symbol} | {_cell(change.section)} | {_cell(change.description)} |")
+    pools = _shown_pools(diff.traffic)
+    if pools:
+        out += ["", "#### Traffic shares (new requests)"]
+    for pool in pools:
+        note = ", approximate" if pool.approximate else ""
+        out += [
+            "",
+            f"**{_cell(pool.section)}** ({_cell(pool.algorithm or '')}{note})",
+            "",
+            "| server | before | after |",
+            "|---|---:|---:|",
+        ]
+        for row in pool.servers:
+            after = _pct(row.after)
+            if row.after == 0.0 and row.before:
+                after = f"**{after}** ⚠️"
+            out.append(f"| {_cell(row.name)} | {_pct(row.before)} | {after} |")
+    if diff.findings:
+        out += ["", "#### Findings", ""]
+        for finding in diff.findings:
+            where = f" (line {finding.line})" if finding.line else ""
+            icon = _SEVERITY_ICON.get(finding.severity, "")
+            out.append(f"- {icon} **{finding.severity}** {_cell(finding.message)}{where}")
+    return "\n".join(out) + "\n"
+
+
+def _grouped(changes: Iterable[Change]) -> list[tuple[str, list[Change]]]:
+    groups: dict[str, list[Change]] = {}
+    for change in changes:
+        groups.setdefault(change.section, []).append(change)
+    return list(groups.items())
+
+
+def _shown_pools(preview: TrafficPreview) -> list[PoolShare]:
+    return [p for p in preview.pools if p.changed] if preview.compared else list(preview.pools)
+
+
+def _traffic_lines(preview: TrafficPreview, *, color: bool) -> list[tuple[str, str]]:
+    pools = _shown_pools(preview)
+    if not pools:
+        return []
+    lines: list[tuple[str, str]] = [("", ""), ("Traffic shares (new requests per server):", "bold")]
+    for pool in pools:
+        note = ", approximate" if pool.approximate else ""
+        lines.append((f"  {mask(pool.section)} ({pool.algorithm or 'default'}{note})", "bold"))
+        width = max((len(mask(r.name)) for r in pool.servers), default=0)
+        for row in pool.servers:
+            shares = f"{_pct(row.before):>5} → {_pct(row.after):>5}" if preview.compared else f"{_pct(row.after):>5}"
+            state = "" if row.state == "active" else f"  ({row.state})"
+            bar = f"  {_bar(row.after)}" if color else ""
+            starved = bool(row.before) and row.after == 0.0
+            style = "bold red" if starved else "green" if row.after else "dim"
+            lines.append((f"    {mask(row.name):<{width}}  {shares}{bar}{state}", style))
+    return lines
+
+
+def _finding_lines(findings: Iterable[Finding]) -> list[tuple[str, str]]:
+    found = list(findings)
+    if not found:
+        return []
+    lines: list[tuple[str, str]] = [("", ""), ("Findings:", "bold")]
+    for finding in found:
+        where = f" (line {finding.line})" if finding.line else ""
+        lines.append((f"  {finding.severity}: {mask(finding.message)}{where}", _SEVERITY_STYLE[finding.severity]))
+    return lines
+
+
+def _emit(lines: list[tuple[str, str]], color: bool) -> str:
+    if not color:
+        return "\n".join(text for text, _ in lines) + "\n"
+    from rich.console import Console
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system="standard", width=200, highlight=False)
+    for text, style in lines:
+        console.print(Text(text, style=style or ""), soft_wrap=True)
+    return buffer.getvalue()
+
+
+def _bar(share: float | None) -> str:
+    filled = round((share or 0.0) * BAR_WIDTH)
+    return "█" * filled + "·" * (BAR_WIDTH - filled)
+
+
+def _pct(share: float | None) -> str:
+    if share is None:
+        return "—"
+    return f"{share:.0%}" if share in (0.0, 1.0) or share >= 0.01 else f"{share:.1%}"
+
+
+def _cell(text: str) -> str:
+    return mask(text).replace("|", "\\|").replace("\n", " ")
