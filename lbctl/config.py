@@ -78,6 +78,7 @@ class Target(_Strict):
     user: str | None = None
     identity_file: str | None = None
     known_hosts: str | None = None
+    proxy_jump: str | None = None  # `[user@]host[:port][,...]` as OpenSSH's ProxyJump
     # http (Caddy admin API)
     api: str | None = None
     # kind-specific commands and sockets; {path} is replaced by the file being validated

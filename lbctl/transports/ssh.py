@@ -1,0 +1,555 @@
+"""The `ssh` transport: the load balancer is reached over one paramiko connection.
+
+Behaves like OpenSSH: host keys are checked against known_hosts (unknown → refused unless
+`LBCTL_SSH_TRUST_NEW=1`, changed → refused), `~/.ssh/config`, identity files and ssh-agent
+are honoured (see `ssh_config`). One connection serves the whole operation; its socket has
+TCP_NODELAY (paramiko leaves Nagle on, which costs ~40 ms per round trip).
+
+Remote commands are argument lists joined with `shlex.quote`; the few multi-step actions
+(swap, restore, lock) are constant `sh -c` scripts that take every value as a positional
+argument, so no path, name or message is ever parsed as shell code.
+
+Retries: a dropped connection, a refused or reset connect, a timeout or a closed channel is a
+`TransientError`; each step reconnects and retries under `retry.network(target.retries)`.
+Every step is safe to repeat: an upload rewrites the staged file from scratch, a swap whose
+staged file is gone checks that the live file already holds the staged bytes, restore and
+remove are idempotent. Host-key and authentication failures are `LbctlError`s, never retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import posixpath
+import re
+import secrets
+import select
+import shlex
+import socket
+import time
+from base64 import b64encode
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from lbctl import retry
+from lbctl.config import Target
+from lbctl.errors import CommandFailed, ConfigError, ExitCode, LbctlError, Locked, TransientError, Unreachable
+from lbctl.lock import describe_holder
+from lbctl.transports.base import RunResult, Transport
+from lbctl.transports.ssh_config import Endpoint, Route, resolve
+
+if TYPE_CHECKING:
+    import paramiko
+
+T = TypeVar("T")
+log = logging.getLogger("lbctl.ssh")
+
+TRUST_NEW_ENV = "LBCTL_SSH_TRUST_NEW"
+# A lock older than this is reported as probably stale (no operation takes this long).
+STALE_LOCK_SECONDS = 15 * 60
+# socat parses its address (`unix-connect:PATH,option...`); allow only plain path characters.
+_SOCAT_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./@+=-]+$")
+# Appended, not prepended: the user's PATH wins, but haproxy in /usr/sbin is found for non-root users.
+_PATH_PREFIX = 'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH; '
+
+_SWAP = r"""
+staged=$1 path=$2 keep=$3 size=$4
+[ -f "$staged" ] || exit 3
+[ "$size" -lt 0 ] || [ "$(wc -c < "$staged")" -eq "$size" ] || { echo "staged file has the wrong size" >&2; exit 4; }
+if [ -e "$path" ] && ! [ "$path" -ef "$keep" ]; then
+  ln -f -- "$path" "$keep.lbctl-tmp" && mv -f -- "$keep.lbctl-tmp" "$keep" || exit 5
+fi
+sync -- "$staged" 2>/dev/null
+mv -f -- "$staged" "$path" || exit 5
+"""
+_RESTORE = r"""
+keep=$1 path=$2
+[ -f "$keep" ] || { echo "no kept file $keep" >&2; exit 3; }
+ln -f -- "$keep" "$path.lbctl-restore" && mv -f -- "$path.lbctl-restore" "$path"
+"""
+_LOCK = r"""
+dir=$1 info=$2
+if mkdir -- "$dir" 2>/dev/null; then
+  printf '%s\n' "$info" > "$dir/info" && exit 0
+  rm -rf -- "$dir"; exit 2
+fi
+[ -d "$dir" ] || { mkdir -- "$dir"; exit 2; }
+now=$(date +%s)
+echo $((now - $(stat -c %Y -- "$dir" 2>/dev/null || echo "$now")))
+cat -- "$dir/info" 2>/dev/null
+exit 75
+"""
+_UNLOCK = r"""
+dir=$1 info=$2
+[ "$(cat -- "$dir/info" 2>/dev/null)" = "$info" ] || exit 0
+rm -rf -- "$dir"
+"""
+
+
+class HostKeyUnknown(Unreachable):
+    """The host's key is not in known_hosts: refused (exit 6), nothing was changed."""
+
+
+class HostKeyChanged(LbctlError):
+    """The host's key differs from known_hosts: possibly an attack, refused (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class AuthenticationFailed(Unreachable):
+    """No identity was accepted by the host (exit 6); not retried."""
+
+
+class RemoteFileError(LbctlError):
+    """A file on the host could not be read or written (permissions, a directory in the way)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class _Final(Exception):
+    """Carries a `TransientError` through `retry.call` without being retried (a command timed out)."""
+
+    def __init__(self, error: TransientError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class SshTransport(Transport):
+    name = "ssh"
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self._route: Route | None = None
+        self._clients: list[paramiko.SSHClient] = []  # jump hosts first, the target last
+        self._sftp_client: paramiko.SFTPClient | None = None
+        self._stage_token = secrets.token_hex(4)
+        self._staged: dict[str, tuple[int, bytes]] = {}  # staged path → (size, sha256) of what we uploaded
+
+    # -- connection ------------------------------------------------------------------
+
+    @property
+    def route(self) -> Route:
+        if self._route is None:
+            t = self.target
+            self._route = resolve(
+                t.host or "",
+                port=t.port,
+                user=t.user,
+                identity_file=t.identity_file,
+                known_hosts=t.known_hosts,
+                proxy_jump=t.proxy_jump,
+            )
+        return self._route
+
+    @property
+    def where(self) -> str:
+        return self.route.where
+
+    def open(self) -> None:
+        if self._clients and self._alive():
+            return
+        self._drop()
+        route = self.route
+        sock: Any = None
+        try:
+            for endpoint in (*route.jumps, route.target):
+                client = _connect(endpoint, sock, self.target.connect_timeout)
+                self._clients.append(client)
+                sock = None
+                if endpoint is not route.target:
+                    sock = _tunnel(client, route.jumps, route.target, endpoint, self.target.connect_timeout)
+        except BaseException:
+            self._drop()
+            raise
+
+    def close(self) -> None:
+        self._drop()
+
+    def _alive(self) -> bool:
+        transport = self._clients[-1].get_transport()
+        return transport is not None and transport.is_active()
+
+    def _drop(self) -> None:
+        if self._sftp_client is not None:
+            with contextlib.suppress(Exception):
+                self._sftp_client.close()
+            self._sftp_client = None
+        for client in reversed(self._clients):
+            with contextlib.suppress(Exception):
+                client.close()
+        self._clients = []
+
+    def _client(self) -> paramiko.SSHClient:
+        self.open()
+        return self._clients[-1]
+
+    def _sftp(self) -> paramiko.SFTPClient:
+        if self._sftp_client is None:
+            self._sftp_client = self._client().open_sftp()
+            # A silently dead connection must surface as a timeout, not hang the operation.
+            self._sftp_client.get_channel().settimeout(self.target.connect_timeout * 3)  # type: ignore[union-attr]
+        return self._sftp_client
+
+    def _step(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one step, reconnecting and retrying it when the connection fails."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except (TransientError, LbctlError, FileNotFoundError, _Final):
+                raise
+            except _FILE_ERRORS as exc:
+                raise RemoteFileError(
+                    f"{what} on {self.where}: {exc.strerror or exc}",
+                    hint=f"check that {self.route.target.user} may write there",
+                ) from None
+            except Exception as exc:
+                if not _is_connection_error(exc):
+                    raise
+                self._drop()
+                raise TransientError(f"{self.where}: {what}: {_describe(exc)}") from None
+
+        try:
+            return retry.call(retry.network(self.target.retries), attempt)
+        except _Final as exc:
+            raise exc.error from None
+
+    # -- commands --------------------------------------------------------------------
+
+    def run(self, argv: Sequence[str], *, check: bool = False, timeout: float = 60.0) -> RunResult:
+        """Run argv on the host; re-run on a lost connection (commands lbctl runs are idempotent)."""
+        if not argv:
+            raise ValueError("empty argv")
+        result = self._step(argv[0], lambda: self._exec(argv, b"", timeout))
+        if check and result.code != 0:
+            raise CommandFailed(list(argv), result.code, result.stdout, result.stderr)
+        return result
+
+    def _exec(self, argv: Sequence[str], stdin: bytes, timeout: float) -> RunResult:
+        command = _PATH_PREFIX + "exec " + shlex.join(argv)
+        transport = self._client().get_transport()
+        if transport is None:
+            raise EOFError("the connection closed")
+        channel = transport.open_session(timeout=self.target.connect_timeout)
+        try:
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            out, err = _drain(channel, timeout, argv[0])
+            code = channel.recv_exit_status()
+        finally:
+            channel.close()
+        if code == -1:  # the channel closed without an exit status: the session went away
+            raise EOFError("the remote command ended without an exit status")
+        return RunResult(tuple(argv), code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def _script(self, script: str, args: Sequence[str], what: str) -> RunResult:
+        return self._step(what, lambda: self._exec(["sh", "-c", script, f"lbctl-{what}", *args], b"", 30.0))
+
+    # -- files -----------------------------------------------------------------------
+
+    def read_file(self, path: str) -> bytes | None:
+        def read() -> bytes | None:
+            try:
+                with self._sftp().open(path, "rb") as f:
+                    f.prefetch()
+                    return f.read()
+            except FileNotFoundError:
+                return None
+
+        return self._step("read " + path, read)
+
+    def write_staged(self, path: str, data: bytes) -> str:
+        directory, name = posixpath.split(path)
+        staged = posixpath.join(directory, f".{name}.lbctl-stage-{self._stage_token}")
+
+        def upload() -> str:
+            sftp = self._sftp()
+            try:
+                mode = (sftp.stat(path).st_mode or 0o100644) & 0o7777
+            except FileNotFoundError:
+                mode = 0o644
+                self._exec(["mkdir", "-p", "--", directory or "."], b"", 30.0)
+            # "w" truncates: a retried upload starts from an empty file, never appends.
+            try:
+                f = sftp.open(staged, "wb")
+            except FileNotFoundError:
+                raise RemoteFileError(f"cannot create {staged} on {self.where}: its directory is missing") from None
+            with f:
+                f.set_pipelined(True)
+                f.write(data)
+                f.chmod(mode)
+            # close() waited for every pipelined write's answer; the size proves it all landed.
+            size = sftp.stat(staged).st_size
+            if size != len(data):
+                raise EOFError(f"staged {staged} has {size} of {len(data)} bytes")
+            return staged
+
+        self._staged[staged] = (len(data), hashlib.sha256(data).digest())
+        return self._step("upload to " + staged, upload)
+
+    def swap(self, staged: str, path: str, keep: str) -> None:
+        size, digest = self._staged.get(staged, (-1, b""))
+        result = self._script(_SWAP, [staged, path, keep, str(size)], "swap")
+        if result.code == 3 and digest:
+            live = self.read_file(path)
+            if live is not None and hashlib.sha256(live).digest() == digest:
+                return  # an earlier attempt renamed it and lost the answer: done, and keep is untouched
+        if result.code != 0:
+            raise OSError(f"swap on {self.where} failed (exit {result.code}): {result.output or 'staged file gone'}")
+
+    def restore(self, keep: str, path: str) -> None:
+        result = self._script(_RESTORE, [keep, path], "restore")
+        if result.code != 0:
+            raise OSError(f"restore on {self.where} failed (exit {result.code}): {result.output or 'no output'}")
+
+    def remove(self, path: str) -> None:
+        def unlink() -> None:
+            with contextlib.suppress(FileNotFoundError):
+                self._sftp().remove(path)
+
+        self._step("remove " + path, unlink)
+
+    # -- sockets and locks -------------------------------------------------------------
+
+    def unix_request(self, socket_path: str, command: str, *, timeout: float = 5.0) -> str:
+        if not _SOCAT_SAFE_PATH.match(socket_path):
+            raise ConfigError(
+                f"socket path {socket_path!r} has characters socat would parse",
+                hint="use a socket path of letters, digits and ./_-@+= only",
+            )
+        argv = ["socat", "-t", f"{timeout:g}", "-T", f"{timeout:g}", "stdio", f"unix-connect:{socket_path}"]
+        payload = command.rstrip("\n").encode() + b"\n"
+        # socat half-closes the socket when our stdin ends: HAProxy's master CLI needs that EOF.
+        result = self._step("socat", lambda: self._exec(argv, payload, timeout + 5))
+        if result.code == 127:
+            raise ConfigError(
+                f"socat is not installed on {self.where}", hint="install socat there (apt-get install socat)"
+            )
+        if result.code != 0:
+            raise TransientError(f"{socket_path} on {self.where}: {result.stderr.strip()[-300:]}")
+        return result.stdout
+
+    @contextlib.contextmanager
+    def lock(self, name: str, info: str) -> Iterator[None]:
+        """A lock directory beside the config: `mkdir` is atomic; it survives a reconnect."""
+        directory = name + ".d"
+        result = self._script(_LOCK, [directory, info], "lock")
+        if result.code == 75:
+            age_text, _, holder = result.stdout.partition("\n")
+            if holder.strip() != info:  # our own first attempt may have taken it and lost the answer
+                raise self._locked(directory, holder, age_text)
+        elif result.code != 0:
+            raise LbctlError(f"cannot take the lock {directory} on {self.where}: {result.output}")
+        try:
+            yield
+        finally:
+            with contextlib.suppress(TransientError):
+                self._script(_UNLOCK, [directory, info], "unlock")
+
+    def _locked(self, directory: str, holder: str, age_text: str) -> Locked:
+        age = int(age_text) if age_text.strip().lstrip("-").isdigit() else None
+        since = f", taken {age} s ago" if age is not None else ""
+        stale = age is not None and age > STALE_LOCK_SECONDS
+        if _holder_is_dead_here(holder):
+            stale = True
+        breaker = f"ssh {shlex.quote(self.route.target.where.rsplit(':', 1)[0])} rm -r -- {shlex.quote(directory)}"
+        if stale:
+            hint = f"this lock looks stale (its holder is gone or it is too old); if so, break it: {breaker}"
+        else:
+            hint = f"wait for that operation to finish; if its holder is gone, break the lock: {breaker}"
+        return Locked(f"locked on {self.where}: {describe_holder(holder)}{since}", hint=hint)
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+_FILE_ERRORS: tuple[type[OSError], ...] = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def _connect(endpoint: Endpoint, sock: Any, timeout: float) -> paramiko.SSHClient:
+    """Log in to one endpoint (over `sock` when it is a ProxyJump tunnel), keys verified."""
+    import paramiko
+
+    try:
+        if sock is None:
+            sock = socket.create_connection((endpoint.hostname, endpoint.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError as exc:
+        raise TransientError(f"{endpoint.where}: {_describe(exc)}") from None
+    client = paramiko.SSHClient()
+    try:
+        _load_host_keys(client, endpoint)
+        client.set_missing_host_key_policy(_host_key_policy(endpoint, trust_new=_trust_new()))
+        client.connect(
+            endpoint.hostname,
+            port=endpoint.port,
+            username=endpoint.user,
+            sock=sock,
+            key_filename=cast(str, list(endpoint.identity_files)) if endpoint.identity_files else None,
+            allow_agent=not endpoint.identities_only or not endpoint.identity_files,
+            look_for_keys=not endpoint.identity_files,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            channel_timeout=timeout,
+        )
+    except paramiko.BadHostKeyException as exc:
+        client.close()
+        raise HostKeyChanged(
+            f"the host key of {endpoint.known_hosts_name} has CHANGED (now {_fingerprint(exc.key)}, "
+            f"known_hosts {endpoint.known_hosts} says {_fingerprint(exc.expected_key)}): refusing to connect",
+            hint="someone may be intercepting the connection; if the host was really re-keyed, verify the new "
+            f"fingerprint out of band, then `ssh-keygen -R {shlex.quote(endpoint.known_hosts_name)} "
+            f"-f {shlex.quote(endpoint.known_hosts)}` and connect again",
+        ) from None
+    except (paramiko.PasswordRequiredException, paramiko.AuthenticationException) as exc:
+        client.close()
+        raise AuthenticationFailed(
+            f"{endpoint.where}: authentication failed ({exc}); nothing was changed",
+            hint="check user and identity_file (or ~/.ssh/config), and that the key is in the host's "
+            "authorized_keys; encrypted keys must be loaded into ssh-agent",
+        ) from None
+    except LbctlError:
+        client.close()
+        raise
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        client.close()
+        raise TransientError(f"{endpoint.where}: {_describe(exc)}") from None
+    transport = client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(15)
+    return client
+
+
+def _tunnel(
+    client: paramiko.SSHClient, jumps: tuple[Endpoint, ...], final: Endpoint, hop: Endpoint, timeout: float
+) -> Any:
+    """A direct-tcpip channel from `hop` to the next endpoint on the route."""
+    chain = (*jumps, final)
+    nxt = chain[chain.index(hop) + 1]
+    transport = client.get_transport()
+    if transport is None:
+        raise TransientError(f"{hop.where}: the jump connection closed")
+    try:
+        return transport.open_channel("direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0), timeout=timeout)
+    except Exception as exc:
+        raise TransientError(f"{hop.where} could not open a tunnel to {nxt.hostname}:{nxt.port}: {exc}") from None
+
+
+def _load_host_keys(client: paramiko.SSHClient, endpoint: Endpoint) -> None:
+    if os.path.isfile("/etc/ssh/ssh_known_hosts"):
+        with contextlib.suppress(OSError):
+            client.load_system_host_keys("/etc/ssh/ssh_known_hosts")
+    if os.path.isfile(endpoint.known_hosts):
+        try:
+            client.load_host_keys(endpoint.known_hosts)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read known_hosts: {exc}", file=endpoint.known_hosts) from None
+
+
+def _trust_new() -> bool:
+    return os.environ.get(TRUST_NEW_ENV, "").lower() in ("1", "yes", "true")
+
+
+def _host_key_policy(endpoint: Endpoint, *, trust_new: bool) -> paramiko.MissingHostKeyPolicy:
+    """OpenSSH's StrictHostKeyChecking=yes, or =accept-new when the user opted in."""
+    import paramiko
+
+    class Refuse(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            e = endpoint
+            raise HostKeyUnknown(
+                f"{e.known_hosts_name} is not in {e.known_hosts} (its {key.get_name()} key is {_fingerprint(key)}):"
+                " refusing to connect; nothing was changed",
+                hint=f"check that fingerprint out of band, then add it with `ssh-keyscan -p {e.port} "
+                f"{shlex.quote(e.hostname)} >> {shlex.quote(e.known_hosts)}`, or run once with {TRUST_NEW_ENV}=1 "
+                "to trust it on first use and record it",
+            )
+
+    class TrustNew(paramiko.MissingHostKeyPolicy):
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+            e = endpoint
+            os.makedirs(os.path.dirname(e.known_hosts) or ".", mode=0o700, exist_ok=True)
+            with open(e.known_hosts, "a", encoding="ascii") as f:
+                f.write(f"{e.known_hosts_name} {key.get_name()} {key.get_base64()}\n")
+            log.warning(
+                "lbctl: trusted the new %s host key of %s (%s) on first use; recorded in %s",
+                key.get_name(),
+                e.known_hosts_name,
+                _fingerprint(key),
+                e.known_hosts,
+            )
+
+    return TrustNew() if trust_new else Refuse()
+
+
+def _fingerprint(key: Any) -> str:
+    return "SHA256:" + b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
+def _drain(channel: Any, timeout: float, what: str) -> tuple[bytes, bytes]:
+    """Read stdout and stderr together until the command exits (no deadlock on a full stderr)."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        got = False
+        while channel.recv_ready():
+            out.append(channel.recv(65536))
+            got = True
+        while channel.recv_stderr_ready():
+            err.append(channel.recv_stderr(65536))
+            got = True
+        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            break
+        if channel.closed and not got:
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            # The command may still run; re-running it blindly is the caller's call, not ours.
+            raise _Final(TransientError(f"{what} did not finish within {timeout:.0f} s"))
+        if not got:
+            select.select([channel], [], [], min(remaining, 1.0))
+    return b"".join(out), b"".join(err)
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import paramiko
+
+    if isinstance(exc, paramiko.AuthenticationException | paramiko.BadHostKeyException):
+        return False
+    if isinstance(exc, paramiko.SSHException | paramiko.ChannelException | EOFError | TimeoutError | socket.timeout):
+        return True
+    if isinstance(exc, OSError) and not isinstance(exc, _FILE_ERRORS):
+        return True
+    # paramiko's SFTP turns a dead channel into an OSError("Socket is closed") or a bare EOFError.
+    return isinstance(exc, OSError) and "closed" in str(exc).lower()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if isinstance(exc, TransientError) else f"{type(exc).__name__}: {text}"
+
+
+def _holder_is_dead_here(raw: str) -> bool:
+    """True when the lock's holder ran on this machine and its process is gone."""
+    import json
+
+    try:
+        info = json.loads(raw)
+        host = str(info["holder"]).rpartition("@")[2]
+        pid = int(info["pid"])
+    except (ValueError, KeyError, TypeError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
