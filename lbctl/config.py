@@ -54,7 +54,20 @@ class CommandCheck(_Strict):
     timeout: float = Field(default=10.0, gt=0)
 
 
-Check = Annotated[HttpCheck | TcpCheck | CommandCheck, Field(discriminator="type")]
+class BalanceCheck(_Strict):
+    """How traffic spreads over each backend's servers, from the LB's own counters."""
+
+    type: Literal["balance"]
+    max_share: float = Field(default=0.6, gt=0, le=1)  # no server above this share of its backend
+    backends: list[str] | None = None  # judge only these (default: every backend with servers)
+    min_requests: int = Field(default=30, ge=1)  # below this many new sessions, lbctl sends its own probes
+    probe_url: str | None = None  # where lbctl's probes go (default: the target's first http check)
+    max_probes: int = Field(default=200, ge=0, le=5000)  # lbctl's own probes per window, at most
+    max_5xx_ratio: float = Field(default=0.05, ge=0, le=1)
+    overload_ratio: float = Field(default=0.9, gt=0, le=1)  # sessions/maxconn at or above this = overloaded
+
+
+Check = Annotated[HttpCheck | TcpCheck | CommandCheck | BalanceCheck, Field(discriminator="type")]
 
 
 class Defaults(_Strict):
@@ -175,7 +188,7 @@ def _config_error(exc: ValidationError, *, text: str, path: Path) -> ConfigError
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
     # pydantic puts the discriminated-union tag (e.g. "http") into the location: drop it.
-    shown = tuple(p for p in loc if p not in ("http", "tcp", "command"))
+    shown = tuple(p for p in loc if p not in ("http", "tcp", "command", "balance"))
     key = ".".join(shown) or "(top level)"
     kind = err["type"]
     if kind == "extra_forbidden":
