@@ -1,0 +1,191 @@
+"""Hostile values, cut connections and the LB-side lock, over a real sshd."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lbctl.errors import Locked, TransientError
+from lbctl.lock import holder_info
+from lbctl.transports.ssh import SshTransport
+from tests.ssh.conftest import Lab, Sshd
+from tests.ssh.test_hostkeys_and_config import _retarget, _target
+
+HOSTILE = "a b'c\"d;touch CANARY|touch CANARY$(touch CANARY)`touch CANARY`&&x\nnl$HOME*"
+
+
+def test_hostile_paths_and_arguments_run_nothing(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)  # a CANARY created by a broken quote would land here (or in the remote cwd)
+    lb_dir = tmp_path / HOSTILE
+    lb_dir.mkdir()
+    path = str(lb_dir / f"cfg {HOSTILE}")
+    Path(path).write_text("old\n")
+    keep = path + ".lbctl-prev"
+    with SshTransport(_target(sshd, path=path)) as t:
+        assert t.run(["printf", "%s", HOSTILE]).stdout == HOSTILE
+        staged = t.write_staged(path, b"new\n")
+        assert Path(staged).read_bytes() == b"new\n"
+        with t.lock(path + ".lock", json.dumps({"holder": HOSTILE})):
+            t.swap(staged, path, keep)
+        assert t.read_file(path) == b"new\n" and Path(keep).read_text() == "old\n"
+        t.restore(keep, path)
+        assert Path(path).read_text() == "old\n"
+        t.remove(keep)
+        assert t.read_file(keep) is None
+        with pytest.raises(TransientError):  # socat ran, found no socket; the command is only data on its stdin
+            t.unix_request("/nonexistent/sock", "show proc; touch CANARY $(touch CANARY)")
+    found = [p for p in (workdir, tmp_path, lb_dir, Path.home(), Path("/root")) if (p / "CANARY").exists()]
+    assert found == []
+    assert os.listdir(lb_dir) == [f"cfg {HOSTILE}"]
+
+
+def test_hostile_message_and_ticket_through_the_cli(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    new = tmp_path / "new.cfg"
+    new.write_text(lab.config(weight=40))
+    assert lab.lbctl("deploy", "edge", "--file", str(new), "-m", HOSTILE, "--ticket", HOSTILE, "--yes") == 0
+    assert lab.live() == new.read_text()
+    assert not list(tmp_path.rglob("CANARY")) and not (Path("/root") / "CANARY").exists()
+
+
+def test_socket_paths_socat_would_parse_are_refused(sshd: Sshd) -> None:
+    from lbctl.errors import ConfigError
+
+    with SshTransport(_target(sshd)) as t, pytest.raises(ConfigError):
+        t.unix_request("/run/x.sock,unlink-early", "show proc")
+
+
+class CuttingProxy:
+    """A TCP relay to sshd that cuts its first connection after `cut_after` client bytes."""
+
+    def __init__(self, upstream: int, cut_after: int) -> None:
+        self.upstream, self.cut_after, self.cuts = upstream, cut_after, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self._connections += 1
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            limit = self.cut_after if self._connections == 1 else None
+            threading.Thread(target=self._pump, args=(client, server, limit), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                sent += len(data)
+                if limit is not None and sent > limit:
+                    self.cuts += 1
+                    for s in (src, dst):  # RST both ways, as a dropped link or a killed sshd would
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                        s.close()
+                    return
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@contextlib.contextmanager
+def cutting_proxy(sshd: Sshd, cut_after: int) -> Iterator[CuttingProxy]:
+    proxy = CuttingProxy(sshd.port, cut_after)
+    with sshd.known_hosts.open("a") as f:
+        f.write(sshd.known_hosts_line(proxy.port))
+    try:
+        yield proxy
+    finally:
+        proxy.close()
+
+
+def test_connection_cut_mid_upload_leaves_the_old_config_and_a_retry_completes(lab: Lab, tmp_path: Path) -> None:
+    new = tmp_path / "big.cfg"
+    new.write_text(lab.config(weight=30, pad=20000))  # ~1.4 MB: the cut lands inside the upload
+    with cutting_proxy(lab.sshd, cut_after=600_000) as proxy:
+        _retarget(lab, f"port = {lab.sshd.port}", f"port = {proxy.port}")
+        seen: list[str] = []
+        lb_dir = lab.haproxy.config.parent
+        original = SshTransport.write_staged
+
+        def watching(self: SshTransport, path: str, data: bytes) -> str:
+            try:
+                return original(self, path, data)
+            finally:
+                seen.append(Path(path).read_text()[:200])  # what was live once the upload ended
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(SshTransport, "write_staged", watching)
+            assert lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 0
+        assert proxy.cuts == 1
+    assert "weight 30" not in seen[0]  # the LB ran the old config while the upload was cut and retried
+    assert lab.live() == new.read_text()
+    assert not [p for p in lb_dir.iterdir() if "lbctl-stage" in p.name]
+
+
+def test_sshd_child_killed_between_steps_reconnects_and_swap_is_idempotent(sshd: Sshd, tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    path.write_text("old\n")
+    keep = f"{path}.lbctl-prev"
+    with SshTransport(_target(sshd, path=str(path), retries=3)) as t:
+        staged = t.write_staged(str(path), b"new\n")
+        assert sshd.cut_connections() >= 1
+        t.swap(staged, str(path), keep)  # reconnects
+        t.swap(staged, str(path), keep)  # as if the first answer had been lost: must not touch keep
+    assert path.read_text() == "new\n"
+    assert Path(keep).read_text() == "old\n"
+
+
+def test_lb_side_lock_names_its_holder_and_how_to_break_it(sshd: Sshd, tmp_path: Path) -> None:
+    name = str(tmp_path / ".haproxy.cfg.lbctl.lock")
+    with SshTransport(_target(sshd)) as first, SshTransport(_target(sshd)) as second:
+        with first.lock(name, holder_info("deploy", "edge")), pytest.raises(Locked) as caught:
+            second.lock(name, holder_info("rollback", "edge")).__enter__()
+        text = str(caught.value)
+        assert "deploy of edge by" in text and "taken 0 s ago" in text and f"rm -r -- {name}.d" in text
+        with second.lock(name, holder_info("rollback", "edge")):  # released by the first: free again
+            pass
+
+
+def test_stale_lb_lock_is_reported_as_stale(sshd: Sshd, tmp_path: Path) -> None:
+    name = str(tmp_path / ".haproxy.cfg.lbctl.lock")
+    lock_dir = Path(name + ".d")
+    lock_dir.mkdir()
+    dead = json.loads(holder_info("deploy", "edge"))
+    dead["pid"] = 2**22 + 12345  # no such process on this host
+    (lock_dir / "info").write_text(json.dumps(dead) + "\n")
+    hour_ago = time.time() - 3600
+    os.utime(lock_dir, (hour_ago, hour_ago))
+    with SshTransport(_target(sshd)) as t, pytest.raises(Locked) as caught:
+        t.lock(name, holder_info("deploy", "edge")).__enter__()
+    assert "looks stale" in str(caught.value) and "taken 3600 s ago" in str(caught.value)
+
+
+def test_cli_exits_5_when_the_lb_is_locked_from_elsewhere(lab: Lab, tmp_path: Path) -> None:
+    lock_dir = lab.haproxy.config.parent / ".haproxy.cfg.lbctl.lock.d"
+    lock_dir.mkdir()
+    (lock_dir / "info").write_text(holder_info("deploy", "edge") + "\n")
+    new = tmp_path / "new.cfg"
+    new.write_text(lab.config(weight=20))
+    before = lab.live()
+    assert lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 5
+    assert lab.live() == before
