@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ _SECRET_WORDS = ("authorization", "api-key", "api_key", "apikey", "token", "secr
 _HEADER_SETTERS = frozenset(
     ["proxy_set_header", "add_header", "grpc_set_header", "fastcgi_param", "uwsgi_param", "scgi_param", "add_trailer"]
 )
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
+_ESCAPE = re.compile(r"\\([ntr\"'\\])")
 _POOL_TYPES = frozenset({"upstream", "stream upstream"})
 
 
@@ -158,6 +161,8 @@ class _Builder:
         is_pool = type_ in _POOL_TYPES
         for stmt in block:
             word, line = stmt["directive"], stmt["line"]
+            if word == "#":
+                continue  # crossplane reports comments between arguments even with comments=False
             args = _normalise_args(word, stmt["args"])
             if "block" in stmt:
                 child = self._child(stmt, args, type_, name, context)
@@ -230,6 +235,9 @@ def _normalise_args(word: str, args: list[str]) -> list[str]:
         # Lua code: indentation and blank lines are not changes.
         code = "\n".join(line.strip() for line in args[-1].splitlines() if line.strip())
         return [*args[:-1], code]
+    if any("\\" in a for a in args):
+        # crossplane leaves these escapes in place; nginx reads `\n` as a newline, `\"` as a quote.
+        args = [_ESCAPE.sub(lambda m: _ESCAPES[m.group(1)], a) for a in args]
     if word == "ssl_certificate_key" and args and args[0].startswith("data:") and "$" not in args[0]:
         return [seal(args[0]), *args[1:]]
     if word == "secure_link_secret" and args:
