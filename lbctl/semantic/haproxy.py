@@ -150,7 +150,7 @@ def _split_sections(text: str, filename: str) -> list[_Raw]:
         if keyword in _COND_KEYWORDS:
             _track_condition(conditions, words, filename, lineno)
             continue
-        label = " and ".join(c for c, _ in conditions)
+        label = " and ".join(c for c, _ in conditions) if conditions else ""
         if keyword in SECTIONS:
             name = words[1] if len(words) > 1 else ""
             if not name and keyword not in _NAMELESS:
@@ -246,6 +246,8 @@ class _SectionState:
         self.servers: list[Server] = []
         self.rules: list[Rule] = []
         self.routes: list[Route] = []
+        # Large backends repeat the same options on every server line: resolve each spelling once.
+        self.resolved: dict[tuple[tuple[str, ...], str], tuple[int, bool, bool, bool, tuple[tuple[str, str], ...]]] = {}
 
     def statement(self, words: list[str], lineno: int, cond: str) -> None:
         keyword, args = words[0], words[1:]
@@ -256,6 +258,7 @@ class _SectionState:
         if keyword == "default-server":
             pairs = server_options(args, filename=self.b.filename, lineno=lineno)
             self.default_server = merge_options(self.default_server, pairs)
+            self.resolved.clear()
         elif keyword == "balance":
             if not args:
                 raise self.b.error("'balance' needs an algorithm", lineno)
@@ -290,17 +293,26 @@ class _SectionState:
             names = _template_names(args[0], args[1], self.b, lineno)
             args = [args[0], *args[2:]]
         address, port = split_address(args[1]) if len(args) > 1 else ("", None)
-        pairs = server_options(args[2:], filename=self.b.filename, lineno=lineno)
-        options = merge_options(self.default_server, pairs)
+        key = (tuple(args[2:]), cond)
+        resolved = self.resolved.get(key)
+        if resolved is None:
+            resolved = self.resolved[key] = self._resolve(args[2:], lineno, cond)
+        weight, backup, disabled, check, frozen = resolved
+        for name in names:
+            self.servers.append(Server(name, address, port, weight, backup, disabled, check, frozen, lineno))
+
+    def _resolve(
+        self, words: list[str], lineno: int, cond: str
+    ) -> tuple[int, bool, bool, bool, tuple[tuple[str, str], ...]]:
+        """A server's effective weight, flags and other options, `default-server` applied."""
+        options = merge_options(self.default_server, server_options(words, filename=self.b.filename, lineno=lineno))
         weight = _weight(options.pop("weight", "1"), self.b, lineno)
         backup = options.pop("backup", None) is not None
         disabled = options.pop("disabled", None) is not None
         check = options.pop("check", None) is not None
         if cond:
             options["if"] = cond
-        frozen = tuple(sorted(options.items()))
-        for name in names:
-            self.servers.append(Server(name, address, port, weight, backup, disabled, check, frozen, lineno))
+        return weight, backup, disabled, check, tuple(sorted(options.items()))
 
     def finish(self, name: str) -> Section:
         pool = self.raw.type in _POOLS

@@ -126,9 +126,9 @@ def traffic_preview(
     return TrafficPreview(tuple(pools), tuple(findings), max_share, baseline is not None)
 
 
-def shares(section: Section) -> tuple[dict[str, float], bool]:
+def shares(section: Section, keyed: dict[str, Server] | None = None) -> tuple[dict[str, float], bool]:
     """Each server's expected share of new requests (by server key), and whether it is approximate."""
-    keyed = keyed_servers(section)
+    keyed = keyed_servers(section) if keyed is None else keyed
     usable = [(k, s) for k, s in keyed.items() if not s.disabled and s.weight > 0]
     active = [(k, s) for k, s in usable if not s.backup]
     chosen = active or [(k, s) for k, s in usable if s.backup]
@@ -160,10 +160,10 @@ def _state(server: Server | None) -> str:
 
 
 def _pool(label: str, old: Section | None, new: Section | None) -> PoolShare:
-    old_shares, old_approx = shares(old) if old is not None else ({}, False)
-    new_shares, new_approx = shares(new) if new is not None else ({}, False)
     old_servers = keyed_servers(old) if old is not None else {}
     new_servers = keyed_servers(new) if new is not None else {}
+    old_shares, old_approx = shares(old, old_servers) if old is not None else ({}, False)
+    new_shares, new_approx = shares(new, new_servers) if new is not None else ({}, False)
     rows = []
     for key in [*new_servers, *(k for k in old_servers if k not in new_servers)]:
         server = new_servers.get(key) or old_servers[key]
