@@ -76,6 +76,7 @@ def deploy(
     ticket: Annotated[str | None, typer.Option("--ticket", help="Ticket or change id.")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Deploy this revision (or selector).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Deploy even if the preview breaks the policy.")] = False,
     yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -95,6 +96,7 @@ def deploy(
         ticket=ticket,
         rev=rev,
         dry_run=dry_run,
+        force=force,
         confirm=render.confirmer(yes, json_out),
         report=render.reporter(quiet or json_out),
     )

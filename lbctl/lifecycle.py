@@ -29,6 +29,7 @@ from lbctl.journal import Event, Stage, TargetState, blob_id, new_event_id, time
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.lock import hold_flock, holder_info
+from lbctl.preflight import preflight
 from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
 from lbctl.verify import Verification, verify
@@ -57,6 +58,8 @@ class Plan:
     diff: str
     live_missing: bool
     unchanged: bool
+    refusals: tuple[str, ...] = ()  # why the preview breaks the target's policy
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +69,8 @@ class Plan:
             "unchanged": self.unchanged,
             "live_missing": self.live_missing,
             "diff": self.diff,
+            "refusals": list(self.refusals),
+            "notes": list(self.notes),
         }
 
 
@@ -114,9 +119,14 @@ def apply_change(
     op: str,
     confirm: Callable[[Plan], bool],
     dry_run: bool = False,
+    force: bool = False,
     report: Reporter = lambda stage, message: None,
 ) -> Outcome:
-    """Put `candidate` live on `target` with verification; undo it if it hurts."""
+    """Put `candidate` live on `target` with verification; undo it if it hurts.
+
+    A deploy whose traffic preview breaks the target's balance policy is refused (exit 3)
+    unless `force`; a rollback only warns: it is the way back, not a new risk.
+    """
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
     with (
@@ -126,6 +136,7 @@ def apply_change(
     ):
         state = ws.journal.state(target.name)
         live = run.timed("read live", lambda: _read(transport, target))
+        checked = run.timed("preview", lambda: preflight(target, live, candidate.content))
         plan = Plan(
             target=target.name,
             from_rev=state.live,
@@ -133,9 +144,19 @@ def apply_change(
             diff=describe_change(target.kind, live or b"", candidate.content, target.path or target.source),
             live_missing=live is None,
             unchanged=live == candidate.content,
+            refusals=checked.blocking,
+            notes=checked.notes,
         )
         if plan.unchanged and state.status == "good" and (candidate.rev is None or candidate.rev == state.live):
             return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
+        if plan.refusals and op == "deploy" and not force:
+            if dry_run:
+                return run.outcome("refused", ExitCode.VALIDATION, plan, "dry run: this change would be refused")
+            raise ValidationFailed(
+                f"{target.name}: the candidate breaks the balance policy; nothing was pushed",
+                details="\n".join(f"  - {r}" for r in plan.refusals),
+                hint="fix the config, or pass --force to deploy it anyway (verification still judges it)",
+            )
         if dry_run:
             return run.outcome("dry-run", ExitCode.OK, plan, "dry run: nothing was changed")
         if not confirm(plan):
@@ -161,8 +182,13 @@ def apply_change(
             lambda: ws.store.commit_file(target.source, candidate.content, candidate.message, candidate.trailers),
         )
         checks = checks_for(target, transport)
-        for check in checks:
-            check.baseline()
+        try:
+            for check in checks:
+                check.baseline()
+        except TransientError as exc:
+            raise Unreachable(
+                f"{target.name}: could not take the checks' baseline: {exc}", hint="nothing was changed on the LB"
+            ) from None
         marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
         keep = f"{target.path}.lbctl-prev"
         with shielded() as interrupted, run.inflight(to_rev, state):

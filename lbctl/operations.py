@@ -28,6 +28,7 @@ def deploy(
     ticket: str | None = None,
     rev: str | None = None,
     dry_run: bool = False,
+    force: bool = False,
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
@@ -66,7 +67,9 @@ def deploy(
         candidate = Candidate(content=at_rev, rev=sha, label=sha[:10])
     if not dry_run:
         store.identity()
-    return apply_change(ws, target, candidate, op="deploy", confirm=confirm, dry_run=dry_run, report=report)
+    return apply_change(
+        ws, target, candidate, op="deploy", confirm=confirm, dry_run=dry_run, force=force, report=report
+    )
 
 
 def rollback(

@@ -71,25 +71,53 @@ def show_plan(plan: Plan) -> None:
         file=sys.stderr,
     )
     print(colorize_diff(plan.diff) if plan.diff else "  (no change to the config text)", file=sys.stderr)
+    for refusal in plan.refusals:
+        print(_color(f"  policy: {refusal}", "red"), file=sys.stderr)
+    for note in plan.notes:
+        print(f"  note: {note}", file=sys.stderr)
 
 
 def outcome(result: Outcome, *, json_out: bool, quiet: bool) -> int:
     if json_out:
         emit_json(result.to_json())
         return int(result.exit_code)
-    if result.verdict == "dry-run":
+    if result.verdict in ("dry-run", "refused"):
         show_plan(result.plan)
     mark = {"good": "✓", "unchanged": "✓", "dry-run": "·", "rolled-back": "↩", "restore-failed": "✗"}.get(
         result.verdict, "·"
     )
     style = "green" if result.exit_code == 0 else ("yellow" if result.exit_code == 1 else "red")
     print(_color(f"{mark} {result.message}", style))
+    if not quiet and result.verification is not None:
+        for check in result.verification.results:
+            if result.verdict in ("rolled-back", "restore-failed"):
+                print(f"    {check.name}: {'ok' if check.ok else 'FAILED'}: {check.summary}")
+            if "backends" in check.figures:
+                print("\n".join(balance_bars(check.figures)))
     if result.verdict in ("rolled-back", "restore-failed") and not quiet:
-        for check in result.verification.results if result.verification else ():
-            state = "ok" if check.ok else "FAILED"
-            print(f"    {check.name}: {state}: {check.summary}")
         print(f"  see `lbctl log {result.target}` and `lbctl status {result.target}`")
     return int(result.exit_code)
+
+
+def balance_bars(figures: dict[str, Any], width: int = 24) -> list[str]:
+    """Each server's share of its backend's new sessions, before → after, as bars."""
+    lines = []
+    for backend, data in figures.get("backends", {}).items():
+        lines.append(f"    backend {backend}: {data['sessions']} new sessions (before: {data['sessions_before']})")
+        for name, info in data["servers"].items():
+            before, after = info.get("share_before"), info.get("share")
+            bar = "█" * round((after or 0) * width)
+            shown_before = f"{before:4.0%}" if before is not None else "  - "
+            shown_after = f"{after:4.0%}" if after is not None else "  - "
+            style = "red" if after == 0 and info.get("weight") else "green"
+            lines.append(
+                f"      {name:<10} {shown_before} → {shown_after} "
+                + _color(f"{bar:<{width}}", style)
+                + f" weight {info.get('weight')}, {info.get('status')}"
+            )
+    if figures.get("probes_sent"):
+        lines.append(f"    lbctl sent {figures['probes_sent']} probe(s) of its own: too little real traffic")
+    return lines
 
 
 def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:

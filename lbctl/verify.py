@@ -44,7 +44,10 @@ def verify(
         rounds += 1
         current: list[Observation] = []
         for check, bucket in zip(checks, seen, strict=True):
-            observation = check.observe()
+            try:
+                observation = check.observe()
+            except Exception as exc:  # a check that cannot see counts as failing: the LB changed
+                observation = Observation(False, f"{check.name} could not observe: {exc}", hard=True)
             bucket.append(observation)
             current.append(observation)
         if on_round is not None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from lbctl.checks.base import HealthCheck
 from lbctl.config import Target
@@ -13,6 +12,7 @@ REGISTRY: dict[str, tuple[str, str]] = {
     "http": ("lbctl.checks.simple", "HttpHealthCheck"),
     "tcp": ("lbctl.checks.simple", "TcpHealthCheck"),
     "command": ("lbctl.checks.simple", "CommandHealthCheck"),
+    "balance": ("lbctl.checks.balance", "BalanceHealthCheck"),
 }
 
 
@@ -23,7 +23,3 @@ def checks_for(target: Target, transport: Transport) -> list[HealthCheck]:
         cls: type[HealthCheck] = getattr(importlib.import_module(module_name), class_name)
         built.append(cls(spec, target, transport))
     return built
-
-
-def describe(spec: Any) -> str:
-    return str(getattr(spec, "type", "check"))

@@ -9,6 +9,7 @@ the LB's own commands, and does all I/O through the target's transport. Contract
 - `reload(transport)`: ask the running LB to load the live file.
 - `confirm_reload(transport, marker)`: wait until the reload took (new worker, new
   generation) or raise `ReloadFailed` if the LB kept its old config.
+- `traffic_snapshot(transport)`: per-server counters from the LB's own view of traffic.
 - `validate_argv` / `reload_argv`: a target's `validate` / `reload` strings are split
   like a shell would (no shell runs them) and `{path}` is replaced as one argument.
 """
@@ -19,6 +20,7 @@ import shlex
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
+from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, ValidationFailed
 from lbctl.transports.base import Transport
@@ -68,6 +70,14 @@ class Kind(ABC):
                 details=details,
             )
         return result.output
+
+    def traffic_snapshot(self, transport: Transport) -> Snapshot:
+        """Per-server traffic counters read from the LB itself (for the `balance` check)."""
+        raise ConfigError(f"targets.{self.target.name}: the {self.name} kind cannot read traffic counters yet")
+
+    def balance_algorithms(self, transport: Transport) -> dict[str, str]:
+        """Each backend's load-balancing algorithm in the live config (empty when unknown)."""
+        return {}
 
     @abstractmethod
     def reload_marker(self, transport: Transport) -> object: ...

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from lbctl import retry
+from lbctl.checks.counters import ServerCounters, Snapshot
 from lbctl.errors import ConfigError, TransientError
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.transports.base import Transport
@@ -42,6 +43,85 @@ def parse_show_proc(text: str) -> ProcState:
     return ProcState(int(found.group(1)), int(found.group(2)), int(found.group(3)), frozenset(workers))
 
 
+def parse_stats(text: str) -> Snapshot:
+    """Parse the answer to `show info;show stat`: the worker's pid, then the CSV."""
+    info, _, csv_part = text.partition("# pxname")
+    pid = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Pid:")), "")
+    if not csv_part or not pid:
+        raise TransientError(f"unexpected `show stat` answer: {text.strip()[:200]!r}")
+    lines = ("# pxname" + csv_part).splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    col = {name: i for i, name in enumerate(header)}
+
+    def number(row: list[str], name: str) -> int:
+        value = row[col[name]] if name in col and col[name] < len(row) else ""
+        return int(value) if value.isdigit() else 0
+
+    def responses(row: list[str]) -> int:
+        return sum(number(row, f"hrsp_{c}") for c in ("1xx", "2xx", "3xx", "4xx", "5xx", "other"))
+
+    servers: list[ServerCounters] = []
+    sessions: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    answered: dict[str, int] = {}
+    for line in lines[1:]:
+        row = line.split(",")
+        if len(row) < len(header) - 1 or row[1] == "FRONTEND":
+            continue
+        if row[1] == "BACKEND":
+            sessions[row[0]] = number(row, "stot")
+            errors[row[0]] = number(row, "hrsp_5xx")
+            answered[row[0]] = responses(row)
+            continue
+        limit = number(row, "slim")
+        servers.append(
+            ServerCounters(
+                backend=row[0],
+                server=row[1],
+                sessions=number(row, "stot"),
+                status=row[col["status"]],
+                weight=number(row, "weight"),
+                current=number(row, "scur"),
+                limit=limit or None,
+                queued=number(row, "qcur"),
+                http_5xx=number(row, "hrsp_5xx"),
+                http_total=responses(row),
+                backup=number(row, "bck") > 0,
+                max_current=number(row, "smax"),
+                max_queued=number(row, "qmax"),
+            )
+        )
+    return Snapshot(pid, tuple(servers), sessions, errors, answered)
+
+
+_SECTION = re.compile(
+    r"^(global|defaults|frontend|backend|listen|userlist|peers|resolvers|mailers|program|"
+    r"http-errors|ring|cache|log-forward)\b\s*(\S*)"
+)
+
+
+def balance_algorithms(text: str) -> dict[str, str]:
+    """backend/listen name → `balance` algorithm, inheriting from the defaults above it."""
+    algorithms: dict[str, str] = {}
+    inherited = "roundrobin"
+    section, name = "", ""
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        header = _SECTION.match(line)
+        if header and not raw[:1].isspace():
+            section, name = header.group(1), header.group(2)
+            if section in ("backend", "listen"):
+                algorithms[name] = inherited
+            continue
+        if line.startswith("balance ") and len(line.split()) > 1:
+            algo = line.split()[1]
+            if section == "defaults":
+                inherited = algo
+            elif section in ("backend", "listen"):
+                algorithms[name] = algo
+    return algorithms
+
+
 class HaproxyKind(Kind):
     name = "haproxy"
     default_validate = ("haproxy", "-c", "-q", "-f", "{path}")
@@ -57,6 +137,20 @@ class HaproxyKind(Kind):
     def show_proc(self, transport: Transport) -> ProcState:
         master = self._master()
         return retry.call(retry.MASTER_SOCKET, lambda: parse_show_proc(transport.unix_request(master, "show proc")))
+
+    def traffic_snapshot(self, transport: Transport) -> Snapshot:
+        sock = self.target.stats_socket
+        if not sock:
+            raise ConfigError(
+                f"targets.{self.target.name}: the balance check needs `stats_socket` (HAProxy's runtime API)",
+                hint="add `stats socket /run/haproxy/admin.sock mode 600 level admin` to global and set stats_socket",
+            )
+        # One connection for both commands: the stats socket runs `;`-separated commands in order.
+        return retry.call(retry.MASTER_SOCKET, lambda: parse_stats(transport.unix_request(sock, "show info;show stat")))
+
+    def balance_algorithms(self, transport: Transport) -> dict[str, str]:
+        text = transport.read_file(self.target.path or "") if self.target.path else None
+        return balance_algorithms(text.decode("utf-8", "replace")) if text else {}
 
     def reload_marker(self, transport: Transport) -> object:
         return self.show_proc(transport) if self.target.master_socket else None
