@@ -18,9 +18,9 @@ from pathlib import Path
 from lbctl.errors import UsageError
 from lbctl.lab.processes import Backends, Haproxy, Load, free_port, haproxy_config, temp_dir
 
-DEAD_BACKEND = """
-backend maintenance
-    server sorry 127.0.0.1:{dead_port} check inter 1s
+LEGACY_BACKEND = """
+backend legacy
+    server old1 127.0.0.1:{legacy_port} check inter 1s
 """
 
 
@@ -46,11 +46,12 @@ def run_demo(*, keep: bool = False) -> int:
     steps: list[Step] = []
     with temp_dir("lbctl-demo-", keep=keep) as tmp:
         backends = Backends.start(["web1", "web2", "web3"])
+        legacy = Backends.start(["old1"])
         haproxy: Haproxy | None = None
         load: Load | None = None
         try:
             lb = tmp / "lb"
-            fe_port, dead_port = free_port(), free_port()
+            fe_port = free_port()
             stats = lb / "admin.sock"
 
             def cfg(route_to: str = "web", weights: dict[str, int] | None = None) -> str:
@@ -58,7 +59,7 @@ def run_demo(*, keep: bool = False) -> int:
                     frontend_port=fe_port,
                     backends=backends.ports,
                     stats_socket=stats,
-                    extra_backends=DEAD_BACKEND.format(dead_port=dead_port),
+                    extra_backends=LEGACY_BACKEND.format(legacy_port=legacy.ports["old1"]),
                     route_to=route_to,
                     weights=weights,
                 )
@@ -66,7 +67,8 @@ def run_demo(*, keep: bool = False) -> int:
             haproxy = Haproxy.start(lb, cfg())
             _banner(
                 f"A real HAProxy {_version()} (master pid {haproxy.proc.pid if haproxy.proc else '?'}) "
-                f"on 127.0.0.1:{fe_port}, three backends, light load; everything in {tmp}"
+                f"on 127.0.0.1:{fe_port}: backend web (web1-3) and backend legacy (old1), light load; "
+                f"everything in {tmp}"
             )
             load = Load(f"http://127.0.0.1:{fe_port}/", rate=20, max_requests=3000, max_seconds=60).start()
 
@@ -97,10 +99,10 @@ def run_demo(*, keep: bool = False) -> int:
                 )
             )
             bad = tmp / "bad.cfg"
-            bad.write_text(cfg(route_to="maintenance"))
+            bad.write_text(cfg(route_to="legacy"))
             steps.append(
                 _lbctl(
-                    "Ship the bad change (frontend routed to a backend with no live server)",
+                    "Ship the outage's change: www routed to the one-server legacy pool (HTTP checks still pass)",
                     [
                         "deploy",
                         "edge",
@@ -130,6 +132,7 @@ def run_demo(*, keep: bool = False) -> int:
             if haproxy is not None:
                 haproxy.stop()
             backends.stop()
+            legacy.stop()
         _timeline(steps, load, time.monotonic() - started)
     expected = [0, 0, 1, 0, 0, 0]
     return 0 if [s.code for s in steps] == expected else 70
@@ -151,7 +154,7 @@ def _lbctl(title: str, args: list[str]) -> Step:
 def _write_target(store: Path, haproxy: Haproxy, fe_port: int) -> None:
     (store / "lbctl.toml").write_text(f"""\
 [defaults]
-verify_seconds = 2
+verify_seconds = 3
 check_interval = 0.5
 retries = 3
 
@@ -168,6 +171,10 @@ type = "http"
 url = "http://127.0.0.1:{fe_port}/"
 expect_status = 200
 probes = 3
+
+[[targets.edge.checks]]
+type = "balance"              # judged from HAProxy's own counters, against the pre-change baseline
+max_share = 0.6
 """)
 
 

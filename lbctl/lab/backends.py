@@ -1,4 +1,4 @@
-"""Tiny HTTP backends: `python -m lbctl.lab.backends NAME=PORT ...`.
+"""Tiny HTTP backends: `python -m lbctl.lab.backends NAME=PORT[:DELAY_MS] ...`.
 
 Each answers every path with 200, its name in the body and an `X-Backend` header,
 and prints `ready` once all ports listen. One process serves them all (threads).
@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def _handler(name: str) -> type[BaseHTTPRequestHandler]:
+def _handler(name: str, delay: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
+            if delay:
+                time.sleep(delay)
             body = f"{name}\n".encode()
             self.send_response(200)
             self.send_header("X-Backend", name)
@@ -40,8 +43,9 @@ class _QuietServer(ThreadingHTTPServer):
 def serve(specs: list[str]) -> None:
     servers = []
     for spec in specs:
-        name, _, port = spec.partition("=")
-        server = _QuietServer(("127.0.0.1", int(port)), _handler(name))
+        name, _, rest = spec.partition("=")
+        port, _, delay_ms = rest.partition(":")
+        server = _QuietServer(("127.0.0.1", int(port)), _handler(name, int(delay_ms or 0) / 1000))
         servers.append(server)
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()

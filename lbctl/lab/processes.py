@@ -80,10 +80,10 @@ class Backends:
     proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start(cls, names: list[str]) -> Backends:
+    def start(cls, names: list[str], *, delay_ms: int = 0) -> Backends:
         ports = {name: free_port() for name in names}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lbctl.lab.backends", *(f"{n}={p}" for n, p in ports.items())],
+            [sys.executable, "-m", "lbctl.lab.backends", *(f"{n}={p}:{delay_ms}" for n, p in ports.items())],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -157,18 +157,26 @@ class Load:
     """Light, bounded HTTP load on a URL from a background thread."""
 
     url: str
-    rate: float = 20.0  # requests per second
-    max_requests: int = 2000
+    rate: float = 20.0  # requests per second, per worker thread
+    max_requests: int = 2000  # per worker thread
     max_seconds: float = 120.0
+    concurrency: int = 1
     statuses: Counter[str] = field(default_factory=Counter)
     backends: Counter[str] = field(default_factory=Counter)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _count_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> Load:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        for _ in range(self.concurrency):
+            thread = threading.Thread(target=self._run, daemon=True)
+            thread.start()
+            self._threads.append(thread)
         return self
+
+    @property
+    def total(self) -> int:
+        return sum(self.statuses.values())
 
     def _run(self) -> None:
         import http.client
@@ -184,18 +192,20 @@ class Load:
                 conn.request("GET", parts.path or "/")
                 response = conn.getresponse()
                 response.read()
-                self.statuses[str(response.status)] += 1
-                self.backends[response.getheader("X-Backend") or "-"] += 1
+                with self._count_lock:
+                    self.statuses[str(response.status)] += 1
+                    self.backends[response.getheader("X-Backend") or "-"] += 1
             except OSError as exc:
-                self.statuses[type(exc).__name__] += 1
+                with self._count_lock:
+                    self.statuses[type(exc).__name__] += 1
             finally:
                 conn.close()
             self._stop.wait(1.0 / self.rate)
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
+        for thread in self._threads:
+            thread.join(5)
 
 
 def haproxy_config(
@@ -206,10 +216,12 @@ def haproxy_config(
     route_to: str = "web",
     extra_backends: str = "",
     weights: dict[str, int] | None = None,
+    server_options: str = "",
 ) -> str:
     """A small HAProxy config: one frontend, backend `web` over `backends`."""
     servers = "\n".join(
         f"    server {name} 127.0.0.1:{port} check inter 1s weight {(weights or {}).get(name, 100)}"
+        + (f" {server_options}" if server_options else "")
         for name, port in backends.items()
     )
     return f"""\
