@@ -55,9 +55,8 @@ _SOCAT_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./@+=-]+$")
 _PATH_PREFIX = 'PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"; export PATH; '
 
 _SWAP = r"""
-staged=$1 path=$2 keep=$3 size=$4
+staged=$1 path=$2 keep=$3
 [ -f "$staged" ] || exit 3
-[ "$size" -lt 0 ] || [ "$(wc -c < "$staged")" -eq "$size" ] || { echo "staged file has the wrong size" >&2; exit 4; }
 if [ -e "$path" ] && ! [ "$path" -ef "$keep" ]; then
   ln -f -- "$path" "$keep.lbctl-tmp" && mv -f -- "$keep.lbctl-tmp" "$keep" || exit 5
 fi
@@ -292,8 +291,8 @@ class SshTransport(Transport):
         return self._step("upload to " + staged, upload)
 
     def swap(self, staged: str, path: str, keep: str) -> None:
-        size, digest = self._staged.get(staged, (-1, b""))
-        result = self._script(_SWAP, [staged, path, keep, str(size)], "swap")
+        _, digest = self._staged.get(staged, (-1, b""))
+        result = self._script(_SWAP, [staged, path, keep], "swap")
         if result.code == 3 and digest:
             live = self.read_file(path)
             if live is not None and hashlib.sha256(live).digest() == digest:
