@@ -133,6 +133,22 @@ def rollback(
 
 
 @app.command()
+def check(
+    target: Annotated[str, typer.Argument(help="The target whose policy and LB judge the candidate.")],
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Check this file.")] = None,
+    rev: Annotated[str | None, typer.Option("--rev", help="Check this revision (default: HEAD).")] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Parse, validate natively, lint against policy and preview traffic; deploy nothing."""
+    from lbctl import operations, render
+
+    return render.check_report(operations.check(_workspace(store), target, file=file, rev=rev), json_out=json_out)
+
+
+@app.command()
 def status(
     target: Annotated[str | None, typer.Argument(help="One target (default: all).")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="Do not contact the targets.")] = False,
@@ -168,6 +184,9 @@ def diff(
     live: Annotated[bool, typer.Option("--live", help="Compare the store with what the LB runs.")] = False,
     kind: Annotated[str | None, typer.Option("--kind", help="Diff two files of this kind.")] = None,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when there are differences.")] = False,
+    fmt: Annotated[
+        str, typer.Option("--format", help="text | json | markdown | unified (a plain line diff).")
+    ] = "text",
     store: StoreOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
@@ -180,6 +199,8 @@ def diff(
     if kind is not None:
         if len(words) != 2:
             raise UsageError("with --kind, give exactly two files: lbctl diff --kind haproxy a.cfg b.cfg")
+        if kind not in ("haproxy", "nginx", "caddy"):
+            raise UsageError(f"unknown --kind {kind!r}", hint="haproxy, nginx or caddy")
         result = operations.diff_files(kind, Path(words[0]), Path(words[1]))
     else:
         if not words or len(words) > 3:
@@ -187,7 +208,9 @@ def diff(
         a = words[1] if len(words) > 1 else None
         b = words[2] if len(words) > 2 else None
         result = operations.diff_target(_workspace(store), words[0], a, b, live=live)
-    render.diff(result, json_out=json_out)
+    if fmt not in ("text", "json", "markdown", "unified"):
+        raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
+    render.diff(result, fmt="json" if json_out else fmt)
     return 1 if exit_code and result.changed else 0
 
 

@@ -1,18 +1,8 @@
-"""What a change means, for the deploy plan, `lbctl diff` and events.
-
-A plain unified diff for now; the semantic differ (issue 4) plugs in here.
-"""
+"""A plain unified diff: the fallback where a config cannot be parsed semantically."""
 
 from __future__ import annotations
 
 import difflib
-
-
-def describe_change(kind: str, old: bytes, new: bytes, filename: str) -> str:
-    """A readable description of the change from `old` to `new` ("" when identical)."""
-    if old == new:
-        return ""
-    return unified(old, new, f"live/{filename.lstrip('/')}", f"candidate/{filename.lstrip('/')}")
 
 
 def unified(old: bytes, new: bytes, old_name: str, new_name: str) -> str:

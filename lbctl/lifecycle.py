@@ -23,13 +23,12 @@ from typing import Any
 from lbctl import retry
 from lbctl.checks import checks_for
 from lbctl.config import Target
-from lbctl.diffing import describe_change
 from lbctl.errors import ExitCode, Interrupted, Refused, TransientError, Unreachable, ValidationFailed
 from lbctl.journal import Event, Stage, TargetState, blob_id, new_event_id, timestamp
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.lock import hold_flock, holder_info
-from lbctl.preflight import preflight
+from lbctl.preflight import Analysis, analyze
 from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
 from lbctl.verify import Verification, verify
@@ -60,6 +59,7 @@ class Plan:
     unchanged: bool
     refusals: tuple[str, ...] = ()  # why the preview breaks the target's policy
     notes: tuple[str, ...] = ()
+    analysis: Analysis | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,6 +71,7 @@ class Plan:
             "diff": self.diff,
             "refusals": list(self.refusals),
             "notes": list(self.notes),
+            "semantic": self.analysis.to_json() if self.analysis else None,
         }
 
 
@@ -136,16 +137,17 @@ def apply_change(
     ):
         state = ws.journal.state(target.name)
         live = run.timed("read live", lambda: _read(transport, target))
-        checked = run.timed("preview", lambda: preflight(target, live, candidate.content))
+        analysis = run.timed("preview", lambda: analyze(target, live, candidate.content))
         plan = Plan(
             target=target.name,
             from_rev=state.live,
             candidate_rev=candidate.rev,
-            diff=describe_change(target.kind, live or b"", candidate.content, target.path or target.source),
+            diff=analysis.text,
             live_missing=live is None,
             unchanged=live == candidate.content,
-            refusals=checked.blocking,
-            notes=checked.notes,
+            refusals=analysis.blocking,
+            notes=analysis.notes,
+            analysis=analysis,
         )
         if plan.unchanged and state.status == "good" and (candidate.rev is None or candidate.rev == state.live):
             return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
@@ -153,7 +155,7 @@ def apply_change(
             if dry_run:
                 return run.outcome("refused", ExitCode.VALIDATION, plan, "dry run: this change would be refused")
             raise ValidationFailed(
-                f"{target.name}: the candidate breaks the balance policy; nothing was pushed",
+                f"{target.name}: refused at the plan stage (balance policy and preview); nothing was pushed",
                 details="\n".join(f"  - {r}" for r in plan.refusals),
                 hint="fix the config, or pass --force to deploy it anyway (verification still judges it)",
             )

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
 from lbctl.errors import ExitCode, StoreError, UsageError
@@ -15,6 +15,9 @@ from lbctl.lifecycle import Candidate, Outcome, Plan, Reporter, apply_change, ro
 from lbctl.lock import current_holder
 from lbctl.selectors import select
 from lbctl.workspace import Workspace
+
+if TYPE_CHECKING:
+    from lbctl.semantic import SemanticDiff
 
 Confirm = Callable[[Plan], bool]
 
@@ -232,34 +235,61 @@ def log(ws: Workspace, name: str | None, *, limit: int = 20) -> list[LogEntry]:
 class DiffResult:
     old_label: str
     new_label: str
-    text: str
+    semantic: SemanticDiff | None  # None when a side could not be parsed
+    text: str  # the unified diff, kept for the fallback and for `--format unified`
 
     @property
     def changed(self) -> bool:
-        return bool(self.text)
+        return not self.semantic.is_empty if self.semantic is not None else bool(self.text)
 
     def to_json(self) -> dict[str, Any]:
-        return {"old": self.old_label, "new": self.new_label, "changed": self.changed, "diff": self.text}
+        if self.semantic is not None:
+            return {"old": self.old_label, "new": self.new_label, "changed": self.changed, **self.semantic.to_json()}
+        return {"old": self.old_label, "new": self.new_label, "changed": self.changed, "unified": self.text}
+
+
+def _compare(
+    kind: str,
+    old: bytes,
+    new: bytes,
+    old_label: str,
+    new_label: str,
+    *,
+    filename: str,
+    root: Path | None,
+    max_share: float | None,
+) -> DiffResult:
+    from lbctl.diffing import unified
+    from lbctl.semantic import diff_texts
+
+    semantic = diff_texts(
+        kind,
+        old.decode("utf-8", "replace"),
+        new.decode("utf-8", "replace"),
+        filename=filename,
+        root=root,
+        max_share=max_share,
+    )
+    return DiffResult(old_label, new_label, semantic, unified(old, new, old_label, new_label))
 
 
 def diff_files(kind: str, a: Path, b: Path) -> DiffResult:
-    from lbctl.diffing import unified
-
     contents = []
     for path in (a, b):
         try:
             contents.append(path.read_bytes())
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    return DiffResult(str(a), str(b), unified(contents[0], contents[1], str(a), str(b)))
+    return _compare(kind, contents[0], contents[1], str(a), str(b), filename=str(b), root=b.parent, max_share=None)
 
 
 def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live: bool) -> DiffResult:
-    from lbctl.diffing import unified
+    from lbctl.preflight import balance_policy
     from lbctl.transports import transport_for
 
     target = ws.target(name)
     state = ws.journal.state(name)
+    policy = balance_policy(target)
 
     def content(selector: str) -> tuple[bytes, str]:
         rev = select(ws.store, ws.journal, state, selector).rev
@@ -272,16 +302,107 @@ def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live:
         with transport_for(target) as transport:
             running = transport.read_file(target.path or "") or b""
         old, old_label = content(state.live) if state.live else content("HEAD")
-        return DiffResult(
-            old_label, f"running:{target.path}", unified(old, running, old_label, f"running:{target.path}")
-        )
-    if a is None:
-        if state.live is None:
-            raise UsageError(
-                f"lbctl has not deployed to {name} yet: nothing is live to compare with",
-                hint=f"compare two revisions (`lbctl diff {name} A B`) or the LB (`--live`)",
-            )
-        a, b = state.live, b or "HEAD"
-    old, old_label = content(a)
-    new, new_label = content(b or "HEAD")
-    return DiffResult(old_label, new_label, unified(old, new, old_label, new_label))
+        new, new_label = running, f"running:{target.path}"
+    else:
+        if a is None:
+            if state.live is None:
+                raise UsageError(
+                    f"lbctl has not deployed to {name} yet: nothing is live to compare with",
+                    hint=f"compare two revisions (`lbctl diff {name} A B`) or the LB (`--live`)",
+                )
+            a, b = state.live, b or "HEAD"
+        old, old_label = content(a)
+        new, new_label = content(b or "HEAD")
+    return _compare(
+        target.kind,
+        old,
+        new,
+        old_label,
+        new_label,
+        filename=target.source,
+        root=ws.root,
+        max_share=policy.max_share if policy else None,
+    )
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    target: str
+    candidate: str
+    validated_on: str
+    validation: str  # the LB validator's output ("" when it said nothing)
+    findings: tuple[str, ...]  # refusing
+    notes: tuple[str, ...]
+    semantic: SemanticDiff | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "candidate": self.candidate,
+            "ok": self.ok,
+            "validated_on": self.validated_on,
+            "validation": self.validation,
+            "findings": list(self.findings),
+            "notes": list(self.notes),
+            "semantic": self.semantic.to_json() if self.semantic else None,
+        }
+
+
+def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None = None) -> CheckReport:
+    """Everything `deploy` would judge before the push, without pushing: fit for a PR's CI job."""
+    import shutil
+    import tempfile
+
+    from lbctl.errors import ValidationFailed
+    from lbctl.kinds import kind_for
+    from lbctl.preflight import analyze
+    from lbctl.transports import transport_for
+    from lbctl.transports.local import LocalTransport
+
+    target = ws.target(name)
+    if file is not None and rev is not None:
+        raise UsageError("--file and --rev cannot be used together")
+    if file is not None:
+        try:
+            content, label = file.read_bytes(), str(file)
+        except OSError as exc:
+            raise UsageError(f"cannot read --file {file}: {exc.strerror}") from None
+    else:
+        state = ws.journal.state(name)
+        sha = select(ws.store, ws.journal, state, rev).rev if rev else ws.store.resolve("HEAD")
+        at_rev = ws.store.content_at(sha, target.source)
+        if at_rev is None:
+            raise UsageError(f"revision {sha[:10]} has no {target.source}")
+        content, label = at_rev, f"{sha[:10]}:{target.source}"
+    kind = kind_for(target)
+    state = ws.journal.state(name)
+    baseline = ws.store.content_at(state.live, target.source) if state.live else None
+    analysis = analyze(target, baseline, content)
+    findings = list(analysis.blocking)
+    binary = kind.validate_argv("x")[0]
+    output = ""
+    if shutil.which(binary):
+        # The LB's own validator is here: check in a temp dir, touching nothing of the target's.
+        where = f"local {binary}"
+        with tempfile.TemporaryDirectory(prefix="lbctl-check-") as tmp:
+            staged = str(Path(tmp) / Path(target.path or target.source).name)
+            Path(staged).write_bytes(content)
+            try:
+                output = kind.validate(LocalTransport(target), staged)
+            except ValidationFailed as exc:
+                findings.append(f"{exc.message}\n{exc.details}".strip())
+    else:
+        with transport_for(target) as transport:
+            where = f"{binary} on {transport.where}"
+            staged = transport.write_staged(target.path or "", content)
+            try:
+                output = kind.validate(transport, staged)
+            except ValidationFailed as exc:
+                findings.append(f"{exc.message}\n{exc.details}".strip())
+            finally:
+                transport.remove(staged)
+    return CheckReport(name, label, where, output, tuple(findings), analysis.notes, analysis.semantic)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from lbctl.lifecycle import Outcome, Plan, Reporter
-from lbctl.operations import DiffResult, LogEntry, TargetStatus
+from lbctl.operations import CheckReport, DiffResult, LogEntry, TargetStatus
 
 
 def say(text: str, *, quiet: bool = False) -> None:
@@ -70,7 +70,13 @@ def show_plan(plan: Plan) -> None:
         f"{plan.candidate_rev[:10] if plan.candidate_rev else 'new commit'}",
         file=sys.stderr,
     )
-    print(colorize_diff(plan.diff) if plan.diff else "  (no change to the config text)", file=sys.stderr)
+    semantic = plan.analysis.semantic if plan.analysis else None
+    if semantic is not None and plan.diff:
+        from lbctl.semantic import render_text
+
+        print(render_text(semantic, color=sys.stderr.isatty()), file=sys.stderr)
+    else:
+        print(colorize_diff(plan.diff) if plan.diff else "  (no change to the config)", file=sys.stderr)
     for refusal in plan.refusals:
         print(_color(f"  policy: {refusal}", "red"), file=sys.stderr)
     for note in plan.notes:
@@ -118,6 +124,29 @@ def balance_bars(figures: dict[str, Any], width: int = 24) -> list[str]:
     if figures.get("probes_sent"):
         lines.append(f"    lbctl sent {figures['probes_sent']} probe(s) of its own: too little real traffic")
     return lines
+
+
+def check_report(report: CheckReport, *, json_out: bool) -> int:
+    code = 0 if report.ok else 3
+    if json_out:
+        emit_json(report.to_json())
+        return code
+    if report.semantic is not None:
+        from lbctl.semantic import render_text
+
+        print(render_text(report.semantic, color=sys.stdout.isatty()))
+    for note in report.notes:
+        print(f"note: {note}")
+    for finding in report.findings:
+        print(_color(f"✗ {finding}", "red"))
+    verdict = "passes" if report.ok else f"fails ({len(report.findings)} finding(s))"
+    print(
+        _color(
+            f"{report.candidate} {verdict} for {report.target} (validated with {report.validated_on})",
+            "green" if report.ok else "red",
+        )
+    )
+    return code
 
 
 def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
@@ -194,10 +223,19 @@ def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:
     return 0
 
 
-def diff(result: DiffResult, *, json_out: bool) -> None:
-    if json_out:
+def diff(result: DiffResult, *, fmt: str) -> None:
+    if fmt == "json":
         emit_json(result.to_json())
-    elif result.changed:
-        print(colorize_diff(result.text))
+        return
+    if fmt == "unified" or result.semantic is None:
+        print(colorize_diff(result.text) if result.text else "", end="")
+    elif fmt == "markdown":
+        from lbctl.semantic import render_markdown
+
+        print(render_markdown(result.semantic))
     else:
+        from lbctl.semantic import render_text
+
+        print(render_text(result.semantic, color=sys.stdout.isatty()))
+    if not result.changed:
         print(f"no differences between {result.old_label} and {result.new_label}", file=sys.stderr)

@@ -112,7 +112,7 @@ def test_a_weights_100_0_0_are_refused_before_the_push(outage: Outage, lbctl: Lb
     result = lbctl("deploy", "edge", "--file", str(bad), "--yes")
 
     assert result.code == 3, result.err
-    assert "breaks the balance policy" in result.err and "max_share 60%" in result.err and "--force" in result.err
+    assert "refused at the plan stage" in result.err and "max_share 60%" in result.err and "--force" in result.err
     assert outage.haproxy.config.read_text() == live_before
     assert git(Path.cwd(), "rev-parse", "HEAD") == head
     check = lbctl("deploy", "edge", "--file", str(bad), "--dry-run", "--json")

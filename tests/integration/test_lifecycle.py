@@ -212,7 +212,9 @@ def test_dry_run_shows_the_plan_and_changes_nothing(store: Path, lab: Lab, lbctl
     result = lbctl("deploy", "edge", "--file", str(new), "--dry-run", "--json")
     assert result.code == 0
     plan = json.loads(result.out)["plan"]
-    assert "+    server web1" in plan["diff"] and "weight 4" in plan["diff"]
+    assert plan["diff"] == "backend web: server web1 weight 100 → 4"  # what it means, not which lines moved
+    shares = {s["name"]: s for s in plan["semantic"]["traffic"]["pools"][0]["servers"]}
+    assert shares["web1"]["after"] < shares["web1"]["before"]
     assert "weight 4" not in lab.live_text() and git(store, "rev-parse", "HEAD") == head
 
 
@@ -222,11 +224,15 @@ def test_diff_between_revisions_and_against_live(store: Path, lab: Lab, lbctl: L
     (store / "configs/edge/haproxy.cfg").write_text(lab.config(weights={"web1": 12, "web2": 100, "web3": 100}))
     git(store, "commit", "-qam", "web1 at 12")
     result = lbctl("diff", "edge", "--exit-code")
-    assert result.code == 1 and "weight 11" in result.out and "weight 12" in result.out
+    assert result.code == 1 and "~ server web1 weight 11 → 12" in result.out and "Traffic shares" in result.out
+    unified = lbctl("diff", "edge", "--format", "unified")
+    assert "-    server web1" in unified.out and "weight 12" in unified.out
+    markdown = lbctl("diff", "edge", "--format", "markdown")
+    assert "weight 11 → 12" in markdown.out and "|" in markdown.out
     assert lbctl("diff", "edge", "--live", "--exit-code").code == 0  # the LB runs the live revision
     lab.haproxy.config.write_text(lab.live_text().replace("weight 11", "weight 99"))  # a hand edit
     drifted = lbctl("diff", "edge", "--live", "--exit-code")
-    assert drifted.code == 1 and "weight 99" in drifted.out
+    assert drifted.code == 1 and "weight 11 → 99" in drifted.out
     assert status_json(lbctl)["drift"] == "drifted"
 
 
