@@ -137,15 +137,6 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def backends() -> Iterator[Backends]:
-    started = Backends.start(["web1", "web2"])
-    try:
-        yield started
-    finally:
-        started.stop()
-
-
 @dataclass
 class Lab:
     """A HAProxy on loopback reached over ssh, and a store whose target `edge` points at it."""
@@ -163,7 +154,7 @@ class Lab:
             backends=self.backends.ports,
             stats_socket=self.haproxy.stats_socket,
             route_to=route_to,
-            weights={"web1": 100, "web2": weight},
+            weights={"web1": 100, "web2": weight, "web3": 100},
             extra_backends=f"\nbackend maintenance\n    server sorry 127.0.0.1:{self.dead_port} check inter 1s\n",
         )
         if pad:  # comments make a big file, to cut a connection in the middle of its upload
@@ -216,9 +207,10 @@ timeout = 1.0
 
 
 @pytest.fixture
-def lab(tmp_path: Path, sshd: Sshd, backends: Backends) -> Iterator[Lab]:
+def ssh_lab(tmp_path: Path, sshd: Sshd, backends: Backends) -> Iterator[Lab]:
+    """(Named apart from the shared `lab` fixture, which the foundation suite over ssh reuses.)"""
     frontend_port, dead_port = free_port(), free_port()
-    lb_dir = tmp_path / "lb"
+    lb_dir = tmp_path / "ssh-lb"
     placeholder = Lab(None, sshd, tmp_path / "store", frontend_port, dead_port, backends)  # type: ignore[arg-type]
     # The stats socket path is known before HAProxy starts: it lives in the LB's own dir.
     placeholder.haproxy = Haproxy(lb_dir, lb_dir / "haproxy.cfg", lb_dir / "master.sock", lb_dir / "admin.sock")

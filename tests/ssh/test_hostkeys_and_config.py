@@ -41,19 +41,19 @@ def _retarget(lab: Lab, old: str, new: str) -> None:
     subprocess.run(["git", "-C", str(lab.store), "commit", "-qam", "retarget"], check=True)
 
 
-def test_unknown_host_key_is_refused_and_the_lb_is_untouched(lab: Lab, tmp_path: Path) -> None:
+def test_unknown_host_key_is_refused_and_the_lb_is_untouched(ssh_lab: Lab, tmp_path: Path) -> None:
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
-    _retarget(lab, str(lab.sshd.known_hosts), str(empty))
-    before = lab.live()
+    _retarget(ssh_lab, str(ssh_lab.sshd.known_hosts), str(empty))
+    before = ssh_lab.live()
     new = tmp_path / "new.cfg"
-    new.write_text(lab.config(weight=10))
+    new.write_text(ssh_lab.config(weight=10))
     start = time.monotonic()
 
-    assert lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == ExitCode.UNREACHABLE
+    assert ssh_lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == ExitCode.UNREACHABLE
 
     assert time.monotonic() - start < 3  # refused at once, not retried
-    assert lab.live() == before
+    assert ssh_lab.live() == before
     assert empty.read_text() == ""
 
 

@@ -49,12 +49,14 @@ def test_hostile_paths_and_arguments_run_nothing(sshd: Sshd, tmp_path: Path, mon
     assert os.listdir(lb_dir) == [f"cfg {HOSTILE}"]
 
 
-def test_hostile_message_and_ticket_through_the_cli(lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hostile_message_and_ticket_through_the_cli(
+    ssh_lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     new = tmp_path / "new.cfg"
-    new.write_text(lab.config(weight=40))
-    assert lab.lbctl("deploy", "edge", "--file", str(new), "-m", HOSTILE, "--ticket", HOSTILE, "--yes") == 0
-    assert lab.live() == new.read_text()
+    new.write_text(ssh_lab.config(weight=40))
+    assert ssh_lab.lbctl("deploy", "edge", "--file", str(new), "-m", HOSTILE, "--ticket", HOSTILE, "--yes") == 0
+    assert ssh_lab.live() == new.read_text()
     assert not list(tmp_path.rglob("CANARY")) and not (Path("/root") / "CANARY").exists()
 
 
@@ -118,13 +120,13 @@ def cutting_proxy(sshd: Sshd, cut_after: int) -> Iterator[CuttingProxy]:
         proxy.close()
 
 
-def test_connection_cut_mid_upload_leaves_the_old_config_and_a_retry_completes(lab: Lab, tmp_path: Path) -> None:
+def test_connection_cut_mid_upload_leaves_the_old_config_and_a_retry_completes(ssh_lab: Lab, tmp_path: Path) -> None:
     new = tmp_path / "big.cfg"
-    new.write_text(lab.config(weight=30, pad=20000))  # ~1.4 MB: the cut lands inside the upload
-    with cutting_proxy(lab.sshd, cut_after=600_000) as proxy:
-        _retarget(lab, f"port = {lab.sshd.port}", f"port = {proxy.port}")
+    new.write_text(ssh_lab.config(weight=30, pad=20000))  # ~1.4 MB: the cut lands inside the upload
+    with cutting_proxy(ssh_lab.sshd, cut_after=600_000) as proxy:
+        _retarget(ssh_lab, f"port = {ssh_lab.sshd.port}", f"port = {proxy.port}")
         seen: list[str] = []
-        lb_dir = lab.haproxy.config.parent
+        lb_dir = ssh_lab.haproxy.config.parent
         original = SshTransport.write_staged
 
         def watching(self: SshTransport, path: str, data: bytes) -> str:
@@ -135,10 +137,10 @@ def test_connection_cut_mid_upload_leaves_the_old_config_and_a_retry_completes(l
 
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(SshTransport, "write_staged", watching)
-            assert lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 0
+            assert ssh_lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 0
         assert proxy.cuts == 1
     assert "weight 30" not in seen[0]  # the LB ran the old config while the upload was cut and retried
-    assert lab.live() == new.read_text()
+    assert ssh_lab.live() == new.read_text()
     assert not [p for p in lb_dir.iterdir() if "lbctl-stage" in p.name]
 
 
@@ -180,12 +182,12 @@ def test_stale_lb_lock_is_reported_as_stale(sshd: Sshd, tmp_path: Path) -> None:
     assert "looks stale" in str(caught.value) and "taken 3600 s ago" in str(caught.value)
 
 
-def test_cli_exits_5_when_the_lb_is_locked_from_elsewhere(lab: Lab, tmp_path: Path) -> None:
-    lock_dir = lab.haproxy.config.parent / ".haproxy.cfg.lbctl.lock.d"
+def test_cli_exits_5_when_the_lb_is_locked_from_elsewhere(ssh_lab: Lab, tmp_path: Path) -> None:
+    lock_dir = ssh_lab.haproxy.config.parent / ".haproxy.cfg.lbctl.lock.d"
     lock_dir.mkdir()
     (lock_dir / "info").write_text(holder_info("deploy", "edge") + "\n")
     new = tmp_path / "new.cfg"
-    new.write_text(lab.config(weight=20))
-    before = lab.live()
-    assert lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 5
-    assert lab.live() == before
+    new.write_text(ssh_lab.config(weight=20))
+    before = ssh_lab.live()
+    assert ssh_lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 5
+    assert ssh_lab.live() == before
