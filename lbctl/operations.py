@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 from lbctl.config import Target
 from lbctl.errors import ExitCode, StoreError, UsageError
 from lbctl.journal import Event, TargetState, blob_id
-from lbctl.lifecycle import Candidate, Outcome, Plan, Reporter, apply_change, rollback_candidate
 from lbctl.lock import current_holder
 from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
+    from lbctl.lifecycle import Outcome, Plan, Reporter
     from lbctl.semantic import SemanticDiff
 
-Confirm = Callable[[Plan], bool]
+Confirm = Callable[["Plan"], bool]
 
 
 def deploy(
@@ -35,6 +35,8 @@ def deploy(
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
+    from lbctl.lifecycle import Candidate, apply_change
+
     target = ws.target(name)
     store = ws.store
     if file is not None and rev is not None:
@@ -85,6 +87,8 @@ def rollback(
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
+    from lbctl.lifecycle import Outcome, apply_change, rollback_candidate
+
     target = ws.target(name)
     state = ws.journal.state(name)
     chosen = select(ws.store, ws.journal, state, to)

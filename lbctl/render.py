@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lbctl.lifecycle import Outcome, Plan, Reporter
-from lbctl.operations import CheckReport, DiffResult, LogEntry, TargetStatus
+if TYPE_CHECKING:
+    from lbctl.lifecycle import Outcome, Plan, Reporter
+    from lbctl.operations import CheckReport, DiffResult, LogEntry, TargetStatus
 
 
 def say(text: str, *, quiet: bool = False) -> None:
