@@ -137,14 +137,15 @@ def apply_change(
     ):
         state = ws.journal.state(target.name)
         live = run.timed("read live", lambda: _read(transport, target))
-        analysis = run.timed("preview", lambda: analyze(target, live, candidate.content))
+        pushed = kind.prepare(candidate.content)
+        analysis = run.timed("preview", lambda: analyze(target, live, pushed))
         plan = Plan(
             target=target.name,
             from_rev=state.live,
             candidate_rev=candidate.rev,
             diff=analysis.text,
             live_missing=live is None,
-            unchanged=live == candidate.content,
+            unchanged=live is not None and kind.canonical(live) == kind.canonical(pushed),
             refusals=analysis.blocking,
             notes=analysis.notes,
             analysis=analysis,
@@ -164,7 +165,7 @@ def apply_change(
         if not confirm(plan):
             raise Refused("not confirmed: nothing was changed")
 
-        staged = run.timed("stage", lambda: transport.write_staged(target.path or "", candidate.content))
+        staged = run.timed("stage", lambda: transport.write_staged(target.path or "", pushed))
         try:
             run.timed(
                 "validate",
@@ -200,7 +201,7 @@ def apply_change(
             except ReloadFailed as exc:
                 return run.undo(state, kind, transport, checks, keep, live, to_rev, f"reload failed: {exc}", plan)
         if interrupted():
-            return run.interrupted(state, to_rev, candidate.content, plan, during="the reload")
+            return run.interrupted(state, to_rev, kind.canonical(pushed), plan, during="the reload")
 
         try:
             verification = run.timed(
@@ -214,7 +215,7 @@ def apply_change(
                 detail_from_result=True,
             )
         except KeyboardInterrupt:
-            return run.interrupted(state, to_rev, candidate.content, plan, during="verification")
+            return run.interrupted(state, to_rev, kind.canonical(pushed), plan, during="verification")
         if not verification.ok:
             return run.undo(
                 state,
@@ -235,7 +236,7 @@ def apply_change(
                 to_rev,
                 verification.summary,
                 verification=verification,
-                blob=blob_id(candidate.content),
+                blob=blob_id(kind.canonical(pushed)),
                 diff=plan.diff,
                 mark_bad=candidate.rollback_of,
             )
@@ -500,7 +501,7 @@ class _Run:
                 op="auto-rollback",
                 from_rev=bad_rev,
                 verification=restore_ok,
-                blob=blob_id(previous),
+                blob=blob_id(kind.canonical(previous)),
                 live_status="good" if healthy else "failed",
             )
         events = (failed_event, *self.event_ids[-1:])

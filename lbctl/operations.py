@@ -149,6 +149,7 @@ class TargetStatus:
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
     from lbctl.checks import checks_for
+    from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
 
     results = []
@@ -167,7 +168,8 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                     elif state.live_blob is None:
                         drift = "unknown"
                     else:
-                        drift = "none" if blob_id(running) == state.live_blob else "drifted"
+                        same = blob_id(kind_for(target).canonical(running)) == state.live_blob
+                        drift = "none" if same else "drifted"
                     for check in checks_for(target, transport):
                         obs = check.observe()
                         health.append({"check": check.name, "ok": obs.ok, "detail": obs.detail})

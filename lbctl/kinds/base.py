@@ -10,6 +10,8 @@ the LB's own commands, and does all I/O through the target's transport. Contract
 - `confirm_reload(transport, marker)`: wait until the reload took (new worker, new
   generation) or raise `ReloadFailed` if the LB kept its old config.
 - `traffic_snapshot(transport)`: per-server counters from the LB's own view of traffic.
+- `prepare(content)` / `canonical(content)`: what is pushed for a store file, and the form
+  in which a running config and the store's are compared.
 - `validate_argv` / `reload_argv`: a target's `validate` / `reload` strings are split
   like a shell would (no shell runs them) and `{path}` is replaced as one argument.
 """
@@ -70,6 +72,18 @@ class Kind(ABC):
                 details=details,
             )
         return result.output
+
+    def prepare(self, content: bytes) -> bytes:
+        """The bytes to push for a store file's `content` (e.g. a Caddyfile adapted to JSON)."""
+        return content
+
+    def canonical(self, content: bytes) -> bytes:
+        """A form in which two equivalent configs are equal bytes (drift and no-op detection).
+
+        File-based kinds compare bytes as they are; an API kind that reads back its running
+        config reformatted (Caddy's JSON) normalises both sides here.
+        """
+        return content
 
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
         """Per-server traffic counters read from the LB itself (for the `balance` check)."""
