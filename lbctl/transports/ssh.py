@@ -2,8 +2,8 @@
 
 Behaves like OpenSSH: host keys are checked against known_hosts (unknown → refused unless
 `LBCTL_SSH_TRUST_NEW=1`, changed → refused), `~/.ssh/config`, identity files and ssh-agent
-are honoured (see `ssh_config`). One connection serves the whole operation; its socket has
-TCP_NODELAY (paramiko leaves Nagle on, which costs ~40 ms per round trip).
+are honoured (`ssh_config` resolves the route, `ssh_connect` logs in). One connection serves
+the whole operation; its socket has TCP_NODELAY (paramiko leaves Nagle on: ~40 ms per round trip).
 
 Remote commands are argument lists joined with `shlex.quote`; the few multi-step actions
 (swap, restore, lock) are constant `sh -c` scripts that take every value as a positional
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import os
 import posixpath
 import re
@@ -29,24 +28,37 @@ import select
 import shlex
 import socket
 import time
-from base64 import b64encode
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lbctl import retry
 from lbctl.config import Target
-from lbctl.errors import CommandFailed, ConfigError, ExitCode, LbctlError, Locked, TransientError, Unreachable
+from lbctl.errors import CommandFailed, ConfigError, ExitCode, LbctlError, Locked, TransientError
 from lbctl.lock import describe_holder
 from lbctl.transports.base import RunResult, Transport
-from lbctl.transports.ssh_config import Endpoint, Route, resolve
+from lbctl.transports.ssh_config import Route, resolve
+from lbctl.transports.ssh_connect import (
+    TRUST_NEW_ENV,
+    AuthenticationFailed,
+    HostKeyChanged,
+    HostKeyUnknown,
+    connect,
+    tunnel,
+)
 
 if TYPE_CHECKING:
     import paramiko
 
+__all__ = [
+    "TRUST_NEW_ENV",
+    "AuthenticationFailed",
+    "HostKeyChanged",
+    "HostKeyUnknown",
+    "RemoteFileError",
+    "SshTransport",
+]
 T = TypeVar("T")
-log = logging.getLogger("lbctl.ssh")
 
-TRUST_NEW_ENV = "LBCTL_SSH_TRUST_NEW"
 # A lock older than this is reported as probably stale (no operation takes this long).
 STALE_LOCK_SECONDS = 15 * 60
 # socat parses its address (`unix-connect:PATH,option...`); allow only plain path characters.
@@ -85,20 +97,6 @@ dir=$1 info=$2
 [ "$(cat -- "$dir/info" 2>/dev/null)" = "$info" ] || exit 0
 rm -rf -- "$dir"
 """
-
-
-class HostKeyUnknown(Unreachable):
-    """The host's key is not in known_hosts: refused (exit 6), nothing was changed."""
-
-
-class HostKeyChanged(LbctlError):
-    """The host's key differs from known_hosts: possibly an attack, refused (exit 2)."""
-
-    exit_code = ExitCode.USAGE
-
-
-class AuthenticationFailed(Unreachable):
-    """No identity was accepted by the host (exit 6); not retried."""
 
 
 class RemoteFileError(LbctlError):
@@ -154,11 +152,11 @@ class SshTransport(Transport):
         sock: Any = None
         try:
             for endpoint in (*route.jumps, route.target):
-                client = _connect(endpoint, sock, self.target.connect_timeout)
+                client = connect(endpoint, sock, self.target.connect_timeout)
                 self._clients.append(client)
                 sock = None
                 if endpoint is not route.target:
-                    sock = _tunnel(client, route.jumps, route.target, endpoint, self.target.connect_timeout)
+                    sock = tunnel(client, route.jumps, route.target, endpoint, self.target.connect_timeout)
         except BaseException:
             self._drop()
             raise
@@ -366,127 +364,6 @@ class SshTransport(Transport):
 # -- helpers ---------------------------------------------------------------------------
 
 _FILE_ERRORS: tuple[type[OSError], ...] = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-
-
-def _connect(endpoint: Endpoint, sock: Any, timeout: float) -> paramiko.SSHClient:
-    """Log in to one endpoint (over `sock` when it is a ProxyJump tunnel), keys verified."""
-    import paramiko
-
-    try:
-        if sock is None:
-            sock = socket.create_connection((endpoint.hostname, endpoint.port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except OSError as exc:
-        raise TransientError(f"{endpoint.where}: {_describe(exc)}") from None
-    client = paramiko.SSHClient()
-    try:
-        _load_host_keys(client, endpoint)
-        client.set_missing_host_key_policy(_host_key_policy(endpoint, trust_new=_trust_new()))
-        client.connect(
-            endpoint.hostname,
-            port=endpoint.port,
-            username=endpoint.user,
-            sock=sock,
-            key_filename=cast(str, list(endpoint.identity_files)) if endpoint.identity_files else None,
-            allow_agent=not endpoint.identities_only or not endpoint.identity_files,
-            look_for_keys=not endpoint.identity_files,
-            timeout=timeout,
-            banner_timeout=timeout,
-            auth_timeout=timeout,
-            channel_timeout=timeout,
-        )
-    except paramiko.BadHostKeyException as exc:
-        client.close()
-        raise HostKeyChanged(
-            f"the host key of {endpoint.known_hosts_name} has CHANGED (now {_fingerprint(exc.key)}, "
-            f"known_hosts {endpoint.known_hosts} says {_fingerprint(exc.expected_key)}): refusing to connect",
-            hint="someone may be intercepting the connection; if the host was really re-keyed, verify the new "
-            f"fingerprint out of band, then `ssh-keygen -R {shlex.quote(endpoint.known_hosts_name)} "
-            f"-f {shlex.quote(endpoint.known_hosts)}` and connect again",
-        ) from None
-    except (paramiko.PasswordRequiredException, paramiko.AuthenticationException) as exc:
-        client.close()
-        raise AuthenticationFailed(
-            f"{endpoint.where}: authentication failed ({exc}); nothing was changed",
-            hint="check user and identity_file (or ~/.ssh/config), and that the key is in the host's "
-            "authorized_keys; encrypted keys must be loaded into ssh-agent",
-        ) from None
-    except LbctlError:
-        client.close()
-        raise
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        client.close()
-        raise TransientError(f"{endpoint.where}: {_describe(exc)}") from None
-    transport = client.get_transport()
-    if transport is not None:
-        transport.set_keepalive(15)
-    return client
-
-
-def _tunnel(
-    client: paramiko.SSHClient, jumps: tuple[Endpoint, ...], final: Endpoint, hop: Endpoint, timeout: float
-) -> Any:
-    """A direct-tcpip channel from `hop` to the next endpoint on the route."""
-    chain = (*jumps, final)
-    nxt = chain[chain.index(hop) + 1]
-    transport = client.get_transport()
-    if transport is None:
-        raise TransientError(f"{hop.where}: the jump connection closed")
-    try:
-        return transport.open_channel("direct-tcpip", (nxt.hostname, nxt.port), ("127.0.0.1", 0), timeout=timeout)
-    except Exception as exc:
-        raise TransientError(f"{hop.where} could not open a tunnel to {nxt.hostname}:{nxt.port}: {exc}") from None
-
-
-def _load_host_keys(client: paramiko.SSHClient, endpoint: Endpoint) -> None:
-    if os.path.isfile("/etc/ssh/ssh_known_hosts"):
-        with contextlib.suppress(OSError):
-            client.load_system_host_keys("/etc/ssh/ssh_known_hosts")
-    if os.path.isfile(endpoint.known_hosts):
-        try:
-            client.load_host_keys(endpoint.known_hosts)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read known_hosts: {exc}", file=endpoint.known_hosts) from None
-
-
-def _trust_new() -> bool:
-    return os.environ.get(TRUST_NEW_ENV, "").lower() in ("1", "yes", "true")
-
-
-def _host_key_policy(endpoint: Endpoint, *, trust_new: bool) -> paramiko.MissingHostKeyPolicy:
-    """OpenSSH's StrictHostKeyChecking=yes, or =accept-new when the user opted in."""
-    import paramiko
-
-    class Refuse(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            e = endpoint
-            raise HostKeyUnknown(
-                f"{e.known_hosts_name} is not in {e.known_hosts} (its {key.get_name()} key is {_fingerprint(key)}):"
-                " refusing to connect; nothing was changed",
-                hint=f"check that fingerprint out of band, then add it with `ssh-keyscan -p {e.port} "
-                f"{shlex.quote(e.hostname)} >> {shlex.quote(e.known_hosts)}`, or run once with {TRUST_NEW_ENV}=1 "
-                "to trust it on first use and record it",
-            )
-
-    class TrustNew(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-            e = endpoint
-            os.makedirs(os.path.dirname(e.known_hosts) or ".", mode=0o700, exist_ok=True)
-            with open(e.known_hosts, "a", encoding="ascii") as f:
-                f.write(f"{e.known_hosts_name} {key.get_name()} {key.get_base64()}\n")
-            log.warning(
-                "lbctl: trusted the new %s host key of %s (%s) on first use; recorded in %s",
-                key.get_name(),
-                e.known_hosts_name,
-                _fingerprint(key),
-                e.known_hosts,
-            )
-
-    return TrustNew() if trust_new else Refuse()
-
-
-def _fingerprint(key: Any) -> str:
-    return "SHA256:" + b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
 def _drain(channel: Any, timeout: float, what: str) -> tuple[bytes, bytes]:
