@@ -7,12 +7,14 @@ import subprocess
 import time
 from pathlib import Path
 
+from lbctl.kinds.haproxy import ProcState, parse_show_proc
 from lbctl.lab.processes import Haproxy
 from tests.conftest import Lab, LbctlRunner, git, target_toml, write
 
 
-def show_proc_workers(haproxy: Haproxy) -> str:
-    return haproxy.master_command("show proc")
+def show_proc_workers(haproxy: Haproxy) -> ProcState:
+    """Reload count, failed reloads and worker pids (not the raw text: it holds a ticking uptime)."""
+    return parse_show_proc(haproxy.master_command("show proc"))
 
 
 def http_get(port: int) -> int:
@@ -42,7 +44,8 @@ def test_deploy_ok_is_live_verified_and_recorded(store: Path, lab: Lab, lbctl: L
 
     assert result.code == 0, result.err
     assert lab.live_text() == new.read_text()
-    assert "[failed: 0]" in show_proc_workers(lab.haproxy) and show_proc_workers(lab.haproxy) != before
+    after = show_proc_workers(lab.haproxy)
+    assert after.failed == 0 and after.reloads == before.reloads + 1 and after.workers.isdisjoint(before.workers)
     assert http_get(lab.fe_port) == 200
     head = git(store, "log", "-1", "--format=%H%n%B")
     sha = head.splitlines()[0]
