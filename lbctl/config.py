@@ -9,7 +9,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -19,6 +19,8 @@ CONFIG_NAME = "lbctl.toml"
 KINDS = ("haproxy", "nginx", "caddy")
 TRANSPORTS = ("local", "ssh", "http")
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_V = TypeVar("_V")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Strict(BaseModel):
@@ -70,6 +72,28 @@ class BalanceCheck(_Strict):
 Check = Annotated[HttpCheck | TcpCheck | CommandCheck | BalanceCheck, Field(discriminator="type")]
 
 
+class Policy(_Strict):
+    """Rules a candidate config must follow (lint at the plan stage and in `lbctl check`)."""
+
+    max_share: float | None = Field(default=None, gt=0, le=1)  # no server above this expected share
+    min_active_servers: int | None = Field(default=None, ge=0)  # per backend/upstream
+    require_health_checks: bool | None = None  # every server has `check` (HAProxy) / max_fails (nginx)
+    forbid_directives: list[str] | None = None  # e.g. ["stats admin", "option dontlog-normal"]
+
+
+class Safety(_Strict):
+    """Blast-radius thresholds: a bigger change is refused (exit 4) unless --force."""
+
+    max_servers_removed: float | None = Field(default=None, ge=0, le=1)  # share removed, disabled or drained
+    max_traffic_moved: float | None = Field(default=None, ge=0, le=1)  # share of a pool's traffic moving server
+    allow_empty_backend: bool | None = None
+
+
+class Group(_Strict):
+    policy: Policy = Field(default_factory=Policy)
+    safety: Safety = Field(default_factory=Safety)
+
+
 class Defaults(_Strict):
     verify_seconds: float = Field(default=10.0, ge=0)
     check_interval: float = Field(default=0.5, gt=0)
@@ -106,6 +130,8 @@ class Target(_Strict):
     retries: int = Field(default=3, ge=0, le=20)
     connect_timeout: float = Field(default=10.0, gt=0)
     checks: list[Check] = Field(default_factory=list)
+    policy: Policy = Field(default_factory=Policy)
+    safety: Safety = Field(default_factory=Safety)
 
     @field_validator("source")
     @classmethod
@@ -129,7 +155,39 @@ class Target(_Strict):
 
 class StoreConfig(_Strict):
     defaults: Defaults = Field(default_factory=Defaults)
+    policy: Policy = Field(default_factory=Policy)
+    safety: Safety = Field(default_factory=Safety)
+    groups: dict[str, Group] = Field(default_factory=dict)
     targets: dict[str, Target] = Field(default_factory=dict)
+
+    def policy_for(self, target: Target) -> Policy:
+        """Store-wide policy, then the target's group's, then the target's own (each key overrides)."""
+        group = self.groups.get(target.group or "")
+        return _layered(Policy, self.policy, group.policy if group else None, target.policy)
+
+    def safety_for(self, target: Target) -> Safety:
+        group = self.groups.get(target.group or "")
+        merged = _layered(Safety, self.safety, group.safety if group else None, target.safety)
+        return Safety(
+            max_servers_removed=_default(merged.max_servers_removed, 0.34),
+            max_traffic_moved=_default(merged.max_traffic_moved, 0.5),
+            allow_empty_backend=_default(merged.allow_empty_backend, False),
+        )
+
+
+SAFE_DEFAULTS = "max_servers_removed = 0.34, max_traffic_moved = 0.5, allow_empty_backend = false"
+
+
+def _default(value: _V | None, fallback: _V) -> _V:
+    return fallback if value is None else value
+
+
+def _layered(cls: type[_M], *layers: _M | None) -> _M:
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if layer is not None:
+            merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
+    return cls(**merged)
 
 
 def load(path: Path) -> StoreConfig:
