@@ -82,7 +82,13 @@ def deploy(
     ticket: Annotated[str | None, typer.Option("--ticket", help="Ticket or change id.")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Deploy this revision (or selector).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Deploy even if the preview breaks the policy.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Deploy despite policy, blast radius, staging gate or drift.")
+    ] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why --force (recorded in the event).")] = None,
+    checksum: Annotated[
+        str | None, typer.Option("--checksum", help="Proceed only if the plan is the one reviewed (--dry-run).")
+    ] = None,
     yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -103,6 +109,8 @@ def deploy(
         rev=rev,
         dry_run=dry_run,
         force=force,
+        reason=reason,
+        checksum=checksum,
         confirm=render.confirmer(yes, json_out),
         report=render.reporter(quiet or json_out),
     )
@@ -115,6 +123,8 @@ def rollback(
     to: Annotated[str, typer.Option("--to", help="last-good | previous | ~N | <git rev> | @<ISO time>")] = "last-good",
     message: Annotated[str | None, typer.Option("-m", "--message", help="Why.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Roll back over a hand edit (drift).")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why --force (recorded).")] = None,
     yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -132,6 +142,8 @@ def rollback(
         to=to,
         message=message,
         dry_run=dry_run,
+        force=force,
+        reason=reason,
         confirm=render.confirmer(yes, json_out),
         report=render.reporter(quiet or json_out),
     )
@@ -218,6 +230,28 @@ def diff(
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
     render.diff(result, fmt="json" if json_out else fmt)
     return 1 if exit_code and result.changed else 0
+
+
+@app.command()
+def pull(
+    target: Annotated[str, typer.Argument(help="The target whose running config to record.")],
+    message: Annotated[str | None, typer.Option("-m", "--message", help="Why (the commit message).")] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
+    from lbctl import operations, render
+
+    result = operations.pull(_workspace(store), target, message=message)
+    if json_out:
+        render.emit_json(result.to_json())
+    elif result.committed:
+        print(f"recorded the running config of {target} as {result.rev[:10]} (live, unverified)")
+    else:
+        print(f"{target} runs what the store has ({result.rev[:10]}); recorded it as live (unverified)")
+    return 0
 
 
 @app.command()

@@ -75,8 +75,8 @@ class ValidationFailed(LbctlError):
         self.details = details
 
     def __str__(self) -> str:
-        text = super().__str__()
-        return f"{text}\n{self.details.rstrip()}" if self.details else text
+        text = self.message + (f"\n{self.details.rstrip()}" if self.details else "")
+        return text if self.hint is None else f"{text}\n  hint: {self.hint}"
 
 
 class ParseError(ValidationFailed):

@@ -90,6 +90,7 @@ class TargetState:
     status: str = "unknown"  # good | unverified | interrupted | failed | restore-failed | unknown
     last_good: str | None = None
     good: tuple[str, ...] = ()  # revisions verified good here, newest first
+    good_blobs: tuple[str, ...] = ()  # content (git blob ids) verified good here, newest first
     bad: tuple[str, ...] = ()  # revisions that failed here: last-good never picks them
     history: tuple[LiveEntry, ...] = ()  # live changes, newest first
     last_event: str | None = None
@@ -109,6 +110,7 @@ class TargetState:
             status=data.get("status", "unknown"),
             last_good=data.get("last_good"),
             good=tuple(data.get("good", ())),
+            good_blobs=tuple(data.get("good_blobs", ())),
             bad=tuple(data.get("bad", ())),
             history=tuple(LiveEntry(**h) for h in data.get("history", ())),
             last_event=data.get("last_event"),
@@ -120,10 +122,12 @@ class TargetState:
         history = self.history
         if rev != self.live or blob != self.live_blob or not history:
             history = (LiveEntry(rev=rev, at=at, event=event_id), *history)[:HISTORY_KEPT]
-        good, bad = self.good, self.bad
+        good, bad, good_blobs = self.good, self.bad, self.good_blobs
         if status == "good" and rev:
             good = (rev, *[g for g in good if g != rev])[:GOOD_KEPT]
             bad = tuple(b for b in bad if b != rev)
+        if status == "good" and blob:
+            good_blobs = (blob, *[g for g in good_blobs if g != blob])[:GOOD_KEPT]
         return replace(
             self,
             live=rev,
@@ -131,6 +135,7 @@ class TargetState:
             status=status,
             last_good=good[0] if good else None,
             good=good,
+            good_blobs=good_blobs,
             bad=bad,
             history=history,
             last_event=event_id,

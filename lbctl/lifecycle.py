@@ -16,7 +16,7 @@ import json
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any
 
@@ -28,7 +28,7 @@ from lbctl.journal import Event, Stage, TargetState, blob_id, new_event_id, time
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.lock import hold_flock, holder_info
-from lbctl.preflight import Analysis, analyze
+from lbctl.planning import Plan, enforce, make_plan, refuse
 from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
 from lbctl.verify import Verification, verify
@@ -47,32 +47,6 @@ class Candidate:
     trailers: dict[str, str] = field(default_factory=dict)
     label: str = ""
     rollback_of: str | None = None  # marked bad once this candidate is verified good
-
-
-@dataclass(frozen=True)
-class Plan:
-    target: str
-    from_rev: str | None
-    candidate_rev: str | None
-    diff: str
-    live_missing: bool
-    unchanged: bool
-    refusals: tuple[str, ...] = ()  # why the preview breaks the target's policy
-    notes: tuple[str, ...] = ()
-    analysis: Analysis | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "from_rev": self.from_rev,
-            "candidate_rev": self.candidate_rev,
-            "unchanged": self.unchanged,
-            "live_missing": self.live_missing,
-            "diff": self.diff,
-            "refusals": list(self.refusals),
-            "notes": list(self.notes),
-            "semantic": self.analysis.to_json() if self.analysis else None,
-        }
 
 
 @dataclass(frozen=True)
@@ -121,12 +95,14 @@ def apply_change(
     confirm: Callable[[Plan], bool],
     dry_run: bool = False,
     force: bool = False,
+    reason: str | None = None,
+    expected_checksum: str | None = None,
     report: Reporter = lambda stage, message: None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
-    A deploy whose traffic preview breaks the target's balance policy is refused (exit 3)
-    unless `force`; a rollback only warns: it is the way back, not a new risk.
+    The plan is judged first (planning.py): policy, blast radius, staging-first, drift and
+    a reviewed checksum; what is refused leaves no commit and touches nothing on the LB.
     """
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
@@ -138,34 +114,28 @@ def apply_change(
         state = ws.journal.state(target.name)
         live = run.timed("read live", lambda: _read(transport, target))
         pushed = kind.prepare(candidate.content)
-        analysis = run.timed("preview", lambda: analyze(target, live, pushed))
-        plan = Plan(
-            target=target.name,
-            from_rev=state.live,
-            candidate_rev=candidate.rev,
-            diff=analysis.text,
-            live_missing=live is None,
-            unchanged=live is not None and kind.canonical(live) == kind.canonical(pushed),
-            refusals=analysis.blocking,
-            notes=analysis.notes,
-            analysis=analysis,
-        )
-        if plan.unchanged and state.status == "good" and (candidate.rev is None or candidate.rev == state.live):
+        plan = run.timed("plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev))
+        if plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live:
             return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
-        if plan.refusals and op == "deploy" and not force:
-            if dry_run:
-                return run.outcome("refused", ExitCode.VALIDATION, plan, "dry run: this change would be refused")
-            raise ValidationFailed(
-                f"{target.name}: refused at the plan stage (balance policy and preview); nothing was pushed",
-                details="\n".join(f"  - {r}" for r in plan.refusals),
-                hint="fix the config, or pass --force to deploy it anyway (verification still judges it)",
-            )
+        refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:
-            return run.outcome("dry-run", ExitCode.OK, plan, "dry run: nothing was changed")
+            verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
+            return run.outcome(verdict, code, plan, f"dry run: nothing was changed; plan checksum {plan.checksum}")
+        if refused:
+            refuse(plan, refused)
+        if force and plan.problems:
+            run.forced = "forced over: " + "; ".join(p.rule for p in plan.problems) + (f" ({reason})" if reason else "")
+            candidate = replace(candidate, trailers={**candidate.trailers, "Lbctl-Forced": run.forced})
         if not confirm(plan):
             raise Refused("not confirmed: nothing was changed")
 
-        staged = run.timed("stage", lambda: transport.write_staged(target.path or "", pushed))
+        try:
+            staged = run.timed("stage", lambda: transport.write_staged(target.path or "", pushed))
+        except TransientError as exc:
+            raise Unreachable(
+                f"{target.name}: could not stage the candidate: {exc}",
+                hint="nothing was changed on the LB; run the same command again",
+            ) from None
         try:
             run.timed(
                 "validate",
@@ -176,8 +146,14 @@ def apply_change(
             transport.remove(staged)
             run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
             raise
+        except TransientError as exc:
+            _quietly(lambda: transport.remove(staged))
+            raise Unreachable(
+                f"{target.name}: could not validate the candidate: {exc}",
+                hint="nothing was changed on the LB; run the same command again",
+            ) from None
         except BaseException:
-            transport.remove(staged)
+            _quietly(lambda: transport.remove(staged))
             raise
 
         to_rev = candidate.rev or run.timed(
@@ -192,13 +168,22 @@ def apply_change(
             raise Unreachable(
                 f"{target.name}: could not take the checks' baseline: {exc}", hint="nothing was changed on the LB"
             ) from None
-        marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
+        try:
+            marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
+        except TransientError as exc:
+            raise Unreachable(
+                f"{target.name}: could not read the LB's process state: {exc}", hint="nothing was changed on the LB"
+            ) from None
         keep = f"{target.path}.lbctl-prev"
         with shielded() as interrupted, run.inflight(to_rev, state):
-            run.timed("swap", lambda: transport.swap(staged, target.path or "", keep))
+            try:
+                run.timed("swap", lambda: transport.swap(staged, target.path or "", keep))
+            except TransientError as exc:
+                # The swap is one rename: either it happened or the old file is still live.
+                return run.undo(state, kind, transport, checks, keep, live, to_rev, f"swap failed: {exc}", plan)
             try:
                 run.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
-            except ReloadFailed as exc:
+            except (ReloadFailed, TransientError) as exc:
                 return run.undo(state, kind, transport, checks, keep, live, to_rev, f"reload failed: {exc}", plan)
         if interrupted():
             return run.interrupted(state, to_rev, kind.canonical(pushed), plan, during="the reload")
@@ -234,7 +219,7 @@ def apply_change(
                 state,
                 "good",
                 to_rev,
-                verification.summary,
+                verification.summary + (f"; {run.forced}" if run.forced else ""),
                 verification=verification,
                 blob=blob_id(kind.canonical(pushed)),
                 diff=plan.diff,
@@ -279,6 +264,12 @@ def _read(transport: Transport, target: Target) -> bytes | None:
         raise Unreachable(f"{target.name}: could not read the live config: {exc}") from None
 
 
+def _quietly(fn: Callable[[], object]) -> None:
+    """Best-effort cleanup that must not hide the error being handled."""
+    with contextlib.suppress(Exception):
+        fn()
+
+
 def _reload(kind: Kind, transport: Transport, marker: object) -> str:
     kind.reload(transport)
     return kind.confirm_reload(transport, marker)
@@ -314,6 +305,7 @@ class _Run:
         self.stages: list[Stage] = []
         self.started = timestamp()
         self.event_ids: list[str] = []
+        self.forced = ""
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """The store-side lock; the LB-side one is taken through the transport."""

@@ -16,7 +16,8 @@ from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
-    from lbctl.lifecycle import Outcome, Plan, Reporter
+    from lbctl.lifecycle import Outcome, Reporter
+    from lbctl.planning import Plan
     from lbctl.semantic import SemanticDiff
 
 Confirm = Callable[["Plan"], bool]
@@ -32,6 +33,8 @@ def deploy(
     rev: str | None = None,
     dry_run: bool = False,
     force: bool = False,
+    reason: str | None = None,
+    checksum: str | None = None,
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
@@ -73,7 +76,16 @@ def deploy(
     if not dry_run:
         store.identity()
     return apply_change(
-        ws, target, candidate, op="deploy", confirm=confirm, dry_run=dry_run, force=force, report=report
+        ws,
+        target,
+        candidate,
+        op="deploy",
+        confirm=confirm,
+        dry_run=dry_run,
+        force=force,
+        reason=reason,
+        expected_checksum=checksum,
+        report=report,
     )
 
 
@@ -84,6 +96,8 @@ def rollback(
     to: str = "last-good",
     message: str | None = None,
     dry_run: bool = False,
+    force: bool = False,
+    reason: str | None = None,
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
@@ -92,13 +106,21 @@ def rollback(
     target = ws.target(name)
     state = ws.journal.state(name)
     chosen = select(ws.store, ws.journal, state, to)
-    if chosen.rev in state.bad and to == "last-good":  # select() never returns it; belt and braces
-        raise UsageError(f"{chosen.rev[:10]} is marked failed on {name}")
     if not dry_run:
         ws.store.require_clean()
         ws.store.identity()
     candidate = rollback_candidate(ws, target, state, chosen.rev, chosen.why, message)
-    outcome = apply_change(ws, target, candidate, op="rollback", confirm=confirm, dry_run=dry_run, report=report)
+    outcome = apply_change(
+        ws,
+        target,
+        candidate,
+        op="rollback",
+        confirm=confirm,
+        dry_run=dry_run,
+        force=force,
+        reason=reason,
+        report=report,
+    )
     if outcome.verdict == "unchanged":
         return Outcome(
             op="rollback",
@@ -290,12 +312,12 @@ def diff_files(kind: str, a: Path, b: Path) -> DiffResult:
 
 
 def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live: bool) -> DiffResult:
-    from lbctl.preflight import balance_policy
+    from lbctl.gates import effective_max_share
     from lbctl.transports import transport_for
 
     target = ws.target(name)
     state = ws.journal.state(name)
-    policy = balance_policy(target)
+    max_share = effective_max_share(ws.config.policy_for(target), target)
 
     def content(selector: str) -> tuple[bytes, str]:
         rev = select(ws.store, ws.journal, state, selector).rev
@@ -327,7 +349,7 @@ def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live:
         new_label,
         filename=target.source,
         root=ws.root,
-        max_share=policy.max_share if policy else None,
+        max_share=max_share,
     )
 
 
@@ -387,8 +409,8 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
     kind = kind_for(target)
     state = ws.journal.state(name)
     baseline = ws.store.content_at(state.live, target.source) if state.live else None
-    analysis = analyze(target, baseline, content)
-    findings = list(analysis.blocking)
+    analysis = analyze(target, ws.config.policy_for(target), ws.config.safety_for(target), baseline, content)
+    findings = [p.text for p in analysis.problems]
     binary = kind.validate_argv("x")[0]
     output = ""
     if shutil.which(binary):
@@ -412,3 +434,66 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
             finally:
                 transport.remove(staged)
     return CheckReport(name, label, where, output, tuple(findings), analysis.notes, analysis.semantic)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    target: str
+    rev: str
+    committed: bool
+    previous: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "rev": self.rev, "committed": self.committed, "previous_live": self.previous}
+
+
+def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
+    """Commit the config running on the target as its source (`Lbctl-Source: pull`).
+
+    Adopts a brownfield LB, or records a hand edit so that deploys stop refusing for drift.
+    The running config is recorded as live but `unverified`: lbctl did not judge it.
+    """
+    from lbctl.journal import Event, new_event_id, timestamp
+    from lbctl.kinds import kind_for
+    from lbctl.lifecycle import _connect, _read, lb_lock_path
+    from lbctl.lock import hold_flock, holder_info
+    from lbctl.transports import transport_for
+
+    target = ws.target(name)
+    kind = kind_for(target)
+    ws.store.require_clean()
+    who, _ = ws.store.identity()
+    info = holder_info("pull", name)
+    started = timestamp()
+    with (
+        hold_flock(ws.lock_dir / f"{name}.lock", info),
+        _connect(transport_for(target), target) as transport,
+        transport.lock(lb_lock_path(target), info),
+    ):
+        running = _read(transport, target)
+        if running is None:
+            raise UsageError(f"{target.path} does not exist on {transport.where}: there is nothing to pull")
+        state = ws.journal.state(name)
+        committed = ws.store.content_at("HEAD", target.source) != running
+        if committed:
+            trailers = {"Lbctl-Target": name, "Lbctl-Source": "pull"}
+            rev = ws.store.commit_file(
+                target.source, running, message or f"Pull {name}: record the config running on it", trailers
+            )
+        else:
+            rev = ws.store.last_change(target.source) or ws.store.resolve("HEAD")
+        event = Event(
+            id=new_event_id(),
+            op="pull",
+            target=name,
+            who=json.loads(info)["holder"],
+            started=started,
+            finished=timestamp(),
+            from_rev=state.live,
+            to_rev=rev,
+            verdict="adopted",
+            message=f"recorded the running config of {name} ({who})",
+        )
+        blob = blob_id(kind.canonical(running))
+        ws.journal.append(event, state.moved_to(rev, blob, "unverified", event.id, event.finished))
+    return PullResult(name, rev, committed, state.live)

@@ -1,9 +1,8 @@
-"""What a change means before anything is pushed: semantic diff, traffic preview, policy.
+"""What a change means before anything is pushed: semantic diff, traffic preview, rules.
 
-One parse of each version serves the plan's diff, the event's record and the policy
-gate. A target's `balance` check is also its policy: a candidate whose preview already
-breaks it (a server above `max_share`, a pool with no usable server, a route to a
-missing or empty backend), or that lbctl cannot parse, is refused unless `--force`.
+One parse of each version serves the plan's diff, the event's record, the policy lint
+and the blast radius. A candidate lbctl cannot parse is a policy problem (exit 3): its
+traffic cannot be previewed, so `--force` is needed to ship it.
 """
 
 from __future__ import annotations
@@ -11,46 +10,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lbctl.config import BalanceCheck, Target
-from lbctl.errors import ParseError
+from lbctl.config import Policy, Safety, Target
+from lbctl.errors import ExitCode, ParseError
+from lbctl.gates import Problem, blast_radius, effective_max_share, policy_lint
 
 if TYPE_CHECKING:
     from lbctl.semantic import SemanticDiff
-
-BLOCKING = frozenset({"above-max-share", "no-usable-server", "route-to-missing-pool", "route-to-empty-pool"})
 
 
 @dataclass(frozen=True)
 class Analysis:
     text: str  # the change as a person reads it ("" when nothing changes)
-    semantic: SemanticDiff | None  # None when a version could not be parsed (then `text` is a unified diff)
-    blocking: tuple[str, ...] = ()  # why the deploy is refused
-    notes: tuple[str, ...] = ()  # worth showing, not refusing
+    semantic: SemanticDiff | None  # None when the candidate could not be parsed (then `text` is a unified diff)
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any] | None:
         return self.semantic.to_json() if self.semantic is not None else None
 
 
-def balance_policy(target: Target) -> BalanceCheck | None:
-    return next((c for c in target.checks if isinstance(c, BalanceCheck)), None)
-
-
-def analyze(target: Target, old: bytes | None, new: bytes) -> Analysis:
-    """The semantic diff of live `old` → candidate `new`, judged against the target's policy."""
+def analyze(target: Target, policy: Policy, safety: Safety, old: bytes | None, new: bytes) -> Analysis:
+    """The semantic diff of live `old` → candidate `new`, judged against policy and thresholds."""
     from lbctl.diffing import unified
     from lbctl.semantic import diff_texts, parse_config, semantic_diff
 
-    policy = balance_policy(target)
-    max_share = policy.max_share if policy else None
+    max_share = effective_max_share(policy, target)
     filename = target.path or target.source
     try:
         new_model = parse_config(target.kind, new.decode("utf-8", "replace"), filename=filename)
     except ParseError as exc:
-        return Analysis(
-            unified(old or b"", new, "live", "candidate"),
-            None,
-            blocking=(f"lbctl cannot parse the candidate, so it cannot preview its traffic: {exc}",),
+        problem = Problem(
+            ExitCode.VALIDATION,
+            "parse",
+            f"lbctl cannot parse the candidate, so it cannot preview its traffic: {exc}",
+            line=exc.line,
         )
+        return Analysis(unified(old or b"", new, "live", "candidate"), None, (problem,))
     notes: list[str] = []
     try:
         if old is None:
@@ -64,11 +59,9 @@ def analyze(target: Target, old: bytes | None, new: bytes) -> Analysis:
         )
     except ParseError as exc:
         notes.append(f"the live config could not be compared ({exc}); the preview covers the candidate only")
-        empty = parse_config(target.kind, "", filename=filename)
-        diff = semantic_diff(empty, new_model, max_share=max_share)
-    blocking: list[str] = []
-    for finding in diff.findings:
-        line = finding.message + (f" ({filename}:{finding.line})" if finding.line else "")
-        (blocking if policy is not None and finding.code in BLOCKING else notes).append(line)
+        diff = semantic_diff(parse_config(target.kind, "", filename=filename), new_model, max_share=max_share)
+    problems = [*policy_lint(policy, target, new_model, diff), *blast_radius(safety, diff)]
+    judged = {p.message for p in problems}
+    notes.extend(f.message for f in diff.findings if f.message not in judged)
     text = "" if old == new else "\n".join(c.text for c in diff.changes) or "(only cosmetic changes)"
-    return Analysis(text, diff, tuple(blocking), tuple(notes))
+    return Analysis(text, diff, tuple(problems), tuple(notes))

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lbctl.lifecycle import Outcome, Plan, Reporter
+    from lbctl.lifecycle import Outcome, Reporter
     from lbctl.operations import CheckReport, DiffResult, LogEntry, TargetStatus
+    from lbctl.planning import Plan
 
 
 def say(text: str, *, quiet: bool = False) -> None:
@@ -78,10 +79,11 @@ def show_plan(plan: Plan) -> None:
         print(render_text(semantic, color=sys.stderr.isatty()), file=sys.stderr)
     else:
         print(colorize_diff(plan.diff) if plan.diff else "  (no change to the config)", file=sys.stderr)
-    for refusal in plan.refusals:
-        print(_color(f"  policy: {refusal}", "red"), file=sys.stderr)
+    for problem in plan.problems:
+        print(_color(f"  refused: {problem.text}", "red"), file=sys.stderr)
     for note in plan.notes:
         print(f"  note: {note}", file=sys.stderr)
+    print(f"  plan checksum: {plan.checksum}", file=sys.stderr)
 
 
 def outcome(result: Outcome, *, json_out: bool, quiet: bool) -> int:

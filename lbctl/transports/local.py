@@ -100,6 +100,8 @@ def _mode_of(path: Path) -> int:
 
 def _link_over(src: str, dst: str) -> None:
     """Make `dst` a hard link to `src`, replacing `dst` atomically."""
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        return  # after a restore both names are one file; rename() would do nothing and leave tmp behind
     tmp = f"{dst}.tmp-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)

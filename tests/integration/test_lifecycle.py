@@ -56,7 +56,7 @@ def test_deploy_ok_is_live_verified_and_recorded(store: Path, lab: Lab, lbctl: L
     events = json.loads(lbctl("log", "edge", "--json").out)["events"]
     assert events[0]["verdict"] == "good" and events[0]["to_rev"] == sha
     stage_names = [s["name"] for s in events[0]["stages"]]
-    assert stage_names[:3] == ["read live", "preview", "stage"]
+    assert stage_names[:3] == ["read live", "plan", "stage"]
     assert "validate" in stage_names and "verify" in stage_names
     assert all(s["ok"] for s in events[0]["stages"])
     # The journal travels with the repo: it is a plain git ref.

@@ -58,3 +58,38 @@ def test_parse_time_accepts_iso_and_refuses_garbage() -> None:
     assert parse_time("2026-11-23T03:00").tzinfo is not None
     with pytest.raises(UsageError):
         parse_time("yesterday")
+
+
+def test_staging_gate_follows_the_change_or_the_content() -> None:
+    from pathlib import Path
+
+    from lbctl.config import parse
+    from lbctl.gates import staging_gate
+
+    raw = {
+        "targets": {
+            "stg": {"kind": "haproxy", "source": "x.cfg", "path": "/x", "reload": "true", "environment": "staging"},
+            "prod": {"kind": "haproxy", "source": "x.cfg", "path": "/y", "reload": "true", "environment": "production"},
+        }
+    }
+    root = Path(__file__).parent
+    (root / "x.cfg").write_text("")
+    try:
+        config = parse(raw, text="", path=root / "lbctl.toml")
+    finally:
+        (root / "x.cfg").unlink()
+
+    class FakeJournal:
+        def __init__(self, state: TargetState) -> None:
+            self._state = state
+
+        def state(self, target: str) -> TargetState:
+            return self._state
+
+    verified = TargetState("stg").moved_to("c1", "blob1", "good", "e", "t")
+    prod = config.targets["prod"]
+    assert staging_gate(config, FakeJournal(verified), prod, "c1", "other") == []  # the same commit
+    assert staging_gate(config, FakeJournal(verified), prod, "c2", "blob1") == []  # content verified there
+    refused = staging_gate(config, FakeJournal(verified), prod, "c2", "blob2")
+    assert refused and refused[0].rule == "staging_first" and "stg" in refused[0].message
+    assert staging_gate(config, FakeJournal(verified), config.targets["stg"], "c2", "b") == []

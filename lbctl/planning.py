@@ -1,0 +1,141 @@
+"""The plan: what a deploy or rollback would do, and every reason it may not.
+
+A plan is a value: computed from the live config and the candidate, shown, tied to a
+checksum a reviewer can approve (`--dry-run`, then `--checksum`), and judged. A deploy
+is refused for policy (exit 3), blast radius, staging-first or drift (exit 4); `--force`
+overrides, and over the staging gate it wants a `--reason` that the event records. A
+rollback is the way back, so only drift (a hand edit it would erase) stops it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from lbctl.errors import ExitCode, Refused, UsageError, ValidationFailed
+from lbctl.gates import Problem, checksum, drift, staging_gate
+from lbctl.journal import TargetState, blob_id
+
+if TYPE_CHECKING:
+    from lbctl.config import Target
+    from lbctl.kinds.base import Kind
+    from lbctl.preflight import Analysis
+    from lbctl.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Plan:
+    target: str
+    op: str
+    from_rev: str | None
+    candidate_rev: str | None
+    diff: str
+    live_missing: bool
+    unchanged: bool
+    checksum: str
+    problems: tuple[Problem, ...] = ()
+    notes: tuple[str, ...] = ()
+    analysis: Analysis | None = field(default=None, compare=False)
+
+    @property
+    def refusals(self) -> tuple[str, ...]:
+        return tuple(p.text for p in self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "op": self.op,
+            "from_rev": self.from_rev,
+            "candidate_rev": self.candidate_rev,
+            "checksum": self.checksum,
+            "unchanged": self.unchanged,
+            "live_missing": self.live_missing,
+            "diff": self.diff,
+            "refusals": [p.to_json() for p in self.problems],
+            "notes": list(self.notes),
+            "semantic": self.analysis.to_json() if self.analysis else None,
+        }
+
+
+def make_plan(
+    ws: Workspace,
+    target: Target,
+    kind: Kind,
+    state: TargetState,
+    op: str,
+    live: bytes | None,
+    pushed: bytes,
+    candidate_rev: str | None,
+) -> Plan:
+    from lbctl.preflight import analyze
+
+    policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
+    analysis = analyze(target, policy, safety, live, pushed)
+    live_blob = blob_id(kind.canonical(live)) if live is not None else None
+    candidate_blob = blob_id(kind.canonical(pushed))
+    problems: list[Problem] = list(analysis.problems) if op == "deploy" else []
+    notes = list(analysis.notes) + ([p.text for p in analysis.problems] if op != "deploy" else [])
+    problems += drift(target, state.live_blob, live_blob, _drift_changes(ws, target, state, live))
+    if op == "deploy":
+        problems += staging_gate(ws.config, ws.journal, target, candidate_rev, candidate_blob)
+    return Plan(
+        target=target.name,
+        op=op,
+        from_rev=state.live,
+        candidate_rev=candidate_rev,
+        diff=analysis.text,
+        live_missing=live is None,
+        unchanged=live_blob == candidate_blob,
+        checksum=checksum(target, policy, safety, live_blob, candidate_blob),
+        problems=tuple(problems),
+        notes=tuple(notes),
+        analysis=analysis,
+    )
+
+
+def _drift_changes(ws: Workspace, target: Target, state: TargetState, live: bytes | None) -> list[str]:
+    """What the hand edit changed (only computed when the running config is not what lbctl left)."""
+    if state.live is None or live is None:
+        return []
+    expected = ws.store.content_at(state.live, target.source)
+    if expected is None or expected == live:
+        return []
+    from lbctl.errors import ParseError
+    from lbctl.semantic import diff_texts
+
+    try:
+        diff = diff_texts(
+            target.kind,
+            expected.decode("utf-8", "replace"),
+            live.decode("utf-8", "replace"),
+            filename=target.path or target.source,
+        )
+    except ParseError:
+        return []
+    return [c.text for c in diff.changes]
+
+
+def enforce(plan: Plan, *, force: bool, reason: str | None, expected_checksum: str | None) -> ExitCode | None:
+    """Raise (or, for a dry run, return the exit code of) every refusal that is not forced."""
+    if expected_checksum is not None and expected_checksum != plan.checksum:
+        raise Refused(
+            f"{plan.target}: the plan changed since it was reviewed (checksum {plan.checksum}, "
+            f"reviewed {expected_checksum}): the live config, the candidate or the rules differ; nothing was pushed",
+            hint="run --dry-run again and review the new plan",
+        )
+    if force and not reason and any(p.rule == "staging_first" for p in plan.problems):
+        raise UsageError("--force over the staging gate needs --reason 'why' (it is recorded in the event)")
+    if force or not plan.problems:
+        return None
+    code = ExitCode.VALIDATION if any(p.code == ExitCode.VALIDATION for p in plan.problems) else ExitCode.REFUSED
+    return code
+
+
+def refuse(plan: Plan, code: ExitCode) -> None:
+    details = "\n".join(f"  - {p.text}" for p in plan.problems)
+    hint = "fix the config, or pass --force to deploy it anyway (verification still judges it)"
+    if code == ExitCode.VALIDATION:
+        raise ValidationFailed(
+            f"{plan.target}: refused at the plan stage; nothing was pushed", details=details, hint=hint
+        )
+    raise Refused(f"{plan.target}: refused for safety; nothing was pushed\n{details}", hint=hint)
