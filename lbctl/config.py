@@ -118,6 +118,10 @@ class Target(_Strict):
     proxy_jump: str | None = None  # `[user@]host[:port][,...]` as OpenSSH's ProxyJump
     # http (Caddy admin API)
     api: str | None = None
+    # nginx: the `-p` prefix nginx runs with (relative paths in its config resolve against it),
+    # and the access log the balance check counts ($upstream_addr), if not the config's first such log
+    prefix: str | None = None
+    access_log: str | None = None
     # kind-specific commands and sockets; {path} is replaced by the file being validated
     validate_command: str | None = Field(default=None, alias="validate")
     reload: str | None = None

@@ -1,0 +1,198 @@
+"""nginx (open source, 1.18+), over the local or ssh transport.
+
+Validation runs `nginx -t` on the staged file, which sits beside the live one: nginx
+resolves a relative `include` against the directory of the file given with `-c`, and
+everything else (pid, logs, temp paths) against the prefix (`-p`, the target's `prefix`),
+so the staged file is checked exactly as the live one will be loaded.
+
+A reload keeps the master process and starts a new generation of workers; the old
+ones close their listening sockets, finish their requests and exit (their title turns
+to "worker process is shutting down"). The reload is confirmed when the new generation
+is up and no old worker still accepts: until then, requests may reach the old config. A reload that
+nginx refuses (a config that no longer loads, a port it cannot bind) leaves the old
+workers serving and logs the reason: no new worker appears, and that is what lbctl
+waits for. Workers are listed with `ps --ppid` on the LB host.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from dataclasses import dataclass
+
+from lbctl import retry
+from lbctl.checks.counters import Snapshot
+from lbctl.config import Target
+from lbctl.errors import ConfigError, TransientError
+from lbctl.kinds.base import Kind, ReloadFailed
+from lbctl.kinds.nginx_traffic import TAIL_BYTES, LiveView, Tally, pick_log, read_view
+from lbctl.transports.base import Transport
+
+_SHUTTING_DOWN = "is shutting down"
+_BUILD_OPTION = re.compile(r"--([a-z-]+)=(\S+)")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """The master and its current (not shutting down) workers."""
+
+    master: int
+    workers: frozenset[int]
+
+
+@dataclass
+class _LogCursor:
+    path: str
+    file_id: str
+    anchor: int
+    offset: int
+    tally: Tally
+
+
+class NginxKind(Kind):
+    name = "nginx"
+    default_validate = ("nginx", "-t", "-q", "-c", "{path}")
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self._build: dict[str, str] | None = None
+        self._cursor: _LogCursor | None = None
+
+    # -- validate and reload ---------------------------------------------------------
+
+    def validate_argv(self, path: str) -> list[str]:
+        if self.target.validate_command:
+            return super().validate_argv(path)
+        prefix = ["-p", self.target.prefix] if self.target.prefix else []
+        return ["nginx", "-t", "-q", *prefix, "-c", path]
+
+    def reload_marker(self, transport: Transport) -> Generation:
+        return self.generation(transport)
+
+    def reload(self, transport: Transport) -> None:
+        argv = self.reload_argv()
+        if argv is None:
+            prefix = ["-p", self.target.prefix] if self.target.prefix else []
+            argv = ["nginx", "-s", "reload", *prefix, "-c", self.target.path or ""]
+        result = transport.run(argv, timeout=60)
+        if result.code != 0:
+            raise ReloadFailed(f"`{' '.join(argv)}` exited {result.code}: {result.output[:500]}")
+
+    def confirm_reload(self, transport: Transport, marker: object) -> str:
+        if not isinstance(marker, Generation):
+            return "reload command exited 0"
+        before = marker
+
+        def took() -> Generation:
+            now = self.generation(transport)
+            if now.master != before.master:
+                raise ReloadFailed(f"the nginx master changed (pid {before.master} → {now.master})")
+            if not now.workers - before.workers:
+                raise TransientError("no new worker generation yet")
+            if now.workers & before.workers:  # old workers still accept: wait until they let go
+                raise TransientError("the old workers still accept connections")
+            return now
+
+        try:
+            after = retry.call(retry.POLL, took)
+        except TransientError:
+            raise ReloadFailed(
+                f"nginx started no new workers within {retry.POLL.deadline:.0f} s: it refused the config on "
+                "reload and the old workers keep serving (its error log says why)"
+            ) from None
+        new = ", ".join(str(p) for p in sorted(after.workers - before.workers))
+        return f"new worker generation {new} under master {after.master}"
+
+    def generation(self, transport: Transport) -> Generation:
+        pid_path = self.pid_path(transport)
+        raw = transport.read_file(pid_path)
+        text = raw.decode("ascii", "replace").strip() if raw else ""
+        if not text.isdigit():
+            raise ReloadFailed(f"nginx is not running on {transport.where}: no master pid in {pid_path}")
+        master = int(text)
+        listed = transport.run(["ps", "-o", "pid=,args=", "--ppid", str(master)], timeout=10)
+        if listed.code == 127:
+            raise ConfigError(f"confirming an nginx reload needs `ps` on {transport.where}")
+        workers = set()
+        for line in listed.stdout.splitlines():
+            pid, _, args = line.strip().partition(" ")
+            if pid.isdigit() and "worker process" in args and _SHUTTING_DOWN not in args:
+                workers.add(int(pid))
+        alive = transport.run(["kill", "-0", str(master)], timeout=10)
+        if alive.code != 0 and not workers:
+            raise ReloadFailed(f"the nginx master (pid {master} from {pid_path}) is not running")
+        return Generation(master, frozenset(workers))
+
+    # -- paths the running nginx uses ---------------------------------------------------
+
+    def build_options(self, transport: Transport) -> dict[str, str]:
+        """`nginx -V`'s compiled-in defaults (prefix, pid path), read once."""
+        if self._build is None:
+            result = transport.run(["nginx", "-V"], timeout=10)
+            self._build = dict(_BUILD_OPTION.findall(result.output))
+        return self._build
+
+    def prefix(self, transport: Transport) -> str:
+        return self.target.prefix or self.build_options(transport).get("prefix", "/usr/share/nginx")
+
+    def resolve(self, transport: Transport, path: str) -> str:
+        return path if path.startswith("/") else posixpath.join(self.prefix(transport), path)
+
+    def live_view(self, transport: Transport) -> LiveView | None:
+        raw = transport.read_file(self.target.path or "") if self.target.path else None
+        if raw is None:
+            return None
+        return read_view(raw.decode("utf-8", "replace"), filename=self.target.path or "nginx.conf")
+
+    def pid_path(self, transport: Transport) -> str:
+        view = self.live_view(transport)
+        pid = view.pid if view and view.pid else self.build_options(transport).get("pid-path", "/run/nginx.pid")
+        return self.resolve(transport, pid)
+
+    # -- traffic -------------------------------------------------------------------------
+
+    def balance_algorithms(self, transport: Transport) -> dict[str, str]:
+        view = self.live_view(transport)
+        return {name: u.algorithm for name, u in view.upstreams.items()} if view else {}
+
+    def traffic_snapshot(self, transport: Transport) -> Snapshot:
+        """Counts from the access log since the anchor (see `lbctl.kinds.nginx_traffic`)."""
+        view = self.live_view(transport)
+        if view is None:
+            raise ConfigError(f"targets.{self.target.name}: no nginx config at {self.target.path} to read")
+        log, pattern = pick_log(view, self.target.access_log, self.target.name)
+        path = self.resolve(transport, log)
+        cursor = self._cursor
+        offset = cursor.offset if cursor is not None and cursor.path == path else 0
+        file_id, size, text = self._read_log(transport, path, offset)
+        fresh = cursor is None or cursor.path != path
+        rotated = cursor is not None and not fresh and (cursor.file_id != file_id or size < cursor.offset)
+        if cursor is None or fresh or rotated:
+            # First read: anchor a little before the end, so the spread before the change is known.
+            # A rotated or truncated log: every line of the new file is new.
+            anchor = 0 if rotated else max(0, size - TAIL_BYTES)
+            if anchor != offset:
+                file_id, size, text = self._read_log(transport, path, anchor)
+            if anchor:  # drop the partial line we landed in
+                cut = text.find("\n") + 1
+                anchor += len(text[:cut].encode())
+                text = text[cut:]
+            cursor = self._cursor = _LogCursor(path, file_id, anchor, anchor, Tally())
+        complete = text[: text.rfind("\n") + 1]
+        cursor.tally.add_lines(complete, pattern, view)
+        cursor.offset += len(complete.encode())
+        return cursor.tally.snapshot(f"{cursor.file_id}@{cursor.anchor}", view)
+
+    def _read_log(self, transport: Transport, path: str, offset: int) -> tuple[str, int, str]:
+        """The log's identity and size, and its bytes from `offset`, in one round trip."""
+        script = 'stat -L -c "%d:%i %s" -- "$1" || exit 3; tail -c "+$2" -- "$1"'
+        result = transport.run(["sh", "-c", script, "sh", path, str(offset + 1)], timeout=30)
+        head, _, rest = result.stdout.partition("\n")
+        fields = head.split()
+        if result.code != 0 or len(fields) != 2 or not fields[1].isdigit():
+            raise ConfigError(
+                f"targets.{self.target.name}: cannot read nginx's access log {path} on {transport.where}: "
+                f"{result.stderr.strip()[:200] or 'no such file'}",
+                hint="nginx creates it when it starts with the access_log directive; check the path and prefix",
+            )
+        return fields[0], int(fields[1]), rest
