@@ -10,6 +10,8 @@ from lbctl.kinds.base import Kind
 
 REGISTRY: dict[str, tuple[str, str]] = {
     "haproxy": ("lbctl.kinds.haproxy", "HaproxyKind"),
+    "nginx": ("lbctl.kinds.nginx", "NginxKind"),
+    "caddy": ("lbctl.kinds.caddy", "CaddyKind"),
 }
 
 

@@ -11,6 +11,7 @@ from lbctl.transports.base import Transport
 REGISTRY: dict[str, tuple[str, str]] = {
     "local": ("lbctl.transports.local", "LocalTransport"),
     "ssh": ("lbctl.transports.ssh", "SshTransport"),
+    "http": ("lbctl.transports.http", "HttpTransport"),
 }
 
 

@@ -190,6 +190,24 @@ class CaddyLab:
     def native_check(self) -> bool:
         return self.caddy.proc is not None and self.caddy.proc.poll() is None and self.live_text() != "null"
 
+    def broken_config(self) -> str:
+        """Parses (lbctl reads it) but `caddy validate` refuses it: a handler Caddy does not have."""
+        return self.config().replace('"handler":"reverse_proxy"', '"handler":"reverse_proxyy"')
+
+    def staged_leftovers(self) -> list[Path]:
+        import tempfile
+
+        return list(Path(tempfile.gettempdir()).glob("lbctl-caddy-stage-*"))
+
+    def proc_state(self) -> ProcState:
+        """Caddy's own view, in the suite's shape: its pid, config loads (POSTs to /load or /config/
+        its log records) and refused ones ("request error"); Caddy has no worker processes."""
+        log = (self.workdir / "caddy.log").read_text()
+        posts = len(re.findall(r'"method":"POST","host":"[^"]*","uri":"/(?:load|config/)"', log))
+        refused = log.count('"msg":"request error"')
+        assert self.caddy.proc is not None
+        return ProcState(self.caddy.proc.pid, posts - refused, refused, frozenset())
+
     def hand_edit(self, name: str, weight: int) -> None:
         weights = {n: self.weight(n) or 0 for n in self.backends.ports}
         weights[name] = weight
@@ -211,7 +229,15 @@ retries = 2
 kind = "caddy"
 transport = "http"
 api = "{lab.caddy.api}"
+path = "/config/"
 source = "{CADDY_SOURCE}"
+
+# Caddy 2.6 has no upstream weights: the lab weights a server by repeating its upstream entry,
+# and lbctl's Caddy model counts each entry as a server of its own, so re-weighting reads as
+# servers added and removed. The blast-radius thresholds would refuse every weight change.
+[targets.{name}.safety]
+max_traffic_moved = 1.0
+max_servers_removed = 1.0
 
 [[targets.{name}.checks]]
 type = "http"

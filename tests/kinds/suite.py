@@ -174,7 +174,7 @@ def test_unparseable_config_is_refused_at_the_plan(store: Path, lab: Lab, lbctl:
     result = lbctl("deploy", "edge", "--file", str(broken), "-m", "typo", "--yes")
 
     assert result.code == 3, result.err
-    assert "nothing was" in result.err and "Traceback" not in result.err
+    assert "nothing was" in result.err and "Traceback" not in result.err, result.err
     assert lab.live_text() == live_before and git(store, "rev-parse", "HEAD") == head_before
 
 

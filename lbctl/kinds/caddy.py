@@ -1,0 +1,174 @@
+"""Caddy 2 over its admin API (the `http` transport).
+
+The store holds Caddy JSON, or a Caddyfile that `prepare` adapts with `caddy adapt`
+(so the binary must be installed where lbctl runs). Validation is `caddy validate` on
+lbctl's machine, on the exact JSON that will be loaded; it cannot see runtime errors
+(a port already in use), which Caddy reports when the config is loaded: that is a failed
+reload, and the previous config is loaded back.
+
+Loading is the reload (see `lbctl.transports.http`), and it is confirmed by reading the
+running config back: `GET /config/` must equal what was loaded, compared as sorted JSON.
+
+The loaded config must keep Caddy's admin endpoint where lbctl reaches it: a config
+without `admin.listen` would move the API to Caddy's default (localhost:2019), and lbctl
+could neither confirm nor undo the change, so such a config is refused before anything
+is loaded.
+
+Traffic: Caddy 2.6 counts no requests per upstream (`/reverse_proxy/upstreams` gives
+requests in flight and recent failures; `/metrics` gives health). The `balance` check is
+refused for Caddy targets, with the reason, rather than judged from numbers that do not
+say where traffic went.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from typing import Any
+from urllib.parse import urlsplit
+
+from lbctl.checks.counters import Snapshot
+from lbctl.errors import ConfigError, ValidationFailed
+from lbctl.kinds.base import Kind, ReloadFailed
+from lbctl.transports.base import Transport
+from lbctl.transports.http import ApiRefused, HttpTransport, canonical_json
+
+VALIDATE_TIMEOUT = 60
+
+
+class CaddyKind(Kind):
+    name = "caddy"
+    default_validate = ("caddy", "validate", "--config", "{path}")
+
+    def _api(self, transport: Transport) -> HttpTransport:
+        if not isinstance(transport, HttpTransport):
+            raise ConfigError(
+                f"targets.{self.target.name}: caddy targets are reached through the admin API",
+                hint='set transport = "http" and api = "http://127.0.0.1:2019"',
+            )
+        return transport
+
+    # -- what is pushed, and how it compares ------------------------------------------------
+
+    def prepare(self, content: bytes) -> bytes:
+        """JSON as it is; a Caddyfile adapted to JSON with `caddy adapt`.
+
+        A source named `*.json` must be JSON; any other is JSON if it parses as JSON.
+        """
+        try:
+            json.loads(content)
+        except ValueError as exc:
+            if self.target.source.endswith(".json"):
+                where = f"{self.target.source}:{getattr(exc, 'lineno', '?')}"
+                raise ValidationFailed(f"{where}: not valid JSON ({exc}); nothing was pushed") from None
+            from lbctl.semantic.caddy import adapt_caddyfile
+
+            try:
+                adapted = adapt_caddyfile(content.decode("utf-8", "replace"), filename=self.target.source)
+            except ValidationFailed as failed:
+                raise ValidationFailed(f"{failed.message}; nothing was pushed", hint=failed.hint) from None
+            return adapted.encode()
+        return content
+
+    def canonical(self, content: bytes) -> bytes:
+        try:
+            return canonical_json(content)
+        except ValueError:
+            pass
+        try:
+            return canonical_json(self.prepare(content))
+        except (ValueError, ValidationFailed):
+            return content
+
+    # -- validate -----------------------------------------------------------------------------
+
+    def validate(self, transport: Transport, staged: str) -> str:
+        """`caddy validate` here, on the JSON that will be loaded, and the admin endpoint kept."""
+        self._api(transport)
+        with open(staged, "rb") as handle:
+            data = handle.read()
+        self._check_admin(data)
+        argv = self.validate_argv(staged)
+        if shutil.which(argv[0]) is None and not os.path.isabs(argv[0]):
+            raise ValidationFailed(
+                f"cannot validate the Caddy config: `{argv[0]}` is not installed where lbctl runs",
+                hint=f"install Caddy here, or set targets.{self.target.name}.validate",
+            )
+        with tempfile.TemporaryDirectory(prefix="lbctl-caddy-") as home:
+            env = {"PATH": os.environ.get("PATH", ""), "HOME": home, "XDG_DATA_HOME": home, "XDG_CONFIG_HOME": home}
+            try:
+                done = subprocess.run(
+                    argv, capture_output=True, text=True, env=env, timeout=VALIDATE_TIMEOUT, check=False
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise ValidationFailed(f"`{shlex.join(argv)}` could not run: {exc}") from None
+        if done.returncode != 0:
+            lines = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+            raise ValidationFailed(
+                f"caddy rejected the candidate config (`{argv[0]} {argv[1]}` exited {done.returncode});"
+                " nothing was changed on the LB",
+                details="\n".join(lines).replace(staged, self.target.source),
+            )
+        return "valid configuration"
+
+    def _check_admin(self, data: bytes) -> None:
+        try:
+            config: Any = json.loads(data)
+        except ValueError as exc:
+            raise ValidationFailed(f"the Caddy config is not JSON: {exc}; nothing was changed on the LB") from None
+        admin = config.get("admin") if isinstance(config, dict) else None
+        admin = admin if isinstance(admin, dict) else {}
+        api = urlsplit(self.target.api or "")
+        wanted = f"{api.hostname}:{api.port or 80}"
+        listen = str(admin.get("listen") or "localhost:2019").removeprefix("tcp/")
+        if admin.get("disabled") or not _same_endpoint(listen, wanted):
+            raise ValidationFailed(
+                f"this config would move Caddy's admin API from {wanted} to "
+                f"{'nowhere (disabled)' if admin.get('disabled') else listen}: lbctl could not confirm or undo "
+                "the change; nothing was changed on the LB",
+                hint=f'keep "admin": {{"listen": "{wanted}"}} in the config (Caddyfile: `{{ admin {wanted} }}`)',
+            )
+
+    # -- load ("reload") and confirm ----------------------------------------------------------
+
+    def reload_marker(self, transport: Transport) -> object:
+        return None
+
+    def reload(self, transport: Transport) -> None:
+        api = self._api(transport)
+        try:
+            api.apply()
+        except ApiRefused as exc:
+            raise ReloadFailed(f"{exc}; Caddy keeps running the previous config") from None
+
+    def confirm_reload(self, transport: Transport, marker: object) -> str:
+        api = self._api(transport)
+        if api.loaded is None:
+            return "nothing loaded"
+        running = api.read_file("")
+        if running is None or running != canonical_json(api.loaded):
+            raise ReloadFailed(f"{api.where}/config/ does not return the config lbctl loaded")
+        return "Caddy answered 200 and GET /config/ returns the loaded config"
+
+    # -- traffic ------------------------------------------------------------------------------
+
+    def traffic_snapshot(self, transport: Transport) -> Snapshot:
+        raise ConfigError(
+            f"targets.{self.target.name}: the balance check cannot judge Caddy: Caddy 2.6 counts no requests per "
+            "upstream (/reverse_proxy/upstreams shows requests in flight and failures, /metrics shows health), "
+            "so lbctl cannot say where traffic went",
+            hint="remove the balance check from this target; use http checks through Caddy, and the plan's "
+            "traffic preview (which reads the upstreams from the config)",
+        )
+
+
+def _same_endpoint(listen: str, wanted: str) -> bool:
+    host, _, port = listen.rpartition(":")
+    want_host, _, want_port = wanted.rpartition(":")
+    loopback = {"localhost", "127.0.0.1", "::1", "[::1]"}
+    same_host = host == want_host or (host in loopback and want_host in loopback) or host in ("", "0.0.0.0")
+    return same_host and port == want_port
