@@ -10,7 +10,8 @@ Every round of every contender starts from the same state, set up untimed: the L
 (written over the live file and reloaded by the harness, as a hand edit or a bad push would).
 Each contender then puts A back; what is timed is the whole process, from spawn to exit:
 
-- lbctl-last-good: `python -m lbctl rollback edge --to last-good --yes` (A is last-good; lbctl sees
+- lbctl-last-good: untimed `lbctl pull edge` (lbctl refuses to overwrite a hand edit; the operator
+  records it), then timed `python -m lbctl rollback edge --to last-good --yes` (A is last-good; lbctl sees
   B live, so it really stages, validates, swaps, reloads, confirms with `show proc`, probes, records).
 - lbctl-previous: untimed `lbctl deploy edge --file B` (verified good), then timed `python -m lbctl
   rollback edge --to previous --yes`: the same, plus the forward commit and marking B bad.
@@ -324,6 +325,8 @@ probes = 1
 
                 def lbctl_last_good() -> float:
                     put_b_live()
+                    # lbctl refuses to overwrite a hand edit (drift); an operator records it first.
+                    timed([*lbctl, "pull", "edge", "--store", str(store)], env)
                     argv = [*lbctl, "rollback", "edge", "--to", "last-good", "--yes", "--store", str(store)]
                     return timed(argv, env)
 
@@ -360,12 +363,15 @@ probes = 1
                 if args.profile:
                     args.profile.mkdir(parents=True, exist_ok=True)
                     rb = ["rollback", "edge", "--to", "last-good", "--yes", "--store", str(store)]
+                    pull = [*lbctl, "pull", "edge", "--store", str(store)]
                     put_b_live()
+                    timed(pull, env)
                     timed(
                         [sys.executable, "-m", "cProfile", "-o", str(args.profile / "lbctl.prof"), "-m", "lbctl", *rb],
                         env,
                     )
                     put_b_live()
+                    timed(pull, env)
                     start = time.perf_counter()
                     with (args.profile / "importtime.txt").open("w") as out:
                         subprocess.run(

@@ -144,6 +144,7 @@ def rollback(
         dry_run=dry_run,
         force=force,
         reason=reason,
+        explain=dry_run or not yes,
         confirm=render.confirmer(yes, json_out),
         report=render.reporter(quiet or json_out),
     )

@@ -97,6 +97,7 @@ def apply_change(
     force: bool = False,
     reason: str | None = None,
     expected_checksum: str | None = None,
+    explain: bool = True,
     report: Reporter = lambda stage, message: None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
@@ -114,7 +115,9 @@ def apply_change(
         state = ws.journal.state(target.name)
         live = run.timed("read live", lambda: _read(transport, target))
         pushed = kind.prepare(candidate.content)
-        plan = run.timed("plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev))
+        plan = run.timed(
+            "plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain)
+        )
         if plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live:
             return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)

@@ -98,6 +98,7 @@ def rollback(
     dry_run: bool = False,
     force: bool = False,
     reason: str | None = None,
+    explain: bool = True,
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
@@ -119,6 +120,7 @@ def rollback(
         dry_run=dry_run,
         force=force,
         reason=reason,
+        explain=explain,
         report=report,
     )
     if outcome.verdict == "unchanged":

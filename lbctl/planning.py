@@ -66,11 +66,23 @@ def make_plan(
     live: bytes | None,
     pushed: bytes,
     candidate_rev: str | None,
+    *,
+    explain: bool = True,
 ) -> Plan:
-    from lbctl.preflight import analyze
+    """The plan; a rollback nobody is shown (`--yes`) skips the semantic analysis.
+
+    A rollback is judged only for drift, and its diff is between two store revisions
+    (`lbctl diff TARGET A B` recomputes it), so the runbook's command does not pay for
+    parsing both configs and loading the differ (~0.13 s) on its way back to last-good.
+    """
+    from lbctl.preflight import Analysis, analyze
 
     policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
-    analysis = analyze(target, policy, safety, live, pushed)
+    if explain or op == "deploy":
+        analysis = analyze(target, policy, safety, live, pushed)
+    else:
+        hint = f"`lbctl diff {target.name} {(state.live or '')[:10]} {(candidate_rev or 'HEAD')[:10]}` shows it"
+        analysis = Analysis(f"restores {candidate_rev[:10] if candidate_rev else 'a previous revision'}; {hint}", None)
     live_blob = blob_id(kind.canonical(live)) if live is not None else None
     candidate_blob = blob_id(kind.canonical(pushed))
     problems: list[Problem] = list(analysis.problems) if op == "deploy" else []

@@ -27,11 +27,12 @@ class Policy:
 
 
 # The master CLI refuses or resets connections for ~50-80 ms while HAProxy re-executes.
-MASTER_SOCKET = Policy("master-socket", attempts=60, first_wait=0.02, max_wait=0.1, deadline=10.0, jitter=0.01)
+MASTER_SOCKET = Policy("master-socket", attempts=500, first_wait=0.01, max_wait=0.02, deadline=10.0, jitter=0.005)
 # Connecting to and talking with a LB host over a network that may drop.
 NETWORK = Policy("network", attempts=4, first_wait=0.2, max_wait=4.0, deadline=30.0, jitter=0.2)
 # Waiting for something to appear (a new worker, a listening port).
-POLL = Policy("poll", attempts=200, first_wait=0.02, max_wait=0.1, deadline=10.0, jitter=0.0)
+# A steady 20 ms: a doubling wait overshoots a reload that takes ~100 ms by up to 80 ms.
+POLL = Policy("poll", attempts=500, first_wait=0.02, max_wait=0.02, deadline=10.0, jitter=0.0)
 
 
 def network(retries: int) -> Policy:
