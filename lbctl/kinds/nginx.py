@@ -47,6 +47,7 @@ class _LogCursor:
     anchor: int
     offset: int
     tally: Tally
+    generation: str  # the worker generation that wrote the lines counted
 
 
 class NginxKind(Kind):
@@ -156,7 +157,11 @@ class NginxKind(Kind):
         return {name: u.algorithm for name, u in view.upstreams.items()} if view else {}
 
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
-        """Counts from the access log since the anchor (see `lbctl.kinds.nginx_traffic`)."""
+        """Counts from the access log since the anchor (see `lbctl.kinds.nginx_traffic`).
+
+        A new worker generation (a reload) moves the anchor to the end of the log: from then
+        on, only requests the new config served are counted.
+        """
         view = self.live_view(transport)
         if view is None:
             raise ConfigError(f"targets.{self.target.name}: no nginx config at {self.target.path} to read")
@@ -164,7 +169,15 @@ class NginxKind(Kind):
         path = self.resolve(transport, log)
         cursor = self._cursor
         offset = cursor.offset if cursor is not None and cursor.path == path else 0
+        generation = self._generation_key(transport)
         file_id, size, text = self._read_log(transport, path, offset)
+        same_file = cursor is not None and cursor.path == path and cursor.file_id == file_id
+        if cursor is not None and same_file and size >= cursor.offset and cursor.generation != generation:
+            # A reload since the last read: lines so far mix the old config's traffic with the
+            # new one's, so counting starts again here (as HAProxy's counters do with a new worker).
+            end = offset + len(text[: text.rfind("\n") + 1].encode())
+            cursor = self._cursor = _LogCursor(path, file_id, end, end, Tally(), generation)
+            return cursor.tally.snapshot(f"{cursor.file_id}@{cursor.anchor}", view)
         fresh = cursor is None or cursor.path != path
         rotated = cursor is not None and not fresh and (cursor.file_id != file_id or size < cursor.offset)
         if cursor is None or fresh or rotated:
@@ -177,11 +190,18 @@ class NginxKind(Kind):
                 cut = text.find("\n") + 1
                 anchor += len(text[:cut].encode())
                 text = text[cut:]
-            cursor = self._cursor = _LogCursor(path, file_id, anchor, anchor, Tally())
+            cursor = self._cursor = _LogCursor(path, file_id, anchor, anchor, Tally(), generation)
         complete = text[: text.rfind("\n") + 1]
         cursor.tally.add_lines(complete, pattern, view)
         cursor.offset += len(complete.encode())
         return cursor.tally.snapshot(f"{cursor.file_id}@{cursor.anchor}", view)
+
+    def _generation_key(self, transport: Transport) -> str:
+        try:
+            gen = self.generation(transport)
+        except (ReloadFailed, ConfigError):
+            return ""
+        return f"{gen.master}:{','.join(str(p) for p in sorted(gen.workers))}"
 
     def _read_log(self, transport: Transport, path: str, offset: int) -> tuple[str, int, str]:
         """The log's identity and size, and its bytes from `offset`, in one round trip."""

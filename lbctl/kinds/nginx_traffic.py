@@ -7,7 +7,8 @@ through the transport) says which upstream block and server an address belongs t
 
 Counters are cumulative from an *anchor*: a point in the log chosen on the first read,
 a little before the baseline so the pre-change spread is known. A `Snapshot`'s process
-is the log file's identity and that anchor: a rotated or truncated log starts a new one.
+is the log file's identity and that anchor: a rotated or truncated log starts a new one,
+and so does a reload (the kind re-anchors when the worker generation changes).
 """
 
 from __future__ import annotations

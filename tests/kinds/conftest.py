@@ -14,7 +14,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from lbctl.kinds.haproxy import ProcState
 from lbctl.lab.more import Caddy, Nginx, caddy_config, nginx_config, sole_listener
 from lbctl.lab.processes import Backends, free_port, stop
 from tests.conftest import LbctlRunner, git
+from tests.ssh.conftest import isolated_home, sshd  # noqa: F401 - the private sshd, for nginx over ssh
 
 NGINX_SOURCE = "configs/edge/nginx.conf"
 CADDY_SOURCE = "configs/edge/caddy.json"
@@ -160,6 +161,7 @@ class CaddyLab:
     fe_port: int
     dead_port: int
     workdir: Path
+    staged_at_start: set[Path] = field(default_factory=set)
 
     @property
     def haproxy(self) -> _CaddyFiles:
@@ -195,9 +197,8 @@ class CaddyLab:
         return self.config().replace('"handler":"reverse_proxy"', '"handler":"reverse_proxyy"')
 
     def staged_leftovers(self) -> list[Path]:
-        import tempfile
-
-        return list(Path(tempfile.gettempdir()).glob("lbctl-caddy-stage-*"))
+        """Staged temp files (the http transport stages locally) that appeared during the test."""
+        return sorted(set(_caddy_staged()) - self.staged_at_start)
 
     def proc_state(self) -> ProcState:
         """Caddy's own view, in the suite's shape: its pid, config loads (POSTs to /load or /config/
@@ -212,6 +213,12 @@ class CaddyLab:
         weights = {n: self.weight(n) or 0 for n in self.backends.ports}
         weights[name] = weight
         self.caddy.load(json.loads(self.config(weights=weights)))
+
+
+def _caddy_staged() -> list[Path]:
+    import tempfile
+
+    return list(Path(tempfile.gettempdir()).glob("lbctl-caddy-stage-*"))
 
 
 def canonical(config: object) -> str:
@@ -251,7 +258,7 @@ def caddy_lab(tmp_path: Path, backends: Backends) -> Iterator[CaddyLab]:
     fe_port, dead_port, admin_port = free_port(), free_port(), free_port()
     workdir = tmp_path / "caddy"
     caddy = Caddy.start(workdir, admin_port=admin_port)
-    lab = CaddyLab(caddy, backends, fe_port, dead_port, workdir)
+    lab = CaddyLab(caddy, backends, fe_port, dead_port, workdir, set(_caddy_staged()))
     try:
         caddy.load(json.loads(lab.config()))
         assert caddy.proc is not None
