@@ -23,25 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from lbctl.lab.processes import Backends, Haproxy, Load, free_port, haproxy_config
+from lbctl.lab.processes import Backends, Haproxy, Load, free_port, haproxy_config, haproxy_target_toml
 
 LEGACY = "\nbackend legacy\n    server old1 127.0.0.1:{port} check inter 1s\n"
 
 
 def toml(haproxy: Haproxy, fe_port: int, *, balance: bool) -> str:
-    text = f"""\
-[targets.edge]
-kind = "haproxy"
-source = "configs/edge/haproxy.cfg"
-path = "{haproxy.config}"
-master_socket = "{haproxy.master_socket}"
-stats_socket = "{haproxy.stats_socket}"
-
-[[targets.edge.checks]]
-type = "http"
-url = "http://127.0.0.1:{fe_port}/"
-"""
-    return text + ('\n[[targets.edge.checks]]\ntype = "balance"\n' if balance else "")
+    return haproxy_target_toml("edge", haproxy, f"http://127.0.0.1:{fe_port}/", balance=balance)
 
 
 def deploy(store: Path, cfg: Path, marks: dict[str, float]) -> int:

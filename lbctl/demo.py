@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lbctl.errors import UsageError
-from lbctl.lab.processes import Backends, Haproxy, Load, free_port, haproxy_config, temp_dir
+from lbctl.lab.processes import Backends, Haproxy, Load, free_port, haproxy_config, haproxy_target_toml, temp_dir
 
 LEGACY_BACKEND = """
 backend legacy
@@ -152,30 +152,9 @@ def _lbctl(title: str, args: list[str]) -> Step:
 
 
 def _write_target(store: Path, haproxy: Haproxy, fe_port: int) -> None:
-    (store / "lbctl.toml").write_text(f"""\
-[defaults]
-verify_seconds = 3
-check_interval = 0.5
-retries = 3
-
-[targets.edge]
-kind = "haproxy"
-transport = "local"
-source = "configs/edge/haproxy.cfg"
-path = "{haproxy.config}"
-master_socket = "{haproxy.master_socket}"
-stats_socket = "{haproxy.stats_socket}"
-
-[[targets.edge.checks]]
-type = "http"
-url = "http://127.0.0.1:{fe_port}/"
-expect_status = 200
-probes = 3
-
-[[targets.edge.checks]]
-type = "balance"              # judged from HAProxy's own counters, against the pre-change baseline
-max_share = 0.6
-""")
+    defaults = "[defaults]\nverify_seconds = 3\ncheck_interval = 0.5\nretries = 3\n\n"
+    table = haproxy_target_toml("edge", haproxy, f"http://127.0.0.1:{fe_port}/", probes=3, balance=0.6)
+    (store / "lbctl.toml").write_text(defaults + table)
 
 
 def _git(store: Path, *args: str) -> None:

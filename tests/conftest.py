@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config
+from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml
 
 DEAD_BACKEND = """
 backend maintenance
@@ -107,25 +107,8 @@ def lab(tmp_path: Path, backends: Backends) -> Iterator[Lab]:
 
 
 def target_toml(lab: Lab, *, verify_seconds: float = 1.0, name: str = "edge") -> str:
-    return f"""\
-[defaults]
-verify_seconds = {verify_seconds}
-check_interval = 0.25
-retries = 2
-
-[targets.{name}]
-kind = "haproxy"
-transport = "local"
-source = "configs/edge/haproxy.cfg"
-path = "{lab.haproxy.config}"
-master_socket = "{lab.haproxy.master_socket}"
-stats_socket = "{lab.haproxy.stats_socket}"
-
-[[targets.{name}.checks]]
-type = "http"
-url = "http://127.0.0.1:{lab.fe_port}/"
-probes = 2
-"""
+    defaults = f"[defaults]\nverify_seconds = {verify_seconds}\ncheck_interval = 0.25\nretries = 2\n\n"
+    return defaults + haproxy_target_toml(name, lab.haproxy, f"http://127.0.0.1:{lab.fe_port}/", probes=2)
 
 
 def git(store: Path, *args: str) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 from lbctl.checks.base import HealthCheck
 from lbctl.config import Target
+from lbctl.registry import load
 from lbctl.transports.base import Transport
 
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -19,7 +18,6 @@ REGISTRY: dict[str, tuple[str, str]] = {
 def checks_for(target: Target, transport: Transport) -> list[HealthCheck]:
     built: list[HealthCheck] = []
     for spec in target.checks:
-        module_name, class_name = REGISTRY[spec.type]
-        cls: type[HealthCheck] = getattr(importlib.import_module(module_name), class_name)
+        cls: type[HealthCheck] = load(REGISTRY, spec.type, key=f"targets.{target.name}.checks")
         built.append(cls(spec, target, transport))
     return built

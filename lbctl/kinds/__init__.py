@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib
-
 from lbctl.config import Target
-from lbctl.errors import ConfigError
 from lbctl.kinds.base import Kind
+from lbctl.registry import load
 
 REGISTRY: dict[str, tuple[str, str]] = {
     "haproxy": ("lbctl.kinds.haproxy", "HaproxyKind"),
@@ -16,12 +14,5 @@ REGISTRY: dict[str, tuple[str, str]] = {
 
 
 def kind_for(target: Target) -> Kind:
-    try:
-        module_name, class_name = REGISTRY[target.kind]
-    except KeyError:
-        raise ConfigError(
-            f"targets.{target.name}.kind: {target.kind!r} is not available yet",
-            hint=f"available: {', '.join(sorted(REGISTRY))}",
-        ) from None
-    cls: type[Kind] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Kind] = load(REGISTRY, target.kind, key=f"targets.{target.name}.kind")
     return cls(target)

@@ -255,3 +255,39 @@ def temp_dir(prefix: str, keep: bool = False) -> Iterator[Path]:
     finally:
         if not keep:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def haproxy_target_toml(
+    name: str,
+    haproxy: Haproxy,
+    url: str,
+    *,
+    source: str = "configs/edge/haproxy.cfg",
+    probes: int | None = None,
+    balance: float | bool = False,
+    extra: str = "",
+) -> str:
+    """A `[targets.NAME]` table for a lab HAProxy on the local transport, with an http check on `url`.
+
+    `balance` adds a balance check (a float is its max_share); `extra` adds lines to the target table.
+    """
+    lines = [
+        f"[targets.{name}]",
+        'kind = "haproxy"',
+        'transport = "local"',
+        f'source = "{source}"',
+        f'path = "{haproxy.config}"',
+        f'master_socket = "{haproxy.master_socket}"',
+        f'stats_socket = "{haproxy.stats_socket}"',
+        *([extra.strip()] if extra.strip() else []),
+        "",
+        f"[[targets.{name}.checks]]",
+        'type = "http"',
+        f'url = "{url}"',
+        *([f"probes = {probes}"] if probes is not None else []),
+    ]
+    if balance is not False:
+        lines += ["", f"[[targets.{name}.checks]]", 'type = "balance"']
+        if not isinstance(balance, bool):
+            lines.append(f"max_share = {balance}")
+    return "\n".join(lines) + "\n"

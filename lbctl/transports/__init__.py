@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-
 from lbctl.config import Target
-from lbctl.errors import ConfigError
+from lbctl.registry import load
 from lbctl.transports.base import Transport
 
 REGISTRY: dict[str, tuple[str, str]] = {
@@ -16,12 +14,5 @@ REGISTRY: dict[str, tuple[str, str]] = {
 
 
 def transport_for(target: Target) -> Transport:
-    try:
-        module_name, class_name = REGISTRY[target.transport]
-    except KeyError:
-        raise ConfigError(
-            f"targets.{target.name}.transport: {target.transport!r} is not available yet",
-            hint=f"available: {', '.join(sorted(REGISTRY))}",
-        ) from None
-    cls: type[Transport] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Transport] = load(REGISTRY, target.transport, key=f"targets.{target.name}.transport")
     return cls(target)

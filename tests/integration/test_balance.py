@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.lab.processes import Backends, Haproxy, Load, free_port, haproxy_config
+from lbctl.lab.processes import Backends, Haproxy, Load, free_port, haproxy_config, haproxy_target_toml
 from tests.conftest import LbctlRunner, git, write
 
 LEGACY = """
@@ -48,27 +48,9 @@ class Outage:
         )
 
     def toml(self, verify_seconds: float = 4) -> str:
-        return f"""\
-[defaults]
-verify_seconds = {verify_seconds}
-check_interval = 0.25
-
-[targets.edge]
-kind = "haproxy"
-source = "configs/edge/haproxy.cfg"
-path = "{self.haproxy.config}"
-master_socket = "{self.haproxy.master_socket}"
-stats_socket = "{self.haproxy.stats_socket}"
-
-[[targets.edge.checks]]
-type = "http"
-url = "http://127.0.0.1:{self.fe_port}/"
-probes = 2
-
-[[targets.edge.checks]]
-type = "balance"
-max_share = 0.6
-"""
+        defaults = f"[defaults]\nverify_seconds = {verify_seconds}\ncheck_interval = 0.25\n\n"
+        url = f"http://127.0.0.1:{self.fe_port}/"
+        return defaults + haproxy_target_toml("edge", self.haproxy, url, probes=2, balance=0.6)
 
     def stop(self) -> None:
         self.load.stop()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config
+from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml
 from tests.conftest import Lab, LbctlRunner, git, target_toml, write
 
 
@@ -130,18 +130,13 @@ def two_envs(
         toml = "[defaults]\nverify_seconds = 0.5\ncheck_interval = 0.25\n"
         for env, lb in lbs.items():
             environment = "staging" if env == "stg" else "production"
-            toml += f"""
-[targets.{env}]
-kind = "haproxy"
-source = "configs/{env}.cfg"
-path = "{lb.config}"
-master_socket = "{lb.master_socket}"
-environment = "{environment}"
-
-[[targets.{env}.checks]]
-type = "http"
-url = "http://127.0.0.1:{ports[env]}/"
-"""
+            toml += "\n" + haproxy_target_toml(
+                env,
+                lb,
+                f"http://127.0.0.1:{ports[env]}/",
+                source=f"configs/{env}.cfg",
+                extra=f'environment = "{environment}"',
+            )
             (store / "configs" / f"{env}.cfg").write_text(lb.config.read_text())
         (store / "lbctl.toml").write_text(toml)
         git(store, "add", "-A")
