@@ -184,25 +184,17 @@ class Journal:
             for blob in self.repo.commit(parent).tree.blobs:
                 entries[blob.name] = blob.binsha
         state_json = json.dumps(state.to_json(), indent=1).encode()
-        entries[f"{state.target}.json"] = bytes.fromhex(self._write("blob", state_json))
+        entries[f"{state.target}.json"] = bytes.fromhex(self.store.write_object("blob", state_json))
         tree = b"".join(b"100644 " + n.encode() + b"\0" + sha for n, sha in sorted(entries.items()))
-        tree_sha = self._write("tree", tree)
+        tree_sha = self.store.write_object("tree", tree)
         stamp = f"{int(now().timestamp())} +0000"
         message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(event.to_json(), indent=1)}\n"
         header = f"tree {tree_sha}\n" + (f"parent {parent}\n" if parent else "")
         header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
-        commit = self._write("commit", (header + message).encode())
+        commit = self.store.write_object("commit", (header + message).encode())
         # Compare-and-swap: fails if someone else appended since we read the tip.
         self.repo.git.update_ref("-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40)
         return commit
-
-    def _write(self, kind: str, data: bytes) -> str:
-        import io
-
-        from gitdb import IStream
-
-        stored = self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
-        return str(stored.hexsha.decode())
 
     def events(self, target: str | None = None) -> Iterator[Event]:
         """Events newest first (optionally for one target), streamed from the journal."""

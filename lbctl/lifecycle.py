@@ -18,12 +18,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from lbctl import retry
 from lbctl.checks import checks_for
 from lbctl.config import Target
-from lbctl.errors import ExitCode, Interrupted, Refused, TransientError, Unreachable, ValidationFailed
+from lbctl.errors import (
+    ExitCode,
+    Interrupted,
+    LbctlError,
+    Refused,
+    TransientError,
+    Unreachable,
+    ValidationFailed,
+)
 from lbctl.journal import Event, Stage, TargetState, blob_id, new_event_id, timestamp
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind, ReloadFailed
@@ -145,6 +153,11 @@ def apply_change(
                 lambda: kind.validate(transport, staged),
                 detail=f"native check on {transport.where}",
             )
+            # Everything that reads the LB before the swap, while a failure still changes nothing.
+            checks = checks_for(target, transport)
+            for check in checks:
+                check.baseline()
+            marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
         except ValidationFailed as exc:
             transport.remove(staged)
             run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
@@ -152,31 +165,23 @@ def apply_change(
         except TransientError as exc:
             _quietly(lambda: transport.remove(staged))
             raise Unreachable(
-                f"{target.name}: could not validate the candidate: {exc}",
+                f"{target.name}: could not prepare the change: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
         except BaseException:
             _quietly(lambda: transport.remove(staged))
             raise
 
-        to_rev = candidate.rev or run.timed(
-            "commit",
-            lambda: ws.store.commit_file(target.source, candidate.content, candidate.message, candidate.trailers),
-        )
-        checks = checks_for(target, transport)
-        try:
-            for check in checks:
-                check.baseline()
-        except TransientError as exc:
-            raise Unreachable(
-                f"{target.name}: could not take the checks' baseline: {exc}", hint="nothing was changed on the LB"
-            ) from None
-        try:
-            marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
-        except TransientError as exc:
-            raise Unreachable(
-                f"{target.name}: could not read the LB's process state: {exc}", hint="nothing was changed on the LB"
-            ) from None
+        # The commit is written now but lands on the branch only once the LB took the change.
+        pending = None
+        if candidate.rev is None:
+            pending = run.timed(
+                "commit",
+                lambda: ws.store.prepare_commit(
+                    target.source, candidate.content, candidate.message, candidate.trailers
+                ),
+            )
+        to_rev = pending.sha if pending is not None else (candidate.rev or "")
         keep = f"{target.path}.lbctl-prev"
         with shielded() as interrupted, run.inflight(to_rev, state):
             try:
@@ -184,10 +189,17 @@ def apply_change(
             except TransientError as exc:
                 # The swap is one rename: either it happened or the old file is still live.
                 return run.undo(state, kind, transport, checks, keep, live, to_rev, f"swap failed: {exc}", plan)
+            except LbctlError as exc:
+                run.untouched(state, to_rev, exc, lambda: transport.remove(staged))
             try:
                 run.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
             except (ReloadFailed, TransientError) as exc:
                 return run.undo(state, kind, transport, checks, keep, live, to_rev, f"reload failed: {exc}", plan)
+            except LbctlError as exc:
+                run.untouched(state, to_rev, exc, lambda: None)
+            if pending is not None:
+                to_rev = run.timed("land commit", lambda: ws.store.land(pending))
+                run.landed(to_rev, state)
         if interrupted():
             return run.interrupted(state, to_rev, kind.canonical(pushed), plan, during="the reload")
 
@@ -338,6 +350,12 @@ class _Run:
     @contextlib.contextmanager
     def inflight(self, to_rev: str, state: TargetState) -> Iterator[None]:
         """A marker that survives a crash between swap and record, for `status` to report."""
+        self.landed(to_rev, state)
+        yield
+        # Removed by `record_event` once the outcome is in the journal.
+
+    def landed(self, to_rev: str, state: TargetState) -> None:
+        """(Re)write the inflight marker: the revision now going live is `to_rev`."""
         path = self.ws.inflight_dir / f"{self.target.name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(
@@ -351,8 +369,13 @@ class _Run:
                 }
             )
         )
-        yield
-        # Removed by `record_event` once the outcome is in the journal.
+
+    def untouched(self, state: TargetState, to_rev: str, exc: LbctlError, cleanup: Callable[[], None]) -> NoReturn:
+        """The LB refused the change before taking it (a transport's contract for `LbctlError`s
+        from swap or reload): record that, leave no commit, and report the refusal."""
+        _quietly(cleanup)
+        self.record_event(state, "refused", to_rev, str(exc))
+        raise exc
 
     def clear_inflight(self) -> None:
         (self.ws.inflight_dir / f"{self.target.name}.json").unlink(missing_ok=True)
@@ -481,7 +504,7 @@ class _Run:
             except (ReloadFailed, TransientError, OSError) as exc:
                 restore_ok = None
                 reason_restore = str(exc)
-            restored_rev = self._forward_commit(previous, bad_rev, plan.from_rev, reason)
+            restored_rev = self._forward_commit(kind, previous, bad_rev, plan.from_rev, reason)
             healthy = restore_ok is not None and restore_ok.ok
             why = restore_ok.summary if restore_ok is not None else reason_restore
             message = (
@@ -524,9 +547,16 @@ class _Run:
             events=events,
         )
 
-    def _forward_commit(self, previous: bytes, bad_rev: str, restores: str | None, reason: str) -> str:
-        """Make the store say what is live again: a new commit with the restored content."""
+    def _forward_commit(self, kind: Kind, previous: bytes, bad_rev: str, restores: str | None, reason: str) -> str:
+        """Make the store say what is live again: a new commit with the restored content.
+
+        The content is the restored revision's own file from the store when it is what the LB
+        runs (a Caddyfile stays a Caddyfile), else the bytes read back from the LB.
+        """
         store, source = self.ws.store, self.target.source
+        stored = store.content_at(restores, source) if restores else None
+        if stored is not None and kind.canonical(kind.prepare(stored)) == kind.canonical(previous):
+            previous = stored
         head = store.last_change(source)
         if head is not None and store.content_at("HEAD", source) == previous:
             return head

@@ -20,6 +20,18 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class PendingCommit:
+    """A commit written to the object store but on no branch yet (see `Store.prepare_commit`)."""
+
+    sha: str
+    parent: str | None
+    source: str
+    content: bytes
+    message: str
+    trailers: dict[str, str]
+
+
+@dataclass(frozen=True)
 class Revision:
     sha: str
     author: str
@@ -155,6 +167,67 @@ class Store:
         return [self.revision(sha) for sha in self.repo.git.log(*args).split()]
 
     # -- writing ------------------------------------------------------------------------
+
+    def prepare_commit(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> PendingCommit:
+        """Write a commit of `source` = `content` on top of HEAD, without moving any branch.
+
+        The deploy lifecycle lands it (`land`) only once the LB has taken the change, so a
+        change that never went live leaves no commit behind.
+        """
+        import os
+        import tempfile
+
+        name, email = self.identity()
+        parent = self.repo.git.rev_parse("--verify", "-q", "HEAD", with_exceptions=False).strip() or None
+        blob = self.write_object("blob", content)
+        fd, index = tempfile.mkstemp(prefix="lbctl-index-", dir=self.git_dir)
+        os.close(fd)
+        os.unlink(index)  # git wants to create the index file itself
+        env = {**os.environ, "GIT_INDEX_FILE": index}
+        try:
+            if parent:
+                self.repo.git.read_tree(parent, env=env)
+            self.repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{source}", env=env)
+            tree = str(self.repo.git.write_tree(env=env)).strip()
+        finally:
+            if os.path.exists(index):
+                os.unlink(index)
+        body = compose_message(message, trailers)
+        stamp = f"{int(datetime.now(tz=UTC).timestamp())} +0000"
+        header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
+        header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
+        sha = self.write_object("commit", (header + body).encode())
+        return PendingCommit(sha, parent, source, content, message, trailers)
+
+    def land(self, pending: PendingCommit) -> str:
+        """Move the current branch to `pending` and bring the index and work tree along.
+
+        If someone committed to the store meanwhile, the same change is re-made on top of
+        their commit (never over it); returns the sha that landed.
+        """
+        import git
+
+        for _ in range(5):
+            try:
+                self.repo.git.update_ref("-m", "lbctl: deploy", "HEAD", pending.sha, pending.parent or "0" * 40)
+                break
+            except git.GitCommandError:
+                pending = self.prepare_commit(pending.source, pending.content, pending.message, pending.trailers)
+        else:
+            raise StoreError("the store's branch kept moving while lbctl tried to record its commit")
+        path = self.root / pending.source
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pending.content)
+        self.repo.git.add("--", pending.source)
+        return pending.sha
+
+    def write_object(self, kind: str, data: bytes) -> str:
+        import io
+
+        from gitdb import IStream
+
+        stored = self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
+        return str(stored.hexsha.decode())
 
     def commit_file(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> str:
         """Write `source` and commit only that path, with trailers; returns the new sha."""

@@ -21,7 +21,9 @@ class LocalTransport(Transport):
 
     def run(self, argv: Sequence[str], *, check: bool = False, timeout: float = 60.0) -> RunResult:
         try:
-            proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            proc = subprocess.run(
+                list(argv), capture_output=True, text=True, errors="replace", timeout=timeout, stdin=subprocess.DEVNULL
+            )
         except FileNotFoundError:
             result = RunResult(tuple(argv), 127, "", f"{argv[0]}: command not found")
         except subprocess.TimeoutExpired:
