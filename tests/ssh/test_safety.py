@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -163,7 +164,8 @@ def test_lb_side_lock_names_its_holder_and_how_to_break_it(sshd: Sshd, tmp_path:
         with first.lock(name, holder_info("deploy", "edge")), pytest.raises(Locked) as caught:
             second.lock(name, holder_info("rollback", "edge")).__enter__()
         text = str(caught.value)
-        assert "deploy of edge by" in text and "taken 0 s ago" in text and f"rm -r -- {name}.d" in text
+        assert "deploy of edge by" in text and f"rm -r -- {name}.d" in text
+        assert re.search(r"taken [0-5] s ago", text), text  # its age, seconds at most on a busy machine
         with second.lock(name, holder_info("rollback", "edge")):  # released by the first: free again
             pass
 
