@@ -223,6 +223,10 @@ def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:
         print(f"    {', '.join(details)}")
         if e.verdict != "good" and e.message:
             print(f"    {e.message.splitlines()[0][:200]}")
+        for check in e.checks:
+            figures = check.get("figures") or {}
+            if figures.get("backends"):
+                print("\n".join(balance_bars(figures)))
     return 0
 
 
