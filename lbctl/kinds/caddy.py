@@ -15,9 +15,10 @@ could neither confirm nor undo the change, so such a config is refused before an
 is loaded.
 
 Traffic: Caddy 2.6 counts no requests per upstream (`/reverse_proxy/upstreams` gives
-requests in flight and recent failures; `/metrics` gives health). The `balance` check is
-refused for Caddy targets, with the reason, rather than judged from numbers that do not
-say where traffic went.
+requests in flight and recent failures; `/metrics` gives health). The `balance` check on a
+Caddy target judges lbctl's own probes instead, counted per backend-identifying response
+header (`X-Backend`), with health from the admin API: see `lbctl.kinds.caddy_traffic`
+for how, and for what it cannot see.
 """
 
 from __future__ import annotations
@@ -28,14 +29,18 @@ import shlex
 import shutil
 import subprocess
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from lbctl.checks.counters import Snapshot
+from lbctl.config import Target
 from lbctl.errors import ConfigError, ValidationFailed
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.transports.base import Transport
 from lbctl.transports.http import ApiRefused, HttpTransport, canonical_json
+
+if TYPE_CHECKING:
+    from lbctl.kinds import caddy_traffic
 
 VALIDATE_TIMEOUT = 60
 
@@ -43,6 +48,11 @@ VALIDATE_TIMEOUT = 60
 class CaddyKind(Kind):
     name = "caddy"
     default_validate = ("caddy", "validate", "--config", "{path}")
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self._tally: caddy_traffic.Tally | None = None  # lbctl's probes under the running config
+        self.probes_sent = 0  # probes this kind sent and read for traffic readings (all configs)
 
     def _api(self, transport: Transport) -> HttpTransport:
         if not isinstance(transport, HttpTransport):
@@ -157,13 +167,22 @@ class CaddyKind(Kind):
     # -- traffic ------------------------------------------------------------------------------
 
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
-        raise ConfigError(
-            f"targets.{self.target.name}: the balance check cannot judge Caddy: Caddy 2.6 counts no requests per "
-            "upstream (/reverse_proxy/upstreams shows requests in flight and failures, /metrics shows health), "
-            "so lbctl cannot say where traffic went",
-            hint="remove the balance check from this target; use http checks through Caddy, and the plan's "
-            "traffic preview (which reads the upstreams from the config)",
-        )
+        """A burst of lbctl's probes counted per upstream (cumulative while the config is the same)."""
+        from lbctl.kinds import caddy_traffic
+
+        first = self._tally is None
+        if self._tally is None:
+            self._tally = caddy_traffic.Tally()
+        sent = self._tally.probes, self._tally.epoch
+        try:
+            return caddy_traffic.read(self._api(transport), self.target, self._tally, first=first)
+        finally:
+            self.probes_sent += self._tally.probes - (sent[0] if self._tally.epoch == sent[1] else 0)
+
+    def balance_algorithms(self, transport: Transport) -> dict[str, str]:
+        from lbctl.kinds import caddy_traffic
+
+        return caddy_traffic.algorithms(self._api(transport).running())
 
 
 def _same_endpoint(listen: str, wanted: str) -> bool:
