@@ -176,9 +176,28 @@ class Journal:
             ) from None
 
     def append(self, event: Event, state: TargetState) -> str:
-        """Record `event` and `state` as one new journal commit; returns its sha."""
+        """Record `event` and `state` as one new journal commit; returns its sha.
+
+        Appends from other lbctl processes (other targets, other operators) are never lost:
+        the ref moves by compare-and-swap, retried on a fresh tip.
+        """
+        import git
+
         name, email = self.store.identity()
-        parent = self.tip()
+        with self.store.writing():
+            for _ in range(10):
+                parent = self.tip()
+                commit = self._commit(event, state, parent, name, email)
+                try:
+                    self.repo.git.update_ref(
+                        "-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40
+                    )
+                    return commit
+                except git.GitCommandError:
+                    continue  # someone appended since we read the tip: rebuild on theirs
+        raise StoreError(f"could not append to {JOURNAL_REF}: it kept moving", hint="run the command again")
+
+    def _commit(self, event: Event, state: TargetState, parent: str | None, name: str, email: str) -> str:
         entries: dict[str, bytes] = {}
         if parent:
             for blob in self.repo.commit(parent).tree.blobs:
@@ -191,10 +210,7 @@ class Journal:
         message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(event.to_json(), indent=1)}\n"
         header = f"tree {tree_sha}\n" + (f"parent {parent}\n" if parent else "")
         header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
-        commit = self.store.write_object("commit", (header + message).encode())
-        # Compare-and-swap: fails if someone else appended since we read the tip.
-        self.repo.git.update_ref("-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40)
-        return commit
+        return self.store.write_object("commit", (header + message).encode())
 
     def events(self, target: str | None = None) -> Iterator[Event]:
         """Events newest first (optionally for one target), streamed from the journal."""

@@ -34,7 +34,7 @@ from lbctl.errors import (
 )
 from lbctl.journal import Event, Stage, TargetState, blob_id, new_event_id, timestamp
 from lbctl.kinds import kind_for
-from lbctl.kinds.base import Kind, ReloadFailed
+from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
 from lbctl.planning import Plan, enforce, make_plan, refuse
 from lbctl.transports import transport_for
@@ -186,17 +186,15 @@ def apply_change(
         with shielded() as interrupted, run.inflight(to_rev, state):
             try:
                 run.timed("swap", lambda: transport.swap(staged, target.path or "", keep))
-            except TransientError as exc:
-                # The swap is one rename: either it happened or the old file is still live.
+            except Exception as exc:  # whatever happened, undo() reads back what the LB has
                 return run.undo(state, kind, transport, checks, keep, live, to_rev, f"swap failed: {exc}", plan)
-            except LbctlError as exc:
-                run.untouched(state, to_rev, exc, lambda: transport.remove(staged))
             try:
                 run.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
-            except (ReloadFailed, TransientError) as exc:
-                return run.undo(state, kind, transport, checks, keep, live, to_rev, f"reload failed: {exc}", plan)
-            except LbctlError as exc:
+            except Refused as exc:
+                # A transport's contract: Refused from reload means the LB did not take the change.
                 run.untouched(state, to_rev, exc, lambda: None)
+            except Exception as exc:  # the file is swapped: any failure goes through the restore
+                return run.undo(state, kind, transport, checks, keep, live, to_rev, f"reload failed: {exc}", plan)
             if pending is not None:
                 to_rev = run.timed("land commit", lambda: ws.store.land(pending))
                 run.landed(to_rev, state)
@@ -283,6 +281,14 @@ def _quietly(fn: Callable[[], object]) -> None:
     """Best-effort cleanup that must not hide the error being handled."""
     with contextlib.suppress(Exception):
         fn()
+
+
+def _read_back(transport: Transport, target: Target) -> bytes | None:
+    """What the LB's config file holds now, or None if it cannot be read (never raises)."""
+    try:
+        return transport.read_file(target.path or "")
+    except Exception:  # a failed read-back means "unknown", which callers handle
+        return None
 
 
 def _reload(kind: Kind, transport: Transport, marker: object) -> str:
@@ -455,97 +461,90 @@ class _Run:
         *,
         verification: Verification | None = None,
     ) -> Outcome:
-        """The change hurt: put the previous config back, verify it, and say so in the store."""
+        """The change hurt: put the previous config back, verify it, then say so in the store.
+
+        The restore comes before any record, so a journal or store problem can never keep a
+        bad config live; and what is recorded is what the LB is read back to run.
+        """
         target = self.target
         self.report("restore", "the change hurts: restoring the previous config")
-        failed_event = self.record_event(
-            state,
-            "failed",
-            bad_rev,
-            reason,
-            verification=verification,
-            mark_bad=bad_rev,
-            live_status="failed",
-            blob=None,
-            diff=plan.diff,
-        )
-        state = self.ws.journal.state(target.name)
-        self.stages.clear()
-        if previous is None:
-            message = f"{target.name} had no config before this deploy, so there is nothing to restore: page a human"
-            self.record_event(
-                state,
-                "restore-failed",
-                bad_rev,
-                message,
-                op="auto-rollback",
-                from_rev=bad_rev,
-                live_status="failed",
-            )
-            return self.outcome(
-                "restore-failed",
-                ExitCode.ROLLBACK_FAILED,
-                plan,
-                message,
-                to_rev=bad_rev,
-                verification=verification,
-            )
-        reason_restore = ""
+        deploy_stages, self.stages = self.stages, []
+        restore_ok: Verification | None = None
+        problem = ""
         with shielded():
-            try:
-                marker = self.timed("snapshot", lambda: kind.reload_marker(transport))
-                self.timed("restore", lambda: transport.restore(keep, target.path or ""))
-                self.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
-                restore_ok: Verification | None = self.timed(
-                    "verify restore",
-                    lambda: verify(checks, window=min(target.verify_seconds, 2.0), interval=target.check_interval),
-                    detail_from_result=True,
-                )
-            except (ReloadFailed, TransientError, OSError) as exc:
-                restore_ok = None
-                reason_restore = str(exc)
-            restored_rev = self._forward_commit(kind, previous, bad_rev, plan.from_rev, reason)
-            healthy = restore_ok is not None and restore_ok.ok
-            why = restore_ok.summary if restore_ok is not None else reason_restore
-            message = (
-                f"{target.name}: {reason}. Restored {restored_rev[:10]} "
-                f"({'healthy' if healthy else 'NOT healthy: ' + why})"
+            if previous is None:
+                problem = "there was no config before this deploy, so there is nothing to restore"
+            else:
+                try:
+                    current = transport.read_file(target.path or "")
+                    if current is None or kind.canonical(current) != kind.canonical(previous):
+                        marker = self.timed("snapshot", lambda: kind.reload_marker(transport))
+                        self.timed("restore", lambda: transport.restore(keep, target.path or ""))
+                        self.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
+                    else:
+                        self.report("restore", "the LB still has the previous config: nothing to put back")
+                    for check in checks:
+                        check.restart()
+                    window = min(target.verify_seconds, 2.0)
+                    restore_ok = self.timed(
+                        "verify restore",
+                        lambda: verify(checks, window=window, interval=target.check_interval),
+                        detail_from_result=True,
+                    )
+                except Exception as exc:  # report it and page a human, never a traceback
+                    problem = str(exc) or type(exc).__name__
+            running = _read_back(transport, target)
+            restored = (
+                previous is not None and running is not None and kind.canonical(running) == kind.canonical(previous)
             )
+            healthy = restored and restore_ok is not None and restore_ok.ok
+            restore_stages, self.stages = self.stages, deploy_stages
+            failed_event = self.record_event(
+                state,
+                "failed",
+                bad_rev,
+                reason,
+                verification=verification,
+                mark_bad=bad_rev,
+                live_status="failed",
+                diff=plan.diff,
+            )
+            self.stages = restore_stages
+            state = self.ws.journal.state(target.name)
+            if restored and previous is not None:
+                live_rev = self._forward_commit(kind, previous, bad_rev, plan.from_rev, reason)
+                why = restore_ok.summary if restore_ok is not None else problem
+                message = f"{target.name}: {reason}. Restored {live_rev[:10]} " + (
+                    "(healthy)" if healthy else f"(NOT healthy: {why})"
+                )
+            else:
+                live_rev = bad_rev  # the store must not claim a restore that did not happen
+                message = (
+                    f"{target.name}: {reason}. The restore did not take: {problem or 'the LB runs another config'}"
+                )
+            blob = blob_id(kind.canonical(running)) if running is not None else None
             self.record_event(
                 state,
                 "good" if healthy else "restore-failed",
-                restored_rev,
+                live_rev,
                 message,
                 op="auto-rollback",
                 from_rev=bad_rev,
                 verification=restore_ok,
-                blob=blob_id(kind.canonical(previous)),
+                blob=blob,
                 live_status="good" if healthy else "failed",
             )
         events = (failed_event, *self.event_ids[-1:])
+        extra: dict[str, Any] = {
+            "to_rev": bad_rev,
+            "restored_rev": live_rev if restored else None,
+            "verification": verification,
+            "restore_verification": restore_ok,
+            "events": events,
+        }
         if healthy:
-            return self.outcome(
-                "rolled-back",
-                ExitCode.ROLLED_BACK,
-                plan,
-                message,
-                to_rev=bad_rev,
-                restored_rev=restored_rev,
-                verification=verification,
-                restore_verification=restore_ok,
-                events=events,
-            )
-        return self.outcome(
-            "restore-failed",
-            ExitCode.ROLLBACK_FAILED,
-            plan,
-            message + ": page a human",
-            to_rev=bad_rev,
-            restored_rev=restored_rev,
-            verification=verification,
-            restore_verification=restore_ok,
-            events=events,
-        )
+            return self.outcome("rolled-back", ExitCode.ROLLED_BACK, plan, message, **extra)
+        return self.outcome("restore-failed", ExitCode.ROLLBACK_FAILED, plan, message + ": page a human", **extra)
 
     def _forward_commit(self, kind: Kind, previous: bytes, bad_rev: str, restores: str | None, reason: str) -> str:
         """Make the store say what is live again: a new commit with the restored content.

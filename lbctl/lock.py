@@ -67,17 +67,50 @@ def hold_flock(path: Path, info: str) -> Iterator[None]:
 
 
 def current_holder(path: Path) -> str | None:
-    """Who holds the lock at `path` now, or None if it is free."""
+    """Who holds the lock at `path` now, or None if it is free.
+
+    Read without touching the lock itself (probing it would make a concurrent deploy see
+    it taken): a holder writes its line on taking it and empties it on release, and a
+    holder killed outright leaves a line whose pid is gone.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY)
+        raw = path.read_text(encoding="utf-8", errors="replace").strip()
     except FileNotFoundError:
         return None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return describe_holder(path.read_text(encoding="utf-8", errors="replace"))
-        fcntl.flock(fd, fcntl.LOCK_UN)
+    if not raw:
         return None
+    try:
+        info = json.loads(raw)
+        host, pid = str(info["holder"]).rpartition("@")[2], int(info["pid"])
+    except (ValueError, KeyError, TypeError):
+        return describe_holder(raw)
+    if host == socket.gethostname():
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+    return describe_holder(raw)
+
+
+@contextlib.contextmanager
+def serialized(path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """A short exclusive section shared by every lbctl process on this machine (waits its turn)."""
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise Locked(f"{path} stayed locked for {timeout:.0f} s") from None
+                time.sleep(0.01)
+        yield
     finally:
         os.close(fd)

@@ -6,6 +6,7 @@ Deploy events live beside them in `refs/lbctl/journal` (see `journal.py`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -199,6 +200,12 @@ class Store:
         sha = self.write_object("commit", (header + body).encode())
         return PendingCommit(sha, parent, source, content, message, trailers)
 
+    def writing(self) -> contextlib.AbstractContextManager[None]:
+        """Serialise git writes (index, refs) of every lbctl process working on this store."""
+        from lbctl.lock import serialized
+
+        return serialized(self.git_dir / "lbctl" / "git-write.lock")
+
     def land(self, pending: PendingCommit) -> str:
         """Move the current branch to `pending` and bring the index and work tree along.
 
@@ -207,18 +214,19 @@ class Store:
         """
         import git
 
-        for _ in range(5):
-            try:
-                self.repo.git.update_ref("-m", "lbctl: deploy", "HEAD", pending.sha, pending.parent or "0" * 40)
-                break
-            except git.GitCommandError:
-                pending = self.prepare_commit(pending.source, pending.content, pending.message, pending.trailers)
-        else:
-            raise StoreError("the store's branch kept moving while lbctl tried to record its commit")
-        path = self.root / pending.source
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pending.content)
-        self.repo.git.add("--", pending.source)
+        with self.writing():
+            for _ in range(5):
+                try:
+                    self.repo.git.update_ref("-m", "lbctl: deploy", "HEAD", pending.sha, pending.parent or "0" * 40)
+                    break
+                except git.GitCommandError:
+                    pending = self.prepare_commit(pending.source, pending.content, pending.message, pending.trailers)
+            else:
+                raise StoreError("the store's branch kept moving while lbctl tried to record its commit")
+            path = self.root / pending.source
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(pending.content)
+            self.repo.git.add("--", pending.source)
         return pending.sha
 
     def write_object(self, kind: str, data: bytes) -> str:
@@ -232,13 +240,14 @@ class Store:
     def commit_file(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> str:
         """Write `source` and commit only that path, with trailers; returns the new sha."""
         self.identity()
-        path = self.root / source
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        self.repo.git.add("--", source)
-        body = compose_message(message, trailers)
-        self.repo.git.commit("-q", "--no-verify", "-m", body, "--", source)
-        return str(self.repo.head.commit.hexsha)
+        with self.writing():
+            path = self.root / source
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            self.repo.git.add("--", source)
+            body = compose_message(message, trailers)
+            self.repo.git.commit("-q", "--no-verify", "-m", body, "--", source)
+            return str(self.repo.head.commit.hexsha)
 
 
 def compose_message(message: str, trailers: dict[str, str]) -> str:

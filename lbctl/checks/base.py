@@ -54,6 +54,10 @@ class HealthCheck(ABC):
     def baseline(self) -> None:
         """Take a reference before the change (most checks need none)."""
 
+    def restart(self) -> None:
+        """Forget what the failed change's window taught, before the restore is verified
+        (the reference taken by `baseline` stays)."""
+
     @abstractmethod
     def observe(self) -> Observation: ...
 
