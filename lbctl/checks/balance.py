@@ -34,8 +34,9 @@ from lbctl.transports.base import Transport
 SAMPLE_PER_SERVER = 4
 ALL_ON_ONE = 0.99
 # These algorithms send one client (lbctl's probes come from one) to one server, or fill the
-# first server first: concentration is what they are meant to do, so spread is not judged.
-UNEVEN_BY_DESIGN = ("first", "source", "uri", "url_param", "hdr", "rdp-cookie", "hash")
+# first server first; a sticky backend (stick tables, cookies) pins a client to a server:
+# concentration is what they are meant to do, so spread is not judged.
+UNEVEN_BY_DESIGN = ("first", "source", "uri", "url_param", "hdr", "rdp-cookie", "hash", "sticky")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class BalanceHealthCheck(HealthCheck):
     def name(self) -> str:
         return "balance"
 
+    def restart(self) -> None:
+        self.algorithms = None  # re-read from the restored config
+        self.probes_sent = 0  # a new worker's counters start at zero again
+
     def baseline(self) -> None:
         self._probe_url()  # a missing probe URL is a config error before the swap, not after
         self.before = self.kind.traffic_snapshot(self.transport)
@@ -80,7 +85,8 @@ class BalanceHealthCheck(HealthCheck):
         start = self.before or Snapshot(process="")
         now = window(start, self.kind.traffic_snapshot(self.transport))
         seen = sum(now.backend_sessions.get(b, 0) for b in self._judged(now))
-        if seen < self.spec.min_requests and self.probes_sent < self.spec.max_probes:
+        top_up = not self.kind.probes_itself and self.probes_sent < self.spec.max_probes
+        if seen < self.spec.min_requests and top_up:
             self._probe(min(self.spec.min_requests - seen, self.spec.max_probes - self.probes_sent))
             now = window(start, self.kind.traffic_snapshot(self.transport))
         if self.algorithms is None:  # the config now live (read once, after the swap)
@@ -97,7 +103,8 @@ class BalanceHealthCheck(HealthCheck):
         hard = next((o for o in observations if o.hard), None)
         final = hard or last
         ok = final.ok
-        note = f"; lbctl sent {self.probes_sent} probe(s) of its own" if self.probes_sent else ""
+        sent = self.probes_sent + self.kind.probes_sent
+        note = f"; lbctl sent {sent} probe(s) of its own" if sent else ""
         summary = (final.detail if not ok else f"traffic spread as expected: {final.detail}") + note
         return CheckResult(self.name, ok, summary, final.figures)
 
@@ -145,7 +152,7 @@ class BalanceHealthCheck(HealthCheck):
             }
         return {
             "backends": backends,
-            "probes_sent": self.probes_sent,
+            "probes_sent": self.probes_sent + self.kind.probes_sent,
             "findings": [f.__dict__ for f in findings],
         }
 
@@ -188,10 +195,14 @@ def judge(
                 Finding("no-server-up", backend, f"backend {backend} has traffic but no server UP", hard=True)
             )
         if algorithms.get(backend, "roundrobin").split("(")[0] not in UNEVEN_BY_DESIGN:
-            findings.extend(_spread(spec, backend, servers))
+            out_before = _out_of_service(before, backend)
+            findings.extend(_spread(spec, backend, [s for s in servers if s.server not in out_before]))
         answered = now.backend_responses.get(backend, 0)
         errors = now.backend_5xx.get(backend, 0)
-        if answered >= 10 and errors / answered > spec.max_5xx_ratio:
+        # "No rise in 5xx": a backend that already failed some requests is judged on the rise.
+        old_answered = before.backend_responses.get(backend, 0) if before else 0
+        old_ratio = (before.backend_5xx.get(backend, 0) / old_answered) if before and old_answered >= 10 else 0.0
+        if answered >= 10 and errors / answered > old_ratio + spec.max_5xx_ratio:
             findings.append(
                 Finding(
                     "5xx",
@@ -204,8 +215,19 @@ def judge(
     return findings
 
 
+def _out_of_service(before: Snapshot | None, backend: str) -> set[str]:
+    """Servers that took no traffic by design before the change (down, in maintenance, drained):
+    the change did not cause their silence, so they are not evidence against it."""
+    if before is None:
+        return set()
+    return {s.server for s in before.servers if s.backend == backend and not s.in_service}
+
+
 def _spread(spec: BalanceCheck, backend: str, servers: list[ServerCounters]) -> list[Finding]:
-    active = [s for s in servers if not s.backup]
+    # A server failing its health check (DOWN) now is an incident, not the change's doing. One
+    # in maintenance or UP at weight 0 is the config's doing (disabled, 100/0/0): it stays. Servers
+    # already out of service before the change were taken out by the caller.
+    active = [s for s in servers if not s.backup and not s.status.startswith("DOWN")]
     in_service = [s for s in active if s.in_service]
     total = sum(s.sessions for s in active)
     if len(active) < 2 or total < SAMPLE_PER_SERVER * max(1, len(in_service)):

@@ -35,6 +35,10 @@ class ReloadFailed(Exception):
 class Kind(ABC):
     name: ClassVar[str]
     default_validate: ClassVar[tuple[str, ...]]
+    # A kind whose traffic readings are lbctl's own probes (Caddy) counts them in `probes_sent`;
+    # the balance check then sends no top-up probes of its own.
+    probes_itself: ClassVar[bool] = False
+    probes_sent: int = 0
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -59,7 +63,8 @@ class Kind(ABC):
         argv = self.validate_argv(staged)
         result = transport.run(argv, timeout=60)
         if result.code == 127:
-            raise ValidationFailed(
+            # The environment, not the candidate: nothing is marked bad for it.
+            raise ConfigError(
                 f"cannot validate on {transport.where}: {argv[0]} not found",
                 hint=f"install {self.name} there, or set targets.{self.target.name}.validate",
             )

@@ -46,6 +46,7 @@ VALIDATE_TIMEOUT = 60
 
 
 class CaddyKind(Kind):
+    probes_itself = True
     name = "caddy"
     default_validate = ("caddy", "validate", "--config", "{path}")
 

@@ -117,8 +117,13 @@ def balance_algorithms(text: str) -> dict[str, str]:
             algo = line.split()[1]
             if section == "defaults":
                 inherited = algo
-            elif section in ("backend", "listen"):
+            elif section in ("backend", "listen") and algorithms.get(name) != "sticky":
                 algorithms[name] = algo
+        elif line.startswith(("stick on", "stick match", "stick store", "cookie ")) and section in (
+            "backend",
+            "listen",
+        ):
+            algorithms[name] = "sticky"  # a client stays on its server whatever the algorithm
     return algorithms
 
 

@@ -152,21 +152,6 @@ def test_caddy_change_made_by_someone_else_meanwhile_is_not_overwritten(caddy_la
     assert caddy_lab.caddy.running() == theirs
 
 
-def test_caddy_balance_check_is_refused_with_the_reason(
-    tmp_path: Path, caddy_lab: CaddyLab, lbctl: LbctlRunner, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    toml = caddy_target_toml(caddy_lab) + BALANCE
-    make_store(tmp_path / "store", lbctl, toml, monkeypatch, source=CADDY_SOURCE, content=caddy_lab.live_text())
-    new = write(tmp_path / "new.json", caddy_lab.config(weights={"web1": 2, "web2": 1, "web3": 1}))
-    before = caddy_lab.live_text()
-
-    result = lbctl("deploy", "edge", "--file", str(new), "--yes")
-
-    assert result.code == 2, result.err
-    assert "counts no requests per upstream" in result.err
-    assert caddy_lab.live_text() == before
-
-
 def test_reload_failed_is_raised_for_a_target_on_the_wrong_transport() -> None:
     target = Target.model_validate(
         {"name": "edge", "kind": "caddy", "transport": "local", "path": "/tmp/x.json", "source": "c.json"}
