@@ -137,6 +137,18 @@ class Target(_Strict):
     policy: Policy = Field(default_factory=Policy)
     safety: Safety = Field(default_factory=Safety)
 
+    @field_validator("validate_command", "reload")
+    @classmethod
+    def _splits_like_a_shell(cls, value: str | None) -> str | None:
+        import shlex
+
+        if value is not None:
+            try:
+                shlex.split(value)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
+        return value
+
     @field_validator("source")
     @classmethod
     def _relative_source(cls, value: str) -> str:

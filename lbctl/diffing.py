@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import difflib
+import re
+
+# Values that must never be shown, even in the plain fallback diff (PRODUCT.md §7).
+_SECRET = re.compile(
+    r"(?i)\b(password|insecure-password|stats\s+auth|secure_link_secret|secret|token|authorization:?)(\s+)(\S+)"
+)
+
+
+def mask_secrets(text: str) -> str:
+    return _SECRET.sub(lambda m: f"{m.group(1)}{m.group(2)}****", text)
 
 
 def unified(old: bytes, new: bytes, old_name: str, new_name: str) -> str:
     a = old.decode("utf-8", "replace").splitlines(keepends=True)
     b = new.decode("utf-8", "replace").splitlines(keepends=True)
     lines = difflib.unified_diff(a, b, old_name, new_name)
-    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+    return mask_secrets(text)

@@ -106,7 +106,7 @@ def rollback(
 
     target = ws.target(name)
     state = ws.journal.state(name)
-    chosen = select(ws.store, ws.journal, state, to)
+    chosen = select(ws.store, ws.journal, state, to, target.source)
     if not dry_run:
         ws.store.require_clean()
         ws.store.identity()
@@ -179,7 +179,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
     results = []
     for target in ws.targets(name):
         state = ws.journal.state(target.name)
-        subject = ws.store.revision(state.live).subject if state.live else None
+        subject = _subject(ws, state.live)
         lock = current_holder(ws.lock_dir / f"{target.name}.lock")
         crashed = _crashed_operation(ws, target, lock)
         drift, health, problems = "not-checked", [], []
@@ -216,6 +216,15 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
             )
         )
     return results
+
+
+def _subject(ws: Workspace, rev: str | None) -> str | None:
+    if rev is None:
+        return None
+    try:
+        return ws.store.revision(rev).subject
+    except Exception:  # the journal was fetched without the branch, or the object is gone
+        return "(revision not in this store: fetch it)"
 
 
 def _crashed_operation(ws: Workspace, target: Target, lock: str | None) -> dict[str, Any] | None:
@@ -329,8 +338,10 @@ def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live:
         return data, f"{rev[:10]}:{target.source}"
 
     if live:
-        with transport_for(target) as transport:
-            running = transport.read_file(target.path or "") or b""
+        from lbctl.lifecycle import _connect, _read
+
+        with _connect(transport_for(target), target) as transport:
+            running = _read(transport, target) or b""
         old, old_label = content(state.live) if state.live else content("HEAD")
         new, new_label = running, f"running:{target.path}"
     else:
@@ -426,15 +437,21 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
             except ValidationFailed as exc:
                 findings.append(f"{exc.message}\n{exc.details}".strip())
     else:
-        with transport_for(target) as transport:
+        from lbctl.errors import TransientError, Unreachable
+        from lbctl.lifecycle import _connect
+
+        with _connect(transport_for(target), target) as transport:
             where = f"{binary} on {transport.where}"
-            staged = transport.write_staged(target.path or "", content)
             try:
-                output = kind.validate(transport, staged)
-            except ValidationFailed as exc:
-                findings.append(f"{exc.message}\n{exc.details}".strip())
-            finally:
-                transport.remove(staged)
+                staged = transport.write_staged(target.path or "", content)
+                try:
+                    output = kind.validate(transport, staged)
+                except ValidationFailed as exc:
+                    findings.append(f"{exc.message}\n{exc.details}".strip())
+                finally:
+                    transport.remove(staged)
+            except TransientError as exc:
+                raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
     return CheckReport(name, label, where, output, tuple(findings), analysis.notes, analysis.semantic)
 
 

@@ -19,8 +19,12 @@ class Selected:
     why: str
 
 
-def select(store: Store, journal: Journal, state: TargetState, selector: str) -> Selected:
-    """Resolve `selector` for one target to a store revision (exit 2 when impossible)."""
+def select(store: Store, journal: Journal, state: TargetState, selector: str, source: str | None = None) -> Selected:
+    """Resolve `selector` for one target to a store revision (exit 2 when impossible).
+
+    With the target's `source`, `previous` skips revisions whose content is what runs now
+    (an automatic rollback restores an earlier revision's content as a new commit).
+    """
     target = state.target
     if selector == "last-good":
         failing = state.live if state.status != "good" else None
@@ -31,18 +35,24 @@ def select(store: Store, journal: Journal, state: TargetState, selector: str) ->
             f"{target} has no revision verified good yet",
             hint="pick one explicitly: `lbctl log` lists revisions; use --to <sha>",
         )
+    # Revisions that failed here were live only until lbctl undid them: not places to go back to.
+    history = [h for h in state.history if h.rev and h.rev not in state.bad]
     if selector == "previous":
-        for entry in state.history:
-            if entry.rev and entry.rev != state.live:
-                return Selected(entry.rev, f"live before {_short(state.live)}")
+        current = store.content_at(state.live, source) if source and state.live else None
+        for entry in history:
+            if not entry.rev or entry.rev == state.live:
+                continue
+            if current is not None and store.content_at(entry.rev, source or "") == current:
+                continue
+            return Selected(entry.rev, f"live before {_short(state.live)}")
         raise UsageError(f"{target} has no previous revision: lbctl deployed to it at most once")
     tilde = _TILDE.match(selector)
     if tilde:
         steps = int(tilde.group(1))
-        history = list(state.history)
-        if steps < len(history) and history[steps].rev:
-            return Selected(str(history[steps].rev), f"live {steps} deploy(s) ago")
-        raise UsageError(f"{target} has only {len(history)} recorded deploy(s); ~{steps} goes too far back")
+        every = list(state.history)  # literally N deploys back, failed ones counted: predictable
+        if steps < len(every) and every[steps].rev:
+            return Selected(str(every[steps].rev), f"live {steps} deploy(s) ago")
+        raise UsageError(f"{target} has only {len(every)} recorded deploy(s); ~{steps} goes too far back")
     if selector.startswith("@"):
         when = parse_time(selector[1:])
         return _live_at(journal, state, when)
@@ -62,11 +72,11 @@ def parse_time(text: str) -> datetime:
 
 def _live_at(journal: Journal, state: TargetState, when: datetime) -> Selected:
     for entry in state.history:
-        if datetime.fromisoformat(entry.at) <= when and entry.rev:
+        if datetime.fromisoformat(entry.at) <= when and entry.rev and entry.rev not in state.bad:
             return Selected(entry.rev, f"live at {when.isoformat()}")
     # Older than what the state keeps: walk the journal itself.
     for event in journal.events(state.target):
-        live_after = event.verdict in ("good", "unverified", "interrupted") and event.to_rev
+        live_after = event.verdict in ("good", "unverified", "interrupted") and event.to_rev not in state.bad
         if live_after and event.to_rev and datetime.fromisoformat(event.finished) <= when:
             return Selected(event.to_rev, f"live at {when.isoformat()}")
     raise UsageError(f"lbctl had deployed nothing to {state.target} by {when.isoformat()}")

@@ -184,6 +184,33 @@ def _setting_changes(
     from deepdiff import DeepDiff
 
     lines = {s.key: s.line for s in section.settings}
+    if not old or not new:
+        # deepdiff reports a change from or to an empty dict at its root, with no key to name.
+        for key in sorted(set(old) | set(new)):
+            traffic = key.split()[0] in _ROUTING_SETTINGS
+            for value in new.get(key, []):
+                yield Change(
+                    label,
+                    "setting",
+                    "added",
+                    f"{_join(key, value)} added",
+                    subject=key,
+                    new=value,
+                    line=lines.get(key),
+                    traffic=traffic,
+                )
+            for value in old.get(key, []):
+                yield Change(
+                    label,
+                    "setting",
+                    "removed",
+                    f"{_join(key, value)} removed",
+                    subject=key,
+                    old=value,
+                    line=lines.get(key),
+                    traffic=traffic,
+                )
+        return
     tree = DeepDiff(old, new, ignore_order=True, view="tree")
     for report, levels in sorted(tree.items()):
         for level in sorted(levels, key=lambda lv: str(lv.path())):

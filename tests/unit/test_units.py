@@ -93,3 +93,14 @@ def test_staging_gate_follows_the_change_or_the_content() -> None:
     refused = staging_gate(config, FakeJournal(verified), prod, "c2", "blob2")
     assert refused and refused[0].rule == "staging_first" and "stg" in refused[0].message
     assert staging_gate(config, FakeJournal(verified), config.targets["stg"], "c2", "b") == []
+
+
+def test_a_section_gaining_its_first_setting_is_a_readable_change() -> None:
+    from lbctl.semantic import diff_texts
+
+    old = "backend web\n    server a 10.0.0.1:80\n"
+    new = "backend web\n    timeout server 5s\n    server a 10.0.0.1:80\n"
+    added = [c.text for c in diff_texts("haproxy", old, new, filename="x.cfg").changes]
+    removed = [c.text for c in diff_texts("haproxy", new, old, filename="x.cfg").changes]
+    assert len(added) == 1 and "timeout server 5s added" in added[0]
+    assert len(removed) == 1 and "removed" in removed[0]
