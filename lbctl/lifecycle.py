@@ -121,6 +121,9 @@ def apply_change(
         transport.lock(lb_lock_path(target), holder_info(op, target.name)),
     ):
         state = ws.journal.state(target.name)
+        if candidate.rollback_of is not None and candidate.rollback_of != state.live:
+            # Another operation finished between the caller's read and our lock: undo what is live now.
+            candidate = replace(candidate, rollback_of=state.live)
         live = run.timed("read live", lambda: _read(transport, target))
         pushed = kind.prepare(candidate.content)
         plan = run.timed(
