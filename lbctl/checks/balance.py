@@ -33,6 +33,7 @@ from lbctl.transports.base import Transport
 # Fewer sessions than this per in-service server and a backend's spread is not judged yet.
 SAMPLE_PER_SERVER = 4
 ALL_ON_ONE = 0.99
+EXPECTED_FOR_SILENCE = 8.0
 # These algorithms send one client (lbctl's probes come from one) to one server, or fill the
 # first server first; a sticky backend (stick tables, cookies) pins a client to a server:
 # concentration is what they are meant to do, so spread is not judged.
@@ -179,7 +180,9 @@ def judge(
         servers = groups.get(backend, [])
         total = now.backend_sessions.get(backend, sum(s.sessions for s in servers))
         had_share = before_totals.get(backend, 0) / traffic_before if traffic_before else 0.0
-        if had_share >= 0.05 and traffic_now >= spec.min_requests and total == 0:
+        # With a share p before, n new real sessions should bring it about p*n; none where that
+        # expectation is 8 or more is decisive (a chance of e^-8 if nothing had changed).
+        if had_share >= 0.05 and had_share * traffic_now >= EXPECTED_FOR_SILENCE and total == 0:
             findings.append(
                 Finding(
                     "traffic-moved",

@@ -77,3 +77,15 @@ def test_traffic_that_left_a_backend_is_hard() -> None:
     )
     findings = judge(SPEC, before, now, ["legacy", "web"], {})
     assert [f.rule for f in findings] == ["traffic-moved"] and findings[0].hard
+
+
+def test_a_silent_backend_is_judged_on_the_evidence_not_a_fixed_count() -> None:
+    before = Snapshot("1", SPREAD.servers, {"web": 90, "legacy": 0})
+
+    def now(real: int) -> Snapshot:
+        return Snapshot("2", (ServerCounters("legacy", "old1", real, "UP", 1),), {"web": 0, "legacy": real})
+
+    assert judge(SPEC, before, now(7), ["legacy", "web"], {}) == []  # 7 expected: not yet decisive
+    assert [f.rule for f in judge(SPEC, before, now(8), ["legacy", "web"], {})] == ["traffic-moved"]
+    # lbctl's own probes are not evidence: 30 sessions of which 25 were probes is 5 real ones
+    assert judge(SPEC, before, now(30), ["legacy", "web"], {}, probes_sent=25) == []
