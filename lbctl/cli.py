@@ -162,9 +162,9 @@ def check(
     quiet: QuietOpt = False,
 ) -> int:
     """Parse, validate natively, lint against policy and preview traffic; deploy nothing."""
-    from lbctl import operations, render
+    from lbctl import checking, render
 
-    return render.check_report(operations.check(_workspace(store), target, file=file, rev=rev), json_out=json_out)
+    return render.check_report(checking.check(_workspace(store), target, file=file, rev=rev), json_out=json_out)
 
 
 @app.command()
@@ -177,9 +177,10 @@ def status(
     quiet: QuietOpt = False,
 ) -> int:
     """What is live on each target, last-good, drift, health and lock holder."""
-    from lbctl import operations, render
+    from lbctl import render
+    from lbctl.status import status as statuses
 
-    return render.status(operations.status(_workspace(store), target, probe=not offline), json_out=json_out)
+    return render.status(statuses(_workspace(store), target, probe=not offline), json_out=json_out)
 
 
 @app.command()
@@ -192,9 +193,9 @@ def log(
     quiet: QuietOpt = False,
 ) -> int:
     """Deploy events and their revisions, newest first."""
-    from lbctl import operations, render
+    from lbctl import history, render
 
-    return render.log(operations.log(_workspace(store), target, limit=n), json_out=json_out)
+    return render.log(history.log(_workspace(store), target, limit=n), json_out=json_out)
 
 
 @app.command()
@@ -212,7 +213,7 @@ def diff(
     quiet: QuietOpt = False,
 ) -> int:
     """What changed between two revisions, the store and the LB, or two files."""
-    from lbctl import operations, render
+    from lbctl import compare, render
 
     words = list(args or [])
     if kind is not None:
@@ -220,13 +221,13 @@ def diff(
             raise UsageError("with --kind, give exactly two files: lbctl diff --kind haproxy a.cfg b.cfg")
         if kind not in ("haproxy", "nginx", "caddy"):
             raise UsageError(f"unknown --kind {kind!r}", hint="haproxy, nginx or caddy")
-        result = operations.diff_files(kind, Path(words[0]), Path(words[1]))
+        result = compare.diff_files(kind, Path(words[0]), Path(words[1]))
     else:
         if not words or len(words) > 3:
             raise UsageError("usage: lbctl diff TARGET [A] [B] [--live], or lbctl diff --kind KIND A B")
         a = words[1] if len(words) > 1 else None
         b = words[2] if len(words) > 2 else None
-        result = operations.diff_target(_workspace(store), words[0], a, b, live=live)
+        result = compare.diff_target(_workspace(store), words[0], a, b, live=live)
     if fmt not in ("text", "json", "markdown", "unified"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
     render.diff(result, fmt="json" if json_out else fmt)
@@ -243,9 +244,9 @@ def pull(
     quiet: QuietOpt = False,
 ) -> int:
     """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
-    from lbctl import operations, render
+    from lbctl import adopt, render
 
-    result = operations.pull(_workspace(store), target, message=message)
+    result = adopt.pull(_workspace(store), target, message=message)
     if json_out:
         render.emit_json(result.to_json())
     elif result.committed:

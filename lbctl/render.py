@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from lbctl.checking import CheckReport
+    from lbctl.compare import DiffResult
+    from lbctl.history import LogEntry
     from lbctl.lifecycle import Outcome, Reporter
-    from lbctl.operations import CheckReport, DiffResult, LogEntry, TargetStatus
     from lbctl.planning import Plan
+    from lbctl.status import TargetStatus
 
 
 def say(text: str, *, quiet: bool = False) -> None:

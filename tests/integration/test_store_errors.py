@@ -89,12 +89,12 @@ def test_init_makes_a_commented_store_and_refuses_twice(tmp_path: Path, lbctl: L
 def test_internal_errors_are_exit_70_with_debug_traceback(
     store: Path, lbctl: LbctlRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lbctl import operations
+    from lbctl import history
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(operations, "log", broken)
+    monkeypatch.setattr(history, "log", broken)
     plain = lbctl("log")
     assert plain.code == 70 and "internal error" in plain.err and "Traceback" not in plain.err
     debug = lbctl("log", "--debug")

@@ -1,0 +1,103 @@
+"""`lbctl check`: everything a deploy would judge before the push, deploying nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lbctl.errors import UsageError
+from lbctl.selectors import select
+from lbctl.workspace import Workspace
+
+if TYPE_CHECKING:
+    from lbctl.semantic import SemanticDiff
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    target: str
+    candidate: str
+    validated_on: str
+    validation: str  # the LB validator's output ("" when it said nothing)
+    findings: tuple[str, ...]  # refusing
+    notes: tuple[str, ...]
+    semantic: SemanticDiff | None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "candidate": self.candidate,
+            "ok": self.ok,
+            "validated_on": self.validated_on,
+            "validation": self.validation,
+            "findings": list(self.findings),
+            "notes": list(self.notes),
+            "semantic": self.semantic.to_json() if self.semantic else None,
+        }
+
+
+def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None = None) -> CheckReport:
+    """Everything `deploy` would judge before the push, without pushing: fit for a PR's CI job."""
+    import shutil
+    import tempfile
+
+    from lbctl.errors import ValidationFailed
+    from lbctl.kinds import kind_for
+    from lbctl.preflight import analyze
+    from lbctl.transports import transport_for
+    from lbctl.transports.local import LocalTransport
+
+    target = ws.target(name)
+    if file is not None and rev is not None:
+        raise UsageError("--file and --rev cannot be used together")
+    if file is not None:
+        try:
+            content, label = file.read_bytes(), str(file)
+        except OSError as exc:
+            raise UsageError(f"cannot read --file {file}: {exc.strerror}") from None
+    else:
+        state = ws.journal.state(name)
+        sha = select(ws.store, ws.journal, state, rev).rev if rev else ws.store.resolve("HEAD")
+        at_rev = ws.store.content_at(sha, target.source)
+        if at_rev is None:
+            raise UsageError(f"revision {sha[:10]} has no {target.source}")
+        content, label = at_rev, f"{sha[:10]}:{target.source}"
+    kind = kind_for(target)
+    state = ws.journal.state(name)
+    baseline = ws.store.content_at(state.live, target.source) if state.live else None
+    analysis = analyze(target, ws.config.policy_for(target), ws.config.safety_for(target), baseline, content)
+    findings = [p.text for p in analysis.problems]
+    binary = kind.validate_argv("x")[0]
+    output = ""
+    if shutil.which(binary):
+        # The LB's own validator is here: check in a temp dir, touching nothing of the target's.
+        where = f"local {binary}"
+        with tempfile.TemporaryDirectory(prefix="lbctl-check-") as tmp:
+            staged = str(Path(tmp) / Path(target.path or target.source).name)
+            Path(staged).write_bytes(content)
+            try:
+                output = kind.validate(LocalTransport(target), staged)
+            except ValidationFailed as exc:
+                findings.append(f"{exc.message}\n{exc.details}".strip())
+    else:
+        from lbctl.errors import TransientError, Unreachable
+        from lbctl.lifecycle import _connect
+
+        with _connect(transport_for(target), target) as transport:
+            where = f"{binary} on {transport.where}"
+            try:
+                staged = transport.write_staged(target.path or "", content)
+                try:
+                    output = kind.validate(transport, staged)
+                except ValidationFailed as exc:
+                    findings.append(f"{exc.message}\n{exc.details}".strip())
+                finally:
+                    transport.remove(staged)
+            except TransientError as exc:
+                raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
+    return CheckReport(name, label, where, output, tuple(findings), analysis.notes, analysis.semantic)
