@@ -132,7 +132,6 @@ def test_caddy_bad_json_names_the_line() -> None:
     assert caught.value.line == 2
 
 
-@pytest.mark.skipif(shutil.which("caddy") is None, reason="needs the caddy binary")
 def test_caddyfile_is_adapted_and_errors_name_the_line() -> None:
     text = "example.com {\n\treverse_proxy 10.0.0.1:80 10.0.0.2:80 {\n\t\tlb_policy first\n\t}\n}\n"
     model = parse_config("caddy", text, filename="Caddyfile")
