@@ -218,7 +218,7 @@ def _flatten(value: Any, path: str) -> tuple[Setting, ...]:
         elif isinstance(node, list) and node:
             for i, item in enumerate(node):
                 walk(item, f"{where}[{i}]", secret)
-        else:
+        elif where or node not in ({}, []):  # an empty object at the root is no settings, not one
             text = json.dumps(node, sort_keys=True)
             out.append(Setting(where or "(value)", seal(text) if secret else text))
 

@@ -184,100 +184,38 @@ def _setting_changes(
     from deepdiff import DeepDiff
 
     lines = {s.key: s.line for s in section.settings}
-    if not old or not new:
-        # deepdiff reports a change from or to an empty dict at its root, with no key to name.
-        for key in sorted(set(old) | set(new)):
-            traffic = key.split()[0] in _ROUTING_SETTINGS
-            for value in new.get(key, []):
-                yield Change(
-                    label,
-                    "setting",
-                    "added",
-                    f"{_join(key, value)} added",
-                    subject=key,
-                    new=value,
-                    line=lines.get(key),
-                    traffic=traffic,
-                )
-            for value in old.get(key, []):
-                yield Change(
-                    label,
-                    "setting",
-                    "removed",
-                    f"{_join(key, value)} removed",
-                    subject=key,
-                    old=value,
-                    line=lines.get(key),
-                    traffic=traffic,
-                )
+    # Whole keys added or removed are read off the dicts; deepdiff sees only the keys both have
+    # (handed an empty side, it reports a change at the root, with no key to name).
+    for key in sorted(new.keys() - old.keys()):
+        for value in new[key]:
+            yield _setting(label, "added", key, new=value, line=lines.get(key))
+    for key in sorted(old.keys() - new.keys()):
+        for value in old[key]:
+            yield _setting(label, "removed", key, old=value, line=lines.get(key))
+    old = {k: v for k, v in old.items() if k in new and v != new[k]}
+    new = {k: v for k, v in new.items() if k in old}
+    if not old:
         return
     tree = DeepDiff(old, new, ignore_order=True, view="tree")
     for report, levels in sorted(tree.items()):
         for level in sorted(levels, key=lambda lv: str(lv.path())):
-            path = level.path(output_format="list")
-            key = str(path[0])
-            traffic = key.split()[0] in _ROUTING_SETTINGS
-            line = lines.get(key)
-            if report == "dictionary_item_added":
-                for value in level.t2:
-                    yield Change(
-                        label,
-                        "setting",
-                        "added",
-                        f"{_join(key, value)} added",
-                        subject=key,
-                        new=value,
-                        line=line,
-                        traffic=traffic,
-                    )
-            elif report == "dictionary_item_removed":
-                for value in level.t1:
-                    yield Change(
-                        label,
-                        "setting",
-                        "removed",
-                        f"{_join(key, value)} removed",
-                        subject=key,
-                        old=value,
-                        line=line,
-                        traffic=traffic,
-                    )
-            elif report == "values_changed":
-                yield Change(
-                    label,
-                    "setting",
-                    "changed",
-                    f"{key} {_shown(level.t1)} → {_shown(level.t2)}",
-                    subject=key,
-                    old=level.t1,
-                    new=level.t2,
-                    line=line,
-                    traffic=traffic,
-                )
+            key = str(level.path(output_format="list")[0])
+            if report == "values_changed":
+                yield _setting(label, "changed", key, old=level.t1, new=level.t2, line=lines.get(key))
             elif report == "iterable_item_added":
-                yield Change(
-                    label,
-                    "setting",
-                    "added",
-                    f"{_join(key, level.t2)} added",
-                    subject=key,
-                    new=level.t2,
-                    line=line,
-                    traffic=traffic,
-                )
+                yield _setting(label, "added", key, new=level.t2, line=lines.get(key))
             elif report == "iterable_item_removed":
-                yield Change(
-                    label,
-                    "setting",
-                    "removed",
-                    f"{_join(key, level.t1)} removed",
-                    subject=key,
-                    old=level.t1,
-                    line=line,
-                    traffic=traffic,
-                )
-            elif report == "repetition_change":  # pragma: no cover - not reported without report_repetition
-                continue
+                yield _setting(label, "removed", key, old=level.t1, line=lines.get(key))
+
+
+def _setting(label: str, action: str, key: str, *, old: Any = None, new: Any = None, line: int | None) -> Change:
+    """One setting added, removed or changed, as a person reads it."""
+    if action == "changed":
+        text = f"{key} {_shown(old)} → {_shown(new)}"
+    else:
+        text = f"{_join(key, new if action == 'added' else old)} {action}"
+    traffic = key.split()[0] in _ROUTING_SETTINGS
+    return Change(label, "setting", action, text, subject=key, old=old, new=new, line=line, traffic=traffic)
 
 
 def _server_changes(label: str, old: dict[str, Server], new: dict[str, Server], down: str) -> Iterator[Change]:

@@ -104,3 +104,20 @@ def test_a_section_gaining_its_first_setting_is_a_readable_change() -> None:
     removed = [c.text for c in diff_texts("haproxy", new, old, filename="x.cfg").changes]
     assert len(added) == 1 and "timeout server 5s added" in added[0]
     assert len(removed) == 1 and "removed" in removed[0]
+
+
+def test_caddy_handler_gaining_its_first_setting_reads_as_one_change() -> None:
+    import json
+
+    from lbctl.semantic import diff_texts
+
+    def config(extra: dict[str, object]) -> str:
+        handler = {"handler": "reverse_proxy", "upstreams": [{"dial": "127.0.0.1:81"}, {"dial": "127.0.0.1:82"}]}
+        route = {"handle": [{**handler, **extra}]}
+        return json.dumps({"apps": {"http": {"servers": {"s": {"listen": [":80"], "routes": [route]}}}}})
+
+    plain, retrying = config({}), config({"load_balancing": {"try_duration": "5s"}})
+    added = [c.text for c in diff_texts("caddy", plain, retrying, filename="c.json").changes]
+    assert added == ['reverse_proxy s: load_balancing.try_duration "5s" added']
+    removed = [c.text for c in diff_texts("caddy", retrying, plain, filename="c.json").changes]
+    assert removed == ['reverse_proxy s: load_balancing.try_duration "5s" removed']
