@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from lbctl import retry
 from lbctl.config import Target
 from lbctl.errors import ConfigError, LbctlError, Refused, TransientError
 from lbctl.lock import hold_flock
@@ -119,11 +120,22 @@ class HttpTransport(Transport):
         if armed is None:
             return "nothing to load"
         headers = {"Content-Type": "application/json"}
+        path = "/load"
         if armed.etag is not None:
             headers["If-Match"] = armed.etag
-            status, body = self._request("POST", "/config/", armed.data, headers)
-        else:
-            status, body = self._request("POST", "/load", armed.data, headers)
+            path = "/config/"
+        tries = 0
+
+        def load() -> tuple[int, bytes]:
+            nonlocal tries
+            tries += 1
+            # Caddy restarts its admin listener on loads, so an answer can be lost after the load
+            # took: look before loading again (a second If-Match load would wrongly get 412).
+            if tries > 1 and canonical_json(self.running()) == canonical_json(armed.data):
+                return 200, b""
+            return self._request("POST", path, armed.data, headers)
+
+        status, body = retry.call(retry.network(self.target.retries), load)
         self._armed = None
         if status == 412:
             raise Refused(
