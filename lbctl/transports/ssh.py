@@ -27,9 +27,10 @@ import secrets
 import select
 import shlex
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lbctl import retry
 from lbctl.config import Target
@@ -92,11 +93,6 @@ echo $((now - $(stat -c %Y -- "$dir" 2>/dev/null || echo "$now")))
 cat -- "$dir/info" 2>/dev/null
 exit 75
 """
-_UNLOCK = r"""
-dir=$1 info=$2
-[ "$(cat -- "$dir/info" 2>/dev/null)" = "$info" ] || exit 0
-rm -rf -- "$dir"
-"""
 
 
 class RemoteFileError(LbctlError):
@@ -115,6 +111,8 @@ class _Final(Exception):
 
 class SshTransport(Transport):
     name = "ssh"
+    # Connections started by `connect_ahead`, by target name, until a transport takes one over.
+    _ahead: ClassVar[dict[str, tuple[SshTransport, threading.Thread]]] = {}
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
@@ -144,10 +142,46 @@ class SshTransport(Transport):
     def where(self) -> str:
         return self.route.where
 
+    @classmethod
+    def connect_ahead(cls, target: Target) -> None:
+        """Start connecting (and opening SFTP) in the background while the caller reads the store.
+
+        The next transport opened for the same target takes the connection over. A failed early
+        attempt is forgotten: that transport connects itself, with retries and the real errors.
+        """
+        if target.name in cls._ahead:
+            return
+        early = cls(target)
+
+        def connect() -> None:
+            try:
+                early.open()
+                early._sftp()
+            except Exception:  # reported by the transport that connects for real
+                early._drop()
+
+        thread = threading.Thread(target=connect, name=f"lbctl-ssh-{target.name}", daemon=True)
+        cls._ahead[target.name] = (early, thread)
+        thread.start()
+
+    def _take_over_early(self) -> bool:
+        found = self._ahead.pop(self.target.name, None)
+        if found is None or found[0].target != self.target:
+            return False
+        early, thread = found
+        thread.join(self.target.connect_timeout + 1)
+        if thread.is_alive() or not early._clients or not early._alive():
+            return False  # still hanging, or failed: connect here (the early thread is a daemon)
+        self._route, self._clients, self._sftp_client = early._route, early._clients, early._sftp_client
+        early._clients, early._sftp_client = [], None
+        return True
+
     def open(self) -> None:
         if self._clients and self._alive():
             return
         self._drop()
+        if self._take_over_early():
+            return
         route = self.route
         sock: Any = None
         try:
@@ -332,20 +366,59 @@ class SshTransport(Transport):
 
     @contextlib.contextmanager
     def lock(self, name: str, info: str) -> Iterator[None]:
-        """A lock directory beside the config: `mkdir` is atomic; it survives a reconnect."""
+        """A lock directory beside the config: `mkdir` is atomic; it survives a reconnect.
+
+        Taken and released over SFTP (a round trip each, no remote process); only a lock that
+        is already there runs the `_LOCK` script, which reads its holder and age by the host's clock.
+        """
         directory = name + ".d"
-        result = self._script(_LOCK, [directory, info], "lock")
-        if result.code == 75:
-            age_text, _, holder = result.stdout.partition("\n")
-            if holder.strip() != info:  # our own first attempt may have taken it and lost the answer
-                raise self._locked(directory, holder, age_text)
-        elif result.code != 0:
-            raise LbctlError(f"cannot take the lock {directory} on {self.where}: {result.output}")
+        if not self._step("lock " + directory, lambda: self._sftp_lock(directory, info)):
+            result = self._script(_LOCK, [directory, info], "lock")
+            if result.code == 75:
+                age_text, _, holder = result.stdout.partition("\n")
+                if holder.strip() != info:  # our own first attempt may have taken it and lost the answer
+                    raise self._locked(directory, holder, age_text)
+            elif result.code != 0:
+                raise LbctlError(f"cannot take the lock {directory} on {self.where}: {result.output}")
         try:
             yield
         finally:
             with contextlib.suppress(TransientError):
-                self._script(_UNLOCK, [directory, info], "unlock")
+                self._step("unlock " + directory, lambda: self._sftp_unlock(directory, info))
+
+    def _sftp_lock(self, directory: str, info: str) -> bool:
+        """Take the lock directory; False when it already exists (or SFTP cannot say why not)."""
+        sftp = self._sftp()
+        try:
+            sftp.mkdir(directory, 0o755)
+        except FileNotFoundError:
+            raise LbctlError(f"cannot take the lock {directory} on {self.where}: its directory is missing") from None
+        except PermissionError:
+            raise
+        except OSError:
+            return False  # SFTP says only "Failure"; the script finds out whether it is held, and by whom
+        try:
+            with sftp.open(directory + "/info", "w") as f:
+                f.write(info.encode() + b"\n")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                sftp.rmdir(directory)
+            raise
+        return True
+
+    def _sftp_unlock(self, directory: str, info: str) -> None:
+        """Remove the lock directory if it is still ours (someone may have broken and retaken it)."""
+        sftp = self._sftp()
+        try:
+            with sftp.open(directory + "/info", "r") as f:
+                held = f.read().decode("utf-8", "replace").strip()
+        except FileNotFoundError:
+            held = ""
+        if held != info:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            sftp.remove(directory + "/info")
+        sftp.rmdir(directory)
 
     def _locked(self, directory: str, holder: str, age_text: str) -> Locked:
         age = int(age_text) if age_text.strip().lstrip("-").isdigit() else None

@@ -193,3 +193,26 @@ def test_cli_exits_5_when_the_lb_is_locked_from_elsewhere(ssh_lab: Lab, tmp_path
     before = ssh_lab.live()
     assert ssh_lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 5
     assert ssh_lab.live() == before
+
+
+def test_a_connection_started_ahead_is_taken_over_not_doubled(sshd: Sshd) -> None:
+    target = _target(sshd)
+    before = len(sshd.sessions())
+    SshTransport.connect_ahead(target)
+    with SshTransport(target) as t:
+        assert t.run(["true"]).code == 0
+        assert t.read_file("/nonexistent") is None  # the SFTP session opened ahead serves too
+        assert len(sshd.sessions()) == before + 1  # one connection: the one started ahead
+    assert SshTransport._ahead == {}
+
+
+def test_a_failed_early_connection_leaves_the_real_error_to_the_transport(sshd: Sshd, tmp_path: Path) -> None:
+    from lbctl.transports.ssh import HostKeyUnknown
+
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    target = _target(sshd, known_hosts=str(empty))
+    SshTransport.connect_ahead(target)
+    with pytest.raises(HostKeyUnknown):
+        SshTransport(target).open()
+    assert empty.read_text() == ""
