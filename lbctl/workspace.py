@@ -44,8 +44,13 @@ class Workspace:
         return self.store.git_dir / "lbctl" / "inflight"
 
 
-def open_workspace(store_opt: str | None) -> Workspace:
+def open_workspace(store_opt: str | None, *, connect: str | None = None) -> Workspace:
+    """Open the store; with `connect`, that target's transport starts connecting meanwhile."""
     root = find_root(store_opt)
     config = config_mod.load(root / config_mod.CONFIG_NAME)
+    if connect is not None and connect in config.targets:
+        from lbctl.transports import connect_ahead
+
+        connect_ahead(config.targets[connect])
     store = Store(root)
     return Workspace(store=store, config=config, journal=Journal(store))

@@ -16,3 +16,9 @@ REGISTRY: dict[str, tuple[str, str]] = {
 def transport_for(target: Target) -> Transport:
     cls: type[Transport] = load(REGISTRY, target.transport, key=f"targets.{target.name}.transport")
     return cls(target)
+
+
+def connect_ahead(target: Target) -> None:
+    """Let `target`'s transport start connecting while the caller does local work."""
+    cls: type[Transport] = load(REGISTRY, target.transport, key=f"targets.{target.name}.transport")
+    cls.connect_ahead(target)

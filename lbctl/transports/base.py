@@ -58,6 +58,10 @@ class Transport(ABC):
     ) -> None:
         self.close()
 
+    @classmethod
+    def connect_ahead(cls, target: Target) -> None:
+        """Start connecting to `target` in the background, if that saves time (a hint; may do nothing)."""
+
     def open(self) -> None:
         """Connect; idempotent."""
 
