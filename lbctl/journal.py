@@ -156,8 +156,7 @@ class Journal:
         self.repo = store.repo
 
     def tip(self) -> str | None:
-        out = self.repo.git.rev_parse("--verify", "-q", JOURNAL_REF, with_exceptions=False)
-        return str(out).strip() or None
+        return self.store.ref(JOURNAL_REF)
 
     def state(self, target: str) -> TargetState:
         tip = self.tip()

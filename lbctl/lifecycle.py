@@ -583,10 +583,11 @@ def rollback_candidate(
         raise UsageError(f"revision {rev[:10]} has no {target.source} for {target.name}")
     if rev == state.live and state.status == "good":
         return Candidate(content=content, rev=rev, label=f"{rev[:10]} ({why})")
-    head_rev = ws.store.last_change(target.source)
     rollback_of = state.live if state.live and state.live != rev else None
-    if ws.store.content_at("HEAD", target.source) == content and head_rev is not None:
-        return Candidate(content=content, rev=head_rev, label=f"{rev[:10]} ({why})", rollback_of=rollback_of)
+    if ws.store.content_at("HEAD", target.source) == content:
+        head_rev = ws.store.last_change(target.source)
+        if head_rev is not None:
+            return Candidate(content=content, rev=head_rev, label=f"{rev[:10]} ({why})", rollback_of=rollback_of)
     trailers = {"Lbctl-Target": target.name, "Lbctl-Rollback-Of": rollback_of or "", "Lbctl-Restores": rev}
     return Candidate(
         content=content,

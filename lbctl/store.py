@@ -2,6 +2,12 @@
 
 Revisions are ordinary commits whose metadata travels as `Lbctl-*` trailers.
 Deploy events live beside them in `refs/lbctl/journal` (see `journal.py`).
+
+The on-call path (a rollback) reads and writes git without starting a `git` process per
+step: refs are read from their files, objects through GitPython's one long-lived
+`cat-file --batch`, and new objects (blobs, trees, commits) are written as loose objects
+by gitdb. Only what must be atomic against other writers runs git: `update-ref` with the
+expected old value, and `add` to bring the index along.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from lbctl.config import CONFIG_NAME
 from lbctl.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
-    pass
+    from gitdb.db.loose import LooseObjectDB
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,7 @@ class Store:
         if self.repo.working_tree_dir is None or Path(self.repo.working_tree_dir).resolve() != root:
             raise StoreError(f"{root} must be the top of its git work tree")
         self.git_dir = Path(self.repo.git_dir)
+        self._loose: LooseObjectDB | None = None
 
     # -- identity and cleanliness -------------------------------------------------------
 
@@ -112,7 +119,16 @@ class Store:
             )
 
     def has_commits(self) -> bool:
-        return bool(self.repo.git.rev_parse("--verify", "-q", "HEAD", with_exceptions=False))
+        return self.ref("HEAD") is not None
+
+    def ref(self, name: str) -> str | None:
+        """The sha `name` (HEAD, refs/...) points to, read from the ref files; None if unborn."""
+        from git.refs.symbolic import SymbolicReference
+
+        try:
+            return SymbolicReference.dereference_recursive(self.repo, name)
+        except ValueError:
+            return None
 
     # -- reading ------------------------------------------------------------------------
 
@@ -133,11 +149,15 @@ class Store:
     def content_at(self, sha: str, source: str) -> bytes | None:
         """The bytes of `source` at commit `sha`, or None if it did not exist there."""
         import git
+        from gitdb.exc import BadName, BadObject
 
         try:
-            data: bytes = self.repo.git.show(f"{sha}:{source}", stdout_as_string=False, strip_newline_in_stdout=False)
-        except git.GitCommandError:
+            item = self.repo.commit(sha).tree / source
+        except (KeyError, ValueError, BadName, BadObject, git.GitCommandError):
             return None
+        if item.type != "blob":
+            return None
+        data: bytes = item.data_stream.read()
         return data
 
     def last_change(self, source: str, at: str = "HEAD") -> str | None:
@@ -175,24 +195,11 @@ class Store:
         The deploy lifecycle lands it (`land`) only once the LB has taken the change, so a
         change that never went live leaves no commit behind.
         """
-        import os
-        import tempfile
-
         name, email = self.identity()
-        parent = self.repo.git.rev_parse("--verify", "-q", "HEAD", with_exceptions=False).strip() or None
+        parent = self.ref("HEAD")
         blob = self.write_object("blob", content)
-        fd, index = tempfile.mkstemp(prefix="lbctl-index-", dir=self.git_dir)
-        os.close(fd)
-        os.unlink(index)  # git wants to create the index file itself
-        env = {**os.environ, "GIT_INDEX_FILE": index}
-        try:
-            if parent:
-                self.repo.git.read_tree(parent, env=env)
-            self.repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{source}", env=env)
-            tree = str(self.repo.git.write_tree(env=env)).strip()
-        finally:
-            if os.path.exists(index):
-                os.unlink(index)
+        root = self.repo.commit(parent).tree.hexsha if parent else None
+        tree = self._tree_with(root, source.split("/"), bytes.fromhex(blob))
         body = compose_message(message, trailers)
         stamp = f"{int(datetime.now(tz=UTC).timestamp())} +0000"
         header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
@@ -230,12 +237,41 @@ class Store:
         return pending.sha
 
     def write_object(self, kind: str, data: bytes) -> str:
+        """Write a loose object (blob, tree, commit) in-process; returns its sha."""
         import io
 
         from gitdb import IStream
+        from gitdb.db.loose import LooseObjectDB
 
-        stored = self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
+        if self._loose is None:
+            self._loose = LooseObjectDB(str(Path(self.repo.common_dir) / "objects"))
+        stored = self._loose.store(IStream(kind.encode(), len(data), io.BytesIO(data)))
         return str(stored.hexsha.decode())
+
+    def _tree_with(self, tree: str | None, parts: list[str], blob: bytes) -> str:
+        """Write the tree `tree` with the file at `parts` set to `blob`; returns the new tree's sha."""
+        entries: dict[bytes, tuple[bytes, bytes]] = {}  # name -> (mode, binary sha)
+        if tree is not None:
+            data = self.repo.odb.stream(bytes.fromhex(tree)).read()
+            pos = 0
+            while pos < len(data):
+                space = data.index(b" ", pos)
+                nul = data.index(b"\0", space)
+                entries[data[space + 1 : nul]] = (data[pos:space], data[nul + 1 : nul + 21])
+                pos = nul + 21
+        name = parts[0].encode()
+        if len(parts) == 1:
+            entries[name] = (b"100644", blob)
+        else:
+            mode, sha = entries.get(name, (b"", b""))
+            sub = sha.hex() if mode == b"40000" else None
+            entries[name] = (b"40000", bytes.fromhex(self._tree_with(sub, parts[1:], blob)))
+
+        def order(item: tuple[bytes, tuple[bytes, bytes]]) -> bytes:  # git sorts a directory as "name/"
+            return item[0] + (b"/" if item[1][0] == b"40000" else b"")
+
+        body = b"".join(mode + b" " + n + b"\0" + sha for n, (mode, sha) in sorted(entries.items(), key=order))
+        return self.write_object("tree", body)
 
     def commit_file(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> str:
         """Write `source` and commit only that path, with trailers; returns the new sha."""
