@@ -1,117 +1,157 @@
 """`lbctl.toml`: the store's description of its targets, validated with pydantic.
 
 Every error names the key, the file and, where the TOML text shows it, the line.
+
+The settings are frozen stdlib dataclasses; their string annotations carry pydantic's
+constraints (`Annotated[float, Field(gt=0)]`), which only pydantic reads. pydantic itself
+(~0.2 s of imports) is loaded only when a store's `lbctl.toml` changed since it was last
+validated: the validated settings are kept in the user's cache, keyed by the file's bytes
+and this module's source, so the on-call path (`rollback`, `status`) starts without it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import shlex
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from lbctl.errors import ConfigError
+
+if TYPE_CHECKING:  # resolved by pydantic at validation time (see `_validator`)
+    from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
 
 CONFIG_NAME = "lbctl.toml"
 KINDS = ("haproxy", "nginx", "caddy")
 TRANSPORTS = ("local", "ssh", "http")
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _V = TypeVar("_V")
-_M = TypeVar("_M", bound=BaseModel)
+_D = TypeVar("_D")
+_STRICT: dict[str, Any] = {"extra": "forbid", "populate_by_name": True}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+def _splits_like_a_shell(value: str | None) -> str | None:
+    if value is not None:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
+    return value
 
 
-class HttpCheck(_Strict):
+def _relative_source(value: str) -> str:
+    if Path(value).is_absolute() or ".." in Path(value).parts:
+        raise ValueError("must be a path inside the store, relative to lbctl.toml")
+    return value
+
+
+@dataclass(frozen=True)
+class HttpCheck:
     """Probe a URL through the load balancer."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     type: Literal["http"]
     url: str
     expect_status: int = 200
-    timeout: float = Field(default=2.0, gt=0)
-    probes: int = Field(default=3, ge=1, le=100)
-    max_latency_ms: float | None = Field(default=None, gt=0)
-    min_success_ratio: float = Field(default=1.0, ge=0, le=1)
+    timeout: Annotated[float, Field(gt=0)] = 2.0
+    probes: Annotated[int, Field(ge=1, le=100)] = 3
+    max_latency_ms: Annotated[float | None, Field(gt=0)] = None
+    min_success_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
 
 
-class TcpCheck(_Strict):
+@dataclass(frozen=True)
+class TcpCheck:
     """Open a TCP connection to an address through (or on) the load balancer."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     type: Literal["tcp"]
+    port: Annotated[int, Field(ge=1, le=65535)]
     host: str = "127.0.0.1"
-    port: int = Field(ge=1, le=65535)
-    timeout: float = Field(default=2.0, gt=0)
+    timeout: Annotated[float, Field(gt=0)] = 2.0
 
 
-class CommandCheck(_Strict):
+@dataclass(frozen=True)
+class CommandCheck:
     """Run a command on the LB host through the transport; exit 0 means healthy."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     type: Literal["command"]
-    argv: list[str] = Field(min_length=1)
-    timeout: float = Field(default=10.0, gt=0)
+    argv: Annotated[list[str], Field(min_length=1)]
+    timeout: Annotated[float, Field(gt=0)] = 10.0
 
 
-class BalanceCheck(_Strict):
+@dataclass(frozen=True)
+class BalanceCheck:
     """How traffic spreads over each backend's servers, from the LB's own counters."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     type: Literal["balance"]
-    max_share: float = Field(default=0.6, gt=0, le=1)  # no server above this share of its backend
+    max_share: Annotated[float, Field(gt=0, le=1)] = 0.6  # no server above this share of its backend
     backends: list[str] | None = None  # judge only these (default: every backend with servers)
-    min_requests: int = Field(default=30, ge=1)  # below this many new sessions, lbctl sends its own probes
+    min_requests: Annotated[int, Field(ge=1)] = 30  # below this many new sessions, lbctl sends its own probes
     probe_url: str | None = None  # where lbctl's probes go (default: the target's first http check)
-    max_probes: int = Field(default=200, ge=0, le=5000)  # lbctl's own probes per window, at most
-    max_5xx_ratio: float = Field(default=0.05, ge=0, le=1)
-    overload_ratio: float = Field(default=0.9, gt=0, le=1)  # sessions/maxconn at or above this = overloaded
+    max_probes: Annotated[int, Field(ge=0, le=5000)] = 200  # lbctl's own probes per window, at most
+    max_5xx_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
+    overload_ratio: Annotated[float, Field(gt=0, le=1)] = 0.9  # sessions/maxconn at or above this = overloaded
 
 
-Check = Annotated[HttpCheck | TcpCheck | CommandCheck | BalanceCheck, Field(discriminator="type")]
+Check = HttpCheck | TcpCheck | CommandCheck | BalanceCheck
 
 
-class Policy(_Strict):
+@dataclass(frozen=True)
+class Policy:
     """Rules a candidate config must follow (lint at the plan stage and in `lbctl check`)."""
 
-    max_share: float | None = Field(default=None, gt=0, le=1)  # no server above this expected share
-    min_active_servers: int | None = Field(default=None, ge=0)  # per backend/upstream
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    max_share: Annotated[float | None, Field(gt=0, le=1)] = None  # no server above this expected share
+    min_active_servers: Annotated[int | None, Field(ge=0)] = None  # per backend/upstream
     require_health_checks: bool | None = None  # every server has `check` (HAProxy) / max_fails (nginx)
     forbid_directives: list[str] | None = None  # e.g. ["stats admin", "option dontlog-normal"]
 
 
-class Safety(_Strict):
+@dataclass(frozen=True)
+class Safety:
     """Blast-radius thresholds: a bigger change is refused (exit 4) unless --force."""
 
-    max_servers_removed: float | None = Field(default=None, ge=0, le=1)  # share removed, disabled or drained
-    max_traffic_moved: float | None = Field(default=None, ge=0, le=1)  # share of a pool's traffic moving server
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    max_servers_removed: Annotated[float | None, Field(ge=0, le=1)] = None  # share removed, disabled or drained
+    max_traffic_moved: Annotated[float | None, Field(ge=0, le=1)] = None  # share of a pool's traffic moving
     allow_empty_backend: bool | None = None
 
 
-class Group(_Strict):
-    policy: Policy = Field(default_factory=Policy)
-    safety: Safety = Field(default_factory=Safety)
+@dataclass(frozen=True)
+class Group:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    policy: Policy = field(default_factory=Policy)
+    safety: Safety = field(default_factory=Safety)
 
 
-class Defaults(_Strict):
-    verify_seconds: float = Field(default=10.0, ge=0)
-    check_interval: float = Field(default=0.5, gt=0)
-    retries: int = Field(default=3, ge=0, le=20)
-    connect_timeout: float = Field(default=10.0, gt=0)
+@dataclass(frozen=True)
+class Defaults:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    verify_seconds: Annotated[float, Field(ge=0)] = 10.0
+    check_interval: Annotated[float, Field(gt=0)] = 0.5
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
 
 
-class Target(_Strict):
+@dataclass(frozen=True)
+class Target:
     """One load balancer."""
 
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     name: str
     kind: Literal["haproxy", "nginx", "caddy"]
+    source: Annotated[str, AfterValidator(_relative_source)]
     transport: Literal["local", "ssh", "http"] = "local"
-    source: str
     path: str | None = None
     # ssh
     host: str | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
+    port: Annotated[int | None, Field(ge=1, le=65535)] = None
     user: str | None = None
     identity_file: str | None = None
     known_hosts: str | None = None
@@ -123,41 +163,23 @@ class Target(_Strict):
     prefix: str | None = None
     access_log: str | None = None
     # kind-specific commands and sockets; {path} is replaced by the file being validated
-    validate_command: str | None = Field(default=None, alias="validate")
-    reload: str | None = None
+    validate_command: Annotated[str | None, Field(alias="validate"), AfterValidator(_splits_like_a_shell)] = None
+    reload: Annotated[str | None, AfterValidator(_splits_like_a_shell)] = None
     master_socket: str | None = None
     stats_socket: str | None = None
     environment: str | None = None
     group: str | None = None
-    verify_seconds: float = Field(default=10.0, ge=0)
-    check_interval: float = Field(default=0.5, gt=0)
-    retries: int = Field(default=3, ge=0, le=20)
-    connect_timeout: float = Field(default=10.0, gt=0)
-    checks: list[Check] = Field(default_factory=list)
-    policy: Policy = Field(default_factory=Policy)
-    safety: Safety = Field(default_factory=Safety)
+    verify_seconds: Annotated[float, Field(ge=0)] = 10.0
+    check_interval: Annotated[float, Field(gt=0)] = 0.5
+    retries: Annotated[int, Field(ge=0, le=20)] = 3
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    checks: list[Annotated[HttpCheck | TcpCheck | CommandCheck | BalanceCheck, Field(discriminator="type")]] = field(
+        default_factory=list
+    )
+    policy: Policy = field(default_factory=Policy)
+    safety: Safety = field(default_factory=Safety)
 
-    @field_validator("validate_command", "reload")
-    @classmethod
-    def _splits_like_a_shell(cls, value: str | None) -> str | None:
-        import shlex
-
-        if value is not None:
-            try:
-                shlex.split(value)
-            except ValueError as exc:
-                raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
-        return value
-
-    @field_validator("source")
-    @classmethod
-    def _relative_source(cls, value: str) -> str:
-        if Path(value).is_absolute() or ".." in Path(value).parts:
-            raise ValueError("must be a path inside the store, relative to lbctl.toml")
-        return value
-
-    @model_validator(mode="after")
-    def _transport_needs(self) -> Target:
+    def __post_init__(self) -> None:
         if self.transport in ("local", "ssh") and not self.path:
             raise ValueError(f"transport {self.transport!r} needs `path` (where the config lives on the LB)")
         if self.transport == "ssh" and not self.host:
@@ -166,15 +188,16 @@ class Target(_Strict):
             raise ValueError("transport 'http' needs `api` (e.g. http://127.0.0.1:2019)")
         if self.kind == "haproxy" and self.transport != "http" and not (self.reload or self.master_socket):
             raise ValueError("a haproxy target needs `master_socket` (master CLI) or a `reload` command")
-        return self
 
 
-class StoreConfig(_Strict):
-    defaults: Defaults = Field(default_factory=Defaults)
-    policy: Policy = Field(default_factory=Policy)
-    safety: Safety = Field(default_factory=Safety)
-    groups: dict[str, Group] = Field(default_factory=dict)
-    targets: dict[str, Target] = Field(default_factory=dict)
+@dataclass(frozen=True)
+class StoreConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    defaults: Defaults = field(default_factory=Defaults)
+    policy: Policy = field(default_factory=Policy)
+    safety: Safety = field(default_factory=Safety)
+    groups: dict[str, Group] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
 
     def policy_for(self, target: Target) -> Policy:
         """Store-wide policy, then the target's group's, then the target's own (each key overrides)."""
@@ -191,6 +214,11 @@ class StoreConfig(_Strict):
         )
 
 
+def as_dict(settings: Any) -> dict[str, Any]:
+    """A settings object as plain data (for JSON output and for layering)."""
+    return dataclasses.asdict(settings)
+
+
 SAFE_DEFAULTS = "max_servers_removed = 0.34, max_traffic_moved = 0.5, allow_empty_backend = false"
 
 
@@ -198,48 +226,92 @@ def _default(value: _V | None, fallback: _V) -> _V:
     return fallback if value is None else value
 
 
-def _layered(cls: type[_M], *layers: _M | None) -> _M:
+def _layered(cls: type[_D], *layers: _D | None) -> _D:
     merged: dict[str, Any] = {}
     for layer in layers:
         if layer is not None:
-            merged.update({k: v for k, v in layer.model_dump().items() if v is not None})
+            merged.update({k: v for k, v in as_dict(layer).items() if v is not None})
     return cls(**merged)
 
 
 def load(path: Path) -> StoreConfig:
     """Read and validate `lbctl.toml`; `ConfigError` (exit 2) names key, file and line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError("no lbctl.toml here", file=str(path), hint="run `lbctl init` to create a store") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text ({exc.reason})", file=str(path)) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        line = _toml_error_line(str(exc))
-        raise ConfigError(f"not valid TOML: {exc}", file=str(path), line=line) from None
-    return parse(raw, text=text, path=path)
+    key = _cache_key(path, data)
+    config = _cached(path, key)
+    if config is None:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", file=str(path), line=_toml_error_line(str(exc))) from None
+        config = _validate(raw, text=text, path=path)
+        _remember(path, key, config)
+    _check_names_and_sources(config, text=text, path=path)
+    return config
 
 
 def parse(raw: dict[str, Any], *, text: str, path: Path) -> StoreConfig:
     """Validate already-decoded TOML: merge `[defaults]` into each target, then check files exist."""
+    config = _validate(raw, text=text, path=path)
+    _check_names_and_sources(config, text=text, path=path)
+    return config
+
+
+def target_from(values: dict[str, Any]) -> Target:
+    """One validated target from plain values (as a `[targets.NAME]` table plus `name`)."""
+    from pydantic import TypeAdapter
+
+    _validator()
+    return TypeAdapter(Target).validate_python(values)
+
+
+def _validator() -> TypeAdapter[StoreConfig]:
+    """pydantic's validator for `StoreConfig`, built on first use.
+
+    The dataclasses' string annotations name `Field` and `AfterValidator`; pydantic resolves
+    them in this module's namespace, where they are put now rather than at import time.
+    """
+    global _VALIDATOR
+    if _VALIDATOR is None:
+        from pydantic import AfterValidator, Field, TypeAdapter
+
+        globals().update(AfterValidator=AfterValidator, Field=Field)
+        _VALIDATOR = TypeAdapter(StoreConfig)
+    return _VALIDATOR
+
+
+_VALIDATOR: TypeAdapter[StoreConfig] | None = None
+
+
+def _validate(raw: dict[str, Any], *, text: str, path: Path) -> StoreConfig:
+    from pydantic import ValidationError
+
     data = dict(raw)
     defaults_raw = data.get("defaults", {})
     targets_raw = data.get("targets", {})
     merged: dict[str, Any] = {}
     if isinstance(targets_raw, dict) and isinstance(defaults_raw, dict):
+        known = {f.name for f in dataclasses.fields(Defaults)}
         for name, body in targets_raw.items():
             if isinstance(body, dict):
-                known_defaults = {k: v for k, v in defaults_raw.items() if k in Defaults.model_fields}
+                known_defaults = {k: v for k, v in defaults_raw.items() if k in known}
                 merged[name] = {**known_defaults, **body, "name": name}
             else:
                 merged[name] = body
         data["targets"] = merged
     try:
-        config = StoreConfig.model_validate(data)
+        return _validator().validate_python(data)
     except ValidationError as exc:
         raise _config_error(exc, text=text, path=path) from None
+
+
+def _check_names_and_sources(config: StoreConfig, *, text: str, path: Path) -> None:
     root = path.parent
     for name, target in config.targets.items():
         if not TARGET_NAME.match(name):
@@ -255,7 +327,56 @@ def parse(raw: dict[str, Any], *, text: str, path: Path) -> StoreConfig:
                 line=_locate(text, ("targets", name, "source")),
                 hint=f"create {target.source} or fix the path (relative to lbctl.toml)",
             )
-    return config
+
+
+# -- the cache of validated settings ---------------------------------------------------------
+# One file per store in the user's cache (0600): the settings validated from the exact bytes of
+# lbctl.toml by this exact source of this module. Any other bytes, or a changed lbctl, validate again.
+
+
+def _cache_file(path: Path) -> Path:
+    import hashlib
+    import os
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lbctl" / "settings"
+    return base / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".pickle")
+
+
+def _cache_key(path: Path, data: bytes) -> str:
+    import hashlib
+    import sys
+
+    digest = hashlib.sha256(data)
+    digest.update(Path(__file__).read_bytes())
+    digest.update(sys.version.encode())
+    return digest.hexdigest()
+
+
+def _cached(path: Path, key: str) -> StoreConfig | None:
+    import pickle
+
+    try:
+        with _cache_file(path).open("rb") as f:
+            stored_key, config = pickle.load(f)
+    except Exception:  # missing, unreadable or from another version: validate again
+        return None
+    return config if stored_key == key and isinstance(config, StoreConfig) else None
+
+
+def _remember(path: Path, key: str, config: StoreConfig) -> None:
+    import os
+    import pickle
+
+    target = _cache_file(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        temp = target.with_name(f"{target.name}.{os.getpid()}")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump((key, config), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temp, target)
+    except OSError:
+        pass  # a read-only home only costs the next run a validation
 
 
 def _config_error(exc: ValidationError, *, text: str, path: Path) -> ConfigError:
@@ -265,7 +386,7 @@ def _config_error(exc: ValidationError, *, text: str, path: Path) -> ConfigError
     shown = tuple(p for p in loc if p not in ("http", "tcp", "command", "balance"))
     key = ".".join(shown) or "(top level)"
     kind = err["type"]
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         message = f"unknown key `{key}`"
         hint = "check the spelling against docs/reference.md"
     elif kind == "missing":

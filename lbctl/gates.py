@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lbctl.config import BalanceCheck, Policy, Safety, StoreConfig, Target
+from lbctl.config import BalanceCheck, Policy, Safety, StoreConfig, Target, as_dict
 from lbctl.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -205,9 +205,9 @@ def checksum(target: Target, policy: Policy, safety: Safety, live_blob: str | No
         "kind": target.kind,
         "live": live_blob,
         "candidate": candidate_blob,
-        "policy": policy.model_dump(),
-        "safety": safety.model_dump(),
-        "checks": [c.model_dump() for c in target.checks],
+        "policy": as_dict(policy),
+        "safety": as_dict(safety),
+        "checks": [as_dict(c) for c in target.checks],
         "environment": target.environment,
     }
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]

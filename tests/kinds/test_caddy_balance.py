@@ -139,11 +139,11 @@ def test_answers_that_name_no_backend_refuse_the_check_before_the_swap(
 
 def test_readings_add_up_until_caddy_runs_another_config(caddy_lab: CaddyLab) -> None:
     from lbctl.checks.counters import window
-    from lbctl.config import Target
+    from lbctl.config import target_from
     from lbctl.kinds.caddy import CaddyKind
     from lbctl.transports.http import HttpTransport
 
-    target = Target.model_validate(
+    target = target_from(
         {
             "name": "edge",
             "kind": "caddy",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.config import Target
+from lbctl.config import target_from
 from lbctl.lab.processes import free_port
 from lbctl.transports.http import HttpTransport
 from tests.kinds.conftest import CADDY_SOURCE, CaddyLab
@@ -92,7 +92,7 @@ def test_a_load_whose_answer_was_lost_is_not_loaded_twice(
 ) -> None:
     # Through the transport itself: a whole deploy would rightly refuse a config whose admin
     # address is not the target's `api` (the relay's), so the load is driven step by step.
-    target = Target.model_validate(
+    target = target_from(
         {
             "name": "edge",
             "kind": "caddy",

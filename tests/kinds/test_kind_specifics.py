@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.config import Target
+from lbctl.config import target_from
 from lbctl.errors import Refused
 from lbctl.kinds.base import ReloadFailed
 from lbctl.kinds.caddy import CaddyKind
@@ -138,7 +138,7 @@ def test_caddy_refusing_a_config_at_load_time_is_a_failed_reload_and_rolled_back
 
 
 def test_caddy_change_made_by_someone_else_meanwhile_is_not_overwritten(caddy_lab: CaddyLab) -> None:
-    target = Target.model_validate(
+    target = target_from(
         {"name": "edge", "kind": "caddy", "transport": "http", "api": caddy_lab.caddy.api, "source": "c.json"}
     )
     kind = CaddyKind(target)
@@ -153,7 +153,7 @@ def test_caddy_change_made_by_someone_else_meanwhile_is_not_overwritten(caddy_la
 
 
 def test_reload_failed_is_raised_for_a_target_on_the_wrong_transport() -> None:
-    target = Target.model_validate(
+    target = target_from(
         {"name": "edge", "kind": "caddy", "transport": "local", "path": "/tmp/x.json", "source": "c.json"}
     )
     from lbctl.errors import ConfigError

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.config import Target
+from lbctl.config import Target, target_from
 from lbctl.errors import ExitCode
 from lbctl.transports.ssh import AuthenticationFailed, HostKeyChanged, HostKeyUnknown, SshTransport
 from lbctl.transports.ssh_config import resolve
@@ -32,7 +32,7 @@ def _target(sshd: Sshd, **overrides: object) -> Target:
         "retries": 1,
         **overrides,
     }
-    return Target.model_validate(values)
+    return target_from(values)
 
 
 def _retarget(lab: Lab, old: str, new: str) -> None:

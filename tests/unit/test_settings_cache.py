@@ -1,0 +1,72 @@
+"""lbctl.toml's validated settings are cached: the on-call path starts without pydantic."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbctl import config
+from lbctl.errors import ConfigError
+
+TOML = """\
+[targets.edge]
+kind = "haproxy"
+source = "edge.cfg"
+path = "/etc/haproxy/haproxy.cfg"
+master_socket = "/run/haproxy-master.sock"
+verify_seconds = {verify}
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    root.mkdir()
+    (root / "edge.cfg").write_text("global\n")
+    (root / "lbctl.toml").write_text(TOML.format(verify=5))
+    return root
+
+
+def _load_in_a_fresh_process(store: Path) -> str:
+    code = (
+        "import sys; from pathlib import Path; from lbctl import config\n"
+        f"c = config.load(Path({str(store / 'lbctl.toml')!r}))\n"
+        "print(c.targets['edge'].verify_seconds, 'pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    return out.stdout.strip()
+
+
+def test_second_load_comes_from_the_cache_without_pydantic(store: Path) -> None:
+    assert _load_in_a_fresh_process(store) == "5.0 True"  # validated
+    assert _load_in_a_fresh_process(store) == "5.0 False"  # cached: pydantic never imported
+    cached = list((Path(os.environ["HOME"]) / ".cache" / "lbctl" / "settings").iterdir())
+    assert len(cached) == 1 and cached[0].stat().st_mode & 0o777 == 0o600
+
+
+def test_an_edited_toml_is_validated_again(store: Path) -> None:
+    config.load(store / "lbctl.toml")
+    (store / "lbctl.toml").write_text(TOML.format(verify=7))
+    assert config.load(store / "lbctl.toml").targets["edge"].verify_seconds == 7
+    (store / "lbctl.toml").write_text(TOML.format(verify=-1))
+    with pytest.raises(ConfigError) as caught:
+        config.load(store / "lbctl.toml")
+    assert "verify_seconds" in str(caught.value) and caught.value.line == 6
+
+
+def test_a_damaged_cache_is_ignored(store: Path) -> None:
+    config.load(store / "lbctl.toml")
+    for cached in (Path(os.environ["HOME"]) / ".cache" / "lbctl" / "settings").iterdir():
+        cached.write_bytes(b"not a pickle")
+    assert config.load(store / "lbctl.toml").targets["edge"].kind == "haproxy"
+
+
+def test_a_cached_config_still_checks_its_source_exists(store: Path) -> None:
+    config.load(store / "lbctl.toml")
+    (store / "edge.cfg").unlink()
+    with pytest.raises(ConfigError, match="edge.cfg"):
+        config.load(store / "lbctl.toml")
