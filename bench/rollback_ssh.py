@@ -227,6 +227,9 @@ def main() -> int:
         PYTHONPATH=str(ROOT),
     )
     env.pop("SSH_AUTH_SOCK", None)
+    # An installed package has its bytecode compiled at install time; an editable checkout run
+    # with PYTHONDONTWRITEBYTECODE=1 would otherwise compile every lbctl module on every run.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "lbctl")], check=True)
     ansible = None if args.no_ansible else ensure_ansible()
 
     with temp_dir("lbctl-bench-") as tmp:

@@ -44,3 +44,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
     touch "$stamp"
 fi
+# Bytecode for lbctl itself (pip compiled the dependencies): with PYTHONDONTWRITEBYTECODE set,
+# an editable install would otherwise recompile every module on every command.
+.venv/bin/python -m compileall -q lbctl >/dev/null
