@@ -180,7 +180,10 @@ def status(
     from lbctl import render
     from lbctl.status import status as statuses
 
-    return render.status(statuses(_workspace(store), target, probe=not offline), json_out=json_out)
+    from lbctl.workspace import EVERY_TARGET
+
+    ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET))
+    return render.status(statuses(ws, target, probe=not offline), json_out=json_out)
 
 
 @app.command()

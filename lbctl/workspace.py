@@ -44,13 +44,20 @@ class Workspace:
         return self.store.git_dir / "lbctl" / "inflight"
 
 
+EVERY_TARGET = "*"  # for `connect`: not a valid target name
+_AHEAD_AT_MOST = 8  # connections started at once for EVERY_TARGET
+
+
 def open_workspace(store_opt: str | None, *, connect: str | None = None) -> Workspace:
-    """Open the store; with `connect`, that target's transport starts connecting meanwhile."""
+    """Open the store; with `connect` (a target, or EVERY_TARGET), transports start connecting meanwhile."""
     root = find_root(store_opt)
     config = config_mod.load(root / config_mod.CONFIG_NAME)
-    if connect is not None and connect in config.targets:
+    if connect is not None:
         from lbctl.transports import connect_ahead
 
-        connect_ahead(config.targets[connect])
+        names = list(config.targets)[:_AHEAD_AT_MOST] if connect == EVERY_TARGET else [connect]
+        for name in names:
+            if name in config.targets:
+                connect_ahead(config.targets[name])
     store = Store(root)
     return Workspace(store=store, config=config, journal=Journal(store))
