@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,7 @@ class PendingCommit:
 
     sha: str
     parent: str | None
-    source: str
-    content: bytes
+    files: Mapping[str, bytes | None]  # store path → new content, or None to delete it
     message: str
     trailers: dict[str, str]
 
@@ -140,12 +140,22 @@ class Store:
             return None
         return data
 
-    def last_change(self, source: str, at: str = "HEAD") -> str | None:
-        """The newest commit at or before `at` that changed `source` (the revision it is at)."""
+    def last_change(self, paths: str | Sequence[str], at: str = "HEAD") -> str | None:
+        """The newest commit at or before `at` that changed any of `paths` (git pathspecs).
+
+        For a target that is the revision it is at: one path for a single file, the main
+        file and its includes' pathspecs for a tree (see `lbctl.bundle`).
+        """
         if not self.has_commits():
             return None
-        out = self.repo.git.log("-1", "--format=%H", at, "--", source)
+        out = self.repo.git.log("-1", "--format=%H", at, "--", *([paths] if isinstance(paths, str) else paths))
         return out.strip() or None
+
+    def files_at(self, rev: str, directory: str) -> list[str]:
+        """Every file under `directory` at commit `rev`, as paths relative to `directory`."""
+        prefix = directory.rstrip("/") + "/" if directory else ""
+        out = self.repo.git.ls_tree("-r", "-z", "--name-only", "--full-tree", rev, *(["--", prefix] if prefix else []))
+        return [name[len(prefix) :] for name in out.split("\0") if name and name.startswith(prefix)]
 
     def revision(self, sha: str) -> Revision:
         commit = self.repo.commit(sha)
@@ -169,8 +179,10 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------
 
-    def prepare_commit(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> PendingCommit:
-        """Write a commit of `source` = `content` on top of HEAD, without moving any branch.
+    def prepare_commit(
+        self, files: Mapping[str, bytes | None], message: str, trailers: dict[str, str]
+    ) -> PendingCommit:
+        """Write a commit of `files` (path → content, None deletes) on top of HEAD, moving no branch.
 
         The deploy lifecycle lands it (`land`) only once the LB has taken the change, so a
         change that never went live leaves no commit behind.
@@ -180,7 +192,6 @@ class Store:
 
         name, email = self.identity()
         parent = self.repo.git.rev_parse("--verify", "-q", "HEAD", with_exceptions=False).strip() or None
-        blob = self.write_object("blob", content)
         fd, index = tempfile.mkstemp(prefix="lbctl-index-", dir=self.git_dir)
         os.close(fd)
         os.unlink(index)  # git wants to create the index file itself
@@ -188,7 +199,12 @@ class Store:
         try:
             if parent:
                 self.repo.git.read_tree(parent, env=env)
-            self.repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{source}", env=env)
+            for path, content in files.items():
+                if content is None:
+                    self.repo.git.update_index("--force-remove", "--", path, env=env)
+                else:
+                    blob = self.write_object("blob", content)
+                    self.repo.git.update_index("--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
             tree = str(self.repo.git.write_tree(env=env)).strip()
         finally:
             if os.path.exists(index):
@@ -198,7 +214,7 @@ class Store:
         header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
         header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
         sha = self.write_object("commit", (header + body).encode())
-        return PendingCommit(sha, parent, source, content, message, trailers)
+        return PendingCommit(sha, parent, dict(files), message, trailers)
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Serialise git writes (index, refs) of every lbctl process working on this store."""
@@ -220,14 +236,23 @@ class Store:
                     self.repo.git.update_ref("-m", "lbctl: deploy", "HEAD", pending.sha, pending.parent or "0" * 40)
                     break
                 except git.GitCommandError:
-                    pending = self.prepare_commit(pending.source, pending.content, pending.message, pending.trailers)
+                    pending = self.prepare_commit(pending.files, pending.message, pending.trailers)
             else:
                 raise StoreError("the store's branch kept moving while lbctl tried to record its commit")
-            path = self.root / pending.source
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(pending.content)
-            self.repo.git.add("--", pending.source)
+            self._write_work_tree(pending.files)
         return pending.sha
+
+    def _write_work_tree(self, files: Mapping[str, bytes | None]) -> None:
+        """Bring the work tree and the index to `files` (None: the file is deleted)."""
+        for source, content in files.items():
+            path = self.root / source
+            if content is None:
+                path.unlink(missing_ok=True)
+                self.repo.git.rm("-q", "--cached", "--ignore-unmatch", "--", source)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                self.repo.git.add("--", source)
 
     def write_object(self, kind: str, data: bytes) -> str:
         import io
@@ -237,16 +262,13 @@ class Store:
         stored = self.repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
         return str(stored.hexsha.decode())
 
-    def commit_file(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> str:
-        """Write `source` and commit only that path, with trailers; returns the new sha."""
+    def commit_files(self, files: Mapping[str, bytes | None], message: str, trailers: dict[str, str]) -> str:
+        """Write `files` (None deletes) and commit only those paths, with trailers; returns the new sha."""
         self.identity()
         with self.writing():
-            path = self.root / source
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
-            self.repo.git.add("--", source)
+            self._write_work_tree(files)
             body = compose_message(message, trailers)
-            self.repo.git.commit("-q", "--no-verify", "-m", body, "--", source)
+            self.repo.git.commit("-q", "--no-verify", "-m", body, "--", *files)
             return str(self.repo.head.commit.hexsha)
 
 
