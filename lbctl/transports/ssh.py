@@ -78,6 +78,7 @@ mv -f -- "$staged" "$path" || exit 5
 _RESTORE = r"""
 keep=$1 path=$2
 [ -f "$keep" ] || { echo "no kept file $keep" >&2; exit 3; }
+[ "$keep" -ef "$path" ] && exit 0  # restored already (a repeat): mv would refuse two names of one file
 ln -f -- "$keep" "$path.lbctl-restore" && mv -f -- "$path.lbctl-restore" "$path"
 """
 _LOCK = r"""
