@@ -6,7 +6,8 @@ reached by following `include`s from it, relative to the source file's directory
 expanded as nginx expands them (`*` stops at `/` and skips dot files). Each included file
 goes to the same relative place under the live file's directory. Includes that leave that
 directory (absolute paths, `..`, variables) or name files the store does not have are left
-to the LB host, as for a single file.
+to the LB host, as for a single file. A target with `follow_includes = false` deploys its
+main file alone, as lbctl did before it followed includes.
 
 A bundle has one fingerprint: for a single file it is the kind's canonical bytes, exactly
 as before bundles existed (journals and plan checksums of single-file targets do not
@@ -101,7 +102,7 @@ def bundle_at(store: Store, kind: Kind, target: Target, rev: str) -> Bundle | No
 
 def expand(store: Store, kind: Kind, target: Target, rev: str, main: bytes) -> Bundle:
     """`main` (the source's content, perhaps not yet committed) with the store files at `rev` it includes."""
-    if not kind.follows_includes or not kind.include_patterns(main):
+    if not _follows(kind, target) or not kind.include_patterns(main):
         return Bundle(main)
     base = posixpath.dirname(target.source)
     names = set(store.files_at(rev, base))
@@ -111,7 +112,7 @@ def expand(store: Store, kind: Kind, target: Target, rev: str, main: bytes) -> B
 
 def live_rels(store: Store, kind: Kind, target: Target, rev: str | None) -> tuple[str, ...]:
     """The included files of the bundle lbctl left live at `rev` (what a deploy may have to remove)."""
-    if not kind.follows_includes or rev is None:
+    if not _follows(kind, target) or rev is None:
         return ()
     bundle = bundle_at(store, kind, target, rev)
     return bundle.rels if bundle else ()
@@ -130,7 +131,7 @@ def recorded_blob(recorded: str | None, live: Bundle | None, kind: Kind) -> str 
 
 def revision_of(store: Store, kind: Kind, target: Target, at: str = "HEAD") -> str | None:
     """The newest commit that changed `target`'s bundle: its main file or any file its includes match."""
-    if not kind.follows_includes:
+    if not _follows(kind, target):
         return store.last_change(target.source, at)
     current = bundle_at(store, kind, target, at) if store.has_commits() else None
     return store.last_change(pathspecs(kind, target, current) if current else target.source, at)
@@ -155,7 +156,7 @@ def store_changes(store: Store, kind: Kind, target: Target, bundle: Bundle) -> d
     base = posixpath.dirname(target.source)
     changes: dict[str, bytes | None] = {target.source: bundle.main}
     changes.update({_join(base, rel): data for rel, data in bundle.includes})
-    if kind.follows_includes and kind.include_patterns(bundle.main) and store.has_commits():
+    if _follows(kind, target) and kind.include_patterns(bundle.main) and store.has_commits():
         names = set(store.files_at("HEAD", base))
         wanted = bundle.files()
         matched = _follow(kind, bundle.main, names, lambda rel: wanted.get(rel, b""), _own_name(target))
@@ -167,7 +168,7 @@ def store_changes(store: Store, kind: Kind, target: Target, bundle: Bundle) -> d
 
 def reachable(kind: Kind, target: Target, main: bytes, files: Mapping[str, bytes]) -> Bundle:
     """`main` with those of `files` (relative paths → bytes) that its includes reach."""
-    if not kind.follows_includes:
+    if not _follows(kind, target):
         return Bundle(main)
     return Bundle.of(main, _follow(kind, main, set(files), files.get, _own_name(target)))
 
@@ -267,6 +268,11 @@ def _inside(pattern: str) -> str | None:
     if rel in (".", "..") or rel.startswith("../"):
         return None
     return rel
+
+
+def _follows(kind: Kind, target: Target) -> bool:
+    """Whether `target` deploys a tree: its kind has includes and the target did not opt out."""
+    return kind.follows_includes and target.follow_includes
 
 
 def _join(base: str, rel: str) -> str:

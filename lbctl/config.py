@@ -122,6 +122,8 @@ class Target(_Strict):
     # and the access log the balance check counts ($upstream_addr), if not the config's first such log
     prefix: str | None = None
     access_log: str | None = None
+    # nginx: deploy the store files the config includes with it (a tree); false = the main file alone
+    follow_includes: bool = True
     # kind-specific commands and sockets; {path} is replaced by the file being validated
     validate_command: str | None = Field(default=None, alias="validate")
     reload: str | None = None

@@ -86,7 +86,9 @@ live=$1 keep=$2; shift 2
 [ -d "$keep/files" ] || { echo "no kept files in $keep" >&2; exit 3; }
 for rel in "$@"; do
   dest=$live/$rel tmp=$(dirname -- "$live/$rel")/.${rel##*/}.lbctl-restore
-  if [ -e "$keep/files/$rel" ] || [ -L "$keep/files/$rel" ]; then
+  if [ "$keep/files/$rel" -ef "$dest" ]; then
+    :  # restored already (a repeat): mv would refuse two names of one file
+  elif [ -e "$keep/files/$rel" ] || [ -L "$keep/files/$rel" ]; then
     mkdir -p -- "$(dirname -- "$dest")" && ln -f -- "$keep/files/$rel" "$tmp" && mv -f -- "$tmp" "$dest" || exit 5
   elif [ -e "$keep/absent/$rel" ]; then
     rm -f -- "$dest" || exit 5

@@ -332,3 +332,20 @@ def test_a_hand_edit_of_an_included_file_is_drift(store: Path, tree_lab: TreeLab
     assert (store / SOURCE_DIR / "upstreams" / "web.conf").read_bytes() == web.read_bytes()
     assert (store / SOURCE_DIR / "route.conf").read_text() == "proxy_pass http://web;\n"  # what runs
     assert status_json(lbctl)["drift"] == "none"
+
+
+def test_deploy_file_replaces_the_main_file_and_takes_the_includes_from_the_store(
+    store: Path, tree_lab: TreeLab, lbctl: LbctlRunner, tmp_path: Path
+) -> None:
+    commit(store, {"route.conf": "proxy_pass http://other;\n"}, "Traffic to web2")  # not deployed yet
+    main = tmp_path / "main.conf"
+    main.write_text(tree_lab.main("# from --file"))
+
+    result = lbctl("deploy", "edge", "--file", str(main), "--yes")
+
+    assert result.code == 0, result.out + result.err
+    assert tree_lab.serves() == "web2"  # the store's route.conf went with it
+    assert (tree_lab.conf / "nginx.conf").read_text() == main.read_text()
+    changed = git(store, "show", "--name-only", "--format=", "HEAD").split()
+    assert changed == [f"{SOURCE_DIR}/nginx.conf"]  # the commit holds F only
+    assert status_json(lbctl)["drift"] == "none"

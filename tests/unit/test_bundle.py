@@ -107,3 +107,8 @@ def test_committing_an_older_tree_deletes_files_it_did_not_have(store: Store) ->
     assert "configs/web/upstreams/notes.txt" not in changes and "configs/web/extra/x.conf" not in changes
     sha = store.commit_files(changes, "older tree", {})
     assert bundle_at(store, kind, target, sha) == older
+
+
+def test_a_target_can_opt_out_and_deploy_its_main_file_alone(store: Store) -> None:
+    target = _target().model_copy(update={"follow_includes": False})
+    assert bundle_at(store, kind_for(target), target, "HEAD") == Bundle(MAIN)
