@@ -159,6 +159,9 @@ def apply_change(
                 f"{target.name}: could not stage the candidate: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
+        except BaseException:
+            _quietly(place.discard)  # a tree half staged: nothing of it may stay
+            raise
         try:
             run.timed(
                 "validate",

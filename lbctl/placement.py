@@ -34,7 +34,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
 from lbctl.bundle import Bundle
-from lbctl.errors import ConfigError
+from lbctl.errors import ConfigError, ExitCode, LbctlError
 from lbctl.transports.base import Transport
 
 _MIRROR = r"""
@@ -95,6 +95,12 @@ for rel in "$@"; do
   fi
 done
 """
+
+
+class TreeStepFailed(LbctlError):
+    """A step of a tree's staging, swap or restore failed on the host (permissions, a directory in the way)."""
+
+    exit_code = ExitCode.USAGE
 
 
 class Placement(ABC):
@@ -170,7 +176,7 @@ class TreePlacement(Placement):
         return [*sorted(self.files), *self.dropped]
 
     def stage(self) -> str:
-        dirs = sorted({"."} | {posixpath.dirname(rel) or "." for rel in self.rels} | self._ancestors())
+        dirs = sorted({"."} | self._ancestors())  # real directories in the mirror; the rest are links
         self._sh("mkdir", ["mkdir", "-p", "--", *(posixpath.join(self.stage_dir, d) for d in dirs)])
         for rel, data in self.files.items():
             self.transport.put_file(posixpath.join(self.stage_dir, rel), data, like=posixpath.join(self.live_dir, rel))
@@ -202,4 +208,7 @@ class TreePlacement(Placement):
     def _sh(self, what: str, argv: list[str]) -> None:
         result = self.transport.run(argv, timeout=60)
         if result.code != 0:
-            raise OSError(f"{what} of the tree on {self.transport.where} failed (exit {result.code}): {result.output}")
+            raise TreeStepFailed(
+                f"{what} of the tree on {self.transport.where} failed (exit {result.code}): {result.output}",
+                hint=f"check that lbctl's user may write in {self.live_dir} there",
+            )

@@ -208,6 +208,8 @@ def test_a_change_only_in_an_included_file_deploys_and_nginx_serves_it(
         },
         "Send traffic to a new upstream, in a new included file",
     )
+    preview = lbctl("diff", "edge", "--format", "json", "--exit-code")  # live revision vs HEAD, includes followed
+    assert preview.code == 1 and "extra" in preview.out, preview.out + preview.err
 
     result = lbctl("deploy", "edge", "--yes")
 
