@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import UsageError
-from lbctl.journal import Event, blob_id
+from lbctl.journal import Event
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
     Adopts a brownfield LB, or records a hand edit so that deploys stop refusing for drift.
     The running config is recorded as live but `unverified`: lbctl did not judge it.
     """
+    from lbctl.bundle import bundle_at, expand, live_rels, reachable, revision_of, store_changes
     from lbctl.journal import new_event_id, timestamp
     from lbctl.kinds import kind_for
     from lbctl.lifecycle import _connect, _read, lb_lock_path
@@ -48,18 +49,30 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
         _connect(transport_for(target), target) as transport,
         transport.lock(lb_lock_path(target), info),
     ):
-        running = _read(transport, target)
-        if running is None:
+        main = _read(transport, target)
+        if main is None:
             raise UsageError(f"{target.path} does not exist on {transport.where}: there is nothing to pull")
+        # Every store file that is or was part of the tree: what lbctl left live, what HEAD has,
+        # and what the running main file's includes match in the store.
         state = ws.journal.state(name)
-        committed = ws.store.content_at("HEAD", target.source) != running
+        head = bundle_at(ws.store, kind, target, "HEAD")
+        rels = {
+            *live_rels(ws.store, kind, target, state.live),
+            *(head.rels if head else ()),
+            *expand(ws.store, kind, target, "HEAD", main.main).rels,
+        }
+        read = _read(transport, target, rels) or main
+        running = reachable(kind, target, read.main, read.files())
+        committed = head != running
         if committed:
             trailers = {"Lbctl-Target": name, "Lbctl-Source": "pull"}
-            rev = ws.store.commit_file(
-                target.source, running, message or f"Pull {name}: record the config running on it", trailers
+            rev = ws.store.commit_files(
+                store_changes(ws.store, kind, target, running),
+                message or f"Pull {name}: record the config running on it",
+                trailers,
             )
         else:
-            rev = ws.store.last_change(target.source) or ws.store.resolve("HEAD")
+            rev = revision_of(ws.store, kind, target) or ws.store.resolve("HEAD")
         event = Event(
             id=new_event_id(),
             op="pull",
@@ -72,6 +85,6 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
             verdict="adopted",
             message=f"recorded the running config of {name} ({who})",
         )
-        blob = blob_id(kind.canonical(running))
+        blob = running.blob(kind)
         ws.journal.append(event, state.moved_to(rev, blob, "unverified", event.id, event.finished))
     return PullResult(name, rev, committed, state.live)

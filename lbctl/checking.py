@@ -46,6 +46,7 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
     import shutil
     import tempfile
 
+    from lbctl.bundle import bundle_at, expand, materialized
     from lbctl.errors import ValidationFailed
     from lbctl.kinds import kind_for
     from lbctl.preflight import analyze
@@ -53,33 +54,35 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
     from lbctl.transports.local import LocalTransport
 
     target = ws.target(name)
+    kind = kind_for(target)
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together")
     if file is not None:
         try:
-            content, label = file.read_bytes(), str(file)
+            main, label = file.read_bytes(), str(file)
         except OSError as exc:
             raise UsageError(f"cannot read --file {file}: {exc.strerror}") from None
+        bundle = expand(ws.store, kind, target, "HEAD", main)  # as deploy --file: includes from the store
     else:
         state = ws.journal.state(name)
         sha = select(ws.store, ws.journal, state, rev).rev if rev else ws.store.resolve("HEAD")
-        at_rev = ws.store.content_at(sha, target.source)
+        at_rev = bundle_at(ws.store, kind, target, sha)
         if at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
-        content, label = at_rev, f"{sha[:10]}:{target.source}"
-    kind = kind_for(target)
+        bundle, label = at_rev, f"{sha[:10]}:{target.source}"
     state = ws.journal.state(name)
-    baseline = ws.store.content_at(state.live, target.source) if state.live else None
-    analysis = analyze(target, ws.config.policy_for(target), ws.config.safety_for(target), baseline, content)
+    baseline = bundle_at(ws.store, kind, target, state.live) if state.live else None
+    analysis = analyze(target, ws.config.policy_for(target), ws.config.safety_for(target), baseline, bundle)
     findings = [p.text for p in analysis.problems]
     binary = kind.validate_argv("x")[0]
     output = ""
     if shutil.which(binary):
         # The LB's own validator is here: check in a temp dir, touching nothing of the target's.
         where = f"local {binary}"
-        with tempfile.TemporaryDirectory(prefix="lbctl-check-") as tmp:
-            staged = str(Path(tmp) / Path(target.path or target.source).name)
-            Path(staged).write_bytes(content)
+        filename = Path(target.path or target.source).name
+        with materialized(bundle, filename) as tree, tempfile.TemporaryDirectory(prefix="lbctl-check-") as tmp:
+            staged = str((tree or Path(tmp)) / filename)  # a tree: beside the files it includes
+            Path(staged).write_bytes(bundle.main)
             try:
                 output = kind.validate(LocalTransport(target), staged)
             except ValidationFailed as exc:
@@ -87,17 +90,19 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
     else:
         from lbctl.errors import TransientError, Unreachable
         from lbctl.lifecycle import _connect
+        from lbctl.placement import placement
 
         with _connect(transport_for(target), target) as transport:
             where = f"{binary} on {transport.where}"
+            place = placement(transport, target.path or "", bundle, ())
             try:
-                staged = transport.write_staged(target.path or "", content)
+                staged = place.stage()
                 try:
                     output = kind.validate(transport, staged)
                 except ValidationFailed as exc:
                     findings.append(f"{exc.message}\n{exc.details}".strip())
                 finally:
-                    transport.remove(staged)
+                    place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
     return CheckReport(name, label, where, output, tuple(findings), analysis.notes, analysis.semantic)

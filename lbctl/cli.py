@@ -179,7 +179,6 @@ def status(
     """What is live on each target, last-good, drift, health and lock holder."""
     from lbctl import render
     from lbctl.status import status as statuses
-
     from lbctl.workspace import EVERY_TARGET
 
     ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbctl.bundle import Bundle
 from lbctl.errors import UsageError
 from lbctl.selectors import select
 from lbctl.workspace import Workspace
@@ -33,8 +34,8 @@ class DiffResult:
 
 def _compare(
     kind: str,
-    old: bytes,
-    new: bytes,
+    old: Bundle,
+    new: Bundle,
     old_label: str,
     new_label: str,
     *,
@@ -42,18 +43,17 @@ def _compare(
     root: Path | None,
     max_share: float | None,
 ) -> DiffResult:
-    from lbctl.diffing import unified
-    from lbctl.semantic import diff_texts
+    """Each side's includes are followed in its own files (a bundle), else from `root`."""
+    from lbctl.bundle import materialized
+    from lbctl.diffing import unified_files
+    from lbctl.semantic import parse_config, semantic_diff
 
-    semantic = diff_texts(
-        kind,
-        old.decode("utf-8", "replace"),
-        new.decode("utf-8", "replace"),
-        filename=filename,
-        root=root,
-        max_share=max_share,
-    )
-    return DiffResult(old_label, new_label, semantic, unified(old, new, old_label, new_label))
+    with materialized(old, filename) as old_root, materialized(new, filename) as new_root:
+        old_model = parse_config(kind, old.main.decode("utf-8", "replace"), filename=filename, root=old_root or root)
+        new_model = parse_config(kind, new.main.decode("utf-8", "replace"), filename=filename, root=new_root or root)
+    semantic = semantic_diff(old_model, new_model, max_share=max_share)
+    text = unified_files({"": old.main, **old.files()}, {"": new.main, **new.files()}, old_label, new_label)
+    return DiffResult(old_label, new_label, semantic, text)
 
 
 def diff_files(kind: str, a: Path, b: Path) -> DiffResult:
@@ -63,20 +63,25 @@ def diff_files(kind: str, a: Path, b: Path) -> DiffResult:
             contents.append(path.read_bytes())
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    return _compare(kind, contents[0], contents[1], str(a), str(b), filename=str(b), root=b.parent, max_share=None)
+    old, new = Bundle(contents[0]), Bundle(contents[1])
+    return _compare(kind, old, new, str(a), str(b), filename=str(b), root=b.parent, max_share=None)
 
 
 def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live: bool) -> DiffResult:
+    from lbctl.bundle import bundle_at
     from lbctl.gates import effective_max_share
+    from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
 
     target = ws.target(name)
     state = ws.journal.state(name)
     max_share = effective_max_share(ws.config.policy_for(target), target)
 
-    def content(selector: str) -> tuple[bytes, str]:
+    kind = kind_for(target)
+
+    def content(selector: str) -> tuple[Bundle, str]:
         rev = select(ws.store, ws.journal, state, selector).rev
-        data = ws.store.content_at(rev, target.source)
+        data = bundle_at(ws.store, kind, target, rev)
         if data is None:
             raise UsageError(f"revision {rev[:10]} has no {target.source}")
         return data, f"{rev[:10]}:{target.source}"
@@ -84,9 +89,9 @@ def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live:
     if live:
         from lbctl.lifecycle import _connect, _read
 
-        with _connect(transport_for(target), target) as transport:
-            running = _read(transport, target) or b""
         old, old_label = content(state.live) if state.live else content("HEAD")
+        with _connect(transport_for(target), target) as transport:
+            running = _read(transport, target, old.rels) or Bundle(b"")
         new, new_label = running, f"running:{target.path}"
     else:
         if a is None:

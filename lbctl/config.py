@@ -162,6 +162,8 @@ class Target:
     # and the access log the balance check counts ($upstream_addr), if not the config's first such log
     prefix: str | None = None
     access_log: str | None = None
+    # nginx: deploy the store files the config includes with it (a tree); false = the main file alone
+    follow_includes: bool = True
     # kind-specific commands and sockets; {path} is replaced by the file being validated
     validate_command: Annotated[str | None, Field(alias="validate"), AfterValidator(_splits_like_a_shell)] = None
     reload: Annotated[str | None, AfterValidator(_splits_like_a_shell)] = None

@@ -21,3 +21,12 @@ def unified(old: bytes, new: bytes, old_name: str, new_name: str) -> str:
     lines = difflib.unified_diff(a, b, old_name, new_name)
     text = "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
     return mask_secrets(text)
+
+
+def unified_files(old: dict[str, bytes], new: dict[str, bytes], old_label: str, new_label: str) -> str:
+    """One unified diff per file of two trees (by relative path; the main file's path is "")."""
+    parts = []
+    for rel in sorted(set(old) | set(new)):
+        suffix = f"/{rel}" if rel else ""
+        parts.append(unified(old.get(rel, b""), new.get(rel, b""), old_label + suffix, new_label + suffix))
+    return "".join(parts)

@@ -153,7 +153,6 @@ class TargetState:
 class Journal:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self.repo = store.repo
 
     def tip(self) -> str | None:
         return self.store.ref(JOURNAL_REF)
@@ -162,12 +161,11 @@ class Journal:
         tip = self.tip()
         if tip is None:
             return TargetState(target=target)
-        try:
-            blob = self.repo.commit(tip).tree / f"{target}.json"
-        except KeyError:
+        data = self.store.content_at(tip, f"{target}.json")
+        if data is None:
             return TargetState(target=target)
         try:
-            return TargetState.from_json(json.loads(blob.data_stream.read()))
+            return TargetState.from_json(json.loads(data))
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(
                 f"the journal's state for {target} is corrupted ({exc})",
@@ -180,7 +178,7 @@ class Journal:
         Appends from other lbctl processes (other targets, other operators) are never lost:
         the ref moves by compare-and-swap, retried on a fresh tip.
         """
-        import git
+        from lbctl.gitio import GitError
 
         name, email = self.store.identity()
         with self.store.writing():
@@ -188,23 +186,19 @@ class Journal:
                 parent = self.tip()
                 commit = self._commit(event, state, parent, name, email)
                 try:
-                    self.repo.git.update_ref(
-                        "-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40
+                    self.store.plumbing.git(
+                        "update-ref", "-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40
                     )
                     return commit
-                except git.GitCommandError:
+                except GitError:
                     continue  # someone appended since we read the tip: rebuild on theirs
         raise StoreError(f"could not append to {JOURNAL_REF}: it kept moving", hint="run the command again")
 
     def _commit(self, event: Event, state: TargetState, parent: str | None, name: str, email: str) -> str:
-        entries: dict[str, bytes] = {}
-        if parent:
-            for blob in self.repo.commit(parent).tree.blobs:
-                entries[blob.name] = blob.binsha
+        plumbing = self.store.plumbing
+        base = plumbing.commit(parent) if parent else None
         state_json = json.dumps(state.to_json(), indent=1).encode()
-        entries[f"{state.target}.json"] = bytes.fromhex(self.store.write_object("blob", state_json))
-        tree = b"".join(b"100644 " + n.encode() + b"\0" + sha for n, sha in sorted(entries.items()))
-        tree_sha = self.store.write_object("tree", tree)
+        tree_sha = plumbing.write_tree(base.tree if base else None, {f"{state.target}.json": state_json})
         stamp = f"{int(now().timestamp())} +0000"
         message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(event.to_json(), indent=1)}\n"
         header = f"tree {tree_sha}\n" + (f"parent {parent}\n" if parent else "")
@@ -215,7 +209,7 @@ class Journal:
         """Events newest first (optionally for one target), streamed from the journal."""
         if self.tip() is None:
             return
-        proc = self.repo.git.log(JOURNAL_REF, "--format=%x1e%B", as_process=True)
+        proc = self.store.repo.git.log(JOURNAL_REF, "--format=%x1e%B", as_process=True)
         buffer = ""
         try:
             for chunk in iter(lambda: proc.stdout.read(65536), b""):

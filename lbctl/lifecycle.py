@@ -5,7 +5,9 @@ or, once the LB has changed: restore → reload → confirm → verify → forwa
 
 The load balancer always runs a complete config: the candidate is written beside the
 live file and renamed over it only after native validation, and the previous file is
-kept (hard link) so a restore is one rename too. SIGINT is held off while the LB is
+kept (hard link) so a restore is one rename too. A config that includes other store
+files is a bundle (`lbctl.bundle`) staged, swapped and restored as one tree
+(`lbctl.placement`), with one validation and one reload. SIGINT is held off while the LB is
 between two states (swap+reload, restore, record) and honoured between stages.
 """
 
@@ -15,12 +17,13 @@ import contextlib
 import json
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, NoReturn
 
 from lbctl import retry
+from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
 from lbctl.checks import checks_for
 from lbctl.config import Target
 from lbctl.errors import (
@@ -32,10 +35,11 @@ from lbctl.errors import (
     Unreachable,
     ValidationFailed,
 )
-from lbctl.journal import Event, Stage, TargetState, blob_id, new_event_id, timestamp
+from lbctl.journal import Event, Stage, TargetState, new_event_id, timestamp
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
+from lbctl.placement import Placement, placement
 from lbctl.planning import Plan, enforce, make_plan, refuse
 from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
@@ -47,9 +51,9 @@ Reporter = Callable[[str, str], None]  # (stage, message): progress for a human,
 
 @dataclass(frozen=True)
 class Candidate:
-    """What to put live: bytes, and either the store revision they are or how to commit them."""
+    """What to put live: a bundle of files, and either the store revision it is or how to commit it."""
 
-    content: bytes
+    bundle: Bundle
     rev: str | None
     message: str = ""
     trailers: dict[str, str] = field(default_factory=dict)
@@ -124,8 +128,11 @@ def apply_change(
         if candidate.rollback_of is not None and candidate.rollback_of != state.live:
             # Another operation finished between the caller's read and our lock: undo what is live now.
             candidate = replace(candidate, rollback_of=state.live)
-        live = run.timed("read live", lambda: _read(transport, target))
-        pushed = kind.prepare(candidate.content)
+        # The files to read and compare: the candidate's, and those lbctl left live (a deploy removes them).
+        left_live = live_rels(ws.store, kind, target, state.live)
+        managed = (*candidate.bundle.rels, *left_live)
+        live = run.timed("read live", lambda: _read(transport, target, managed))
+        pushed = candidate.bundle.with_main(kind.prepare(candidate.bundle.main))
         plan = run.timed(
             "plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain)
         )
@@ -143,13 +150,18 @@ def apply_change(
         if not confirm(plan):
             raise Refused("not confirmed: nothing was changed")
 
+        place = placement(transport, target.path or "", pushed, left_live)
         try:
-            staged = run.timed("stage", lambda: transport.write_staged(target.path or "", pushed))
+            staged = run.timed("stage", place.stage)
         except TransientError as exc:
+            _quietly(place.discard)
             raise Unreachable(
                 f"{target.name}: could not stage the candidate: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
+        except BaseException:
+            _quietly(place.discard)  # a tree half staged: nothing of it may stay
+            raise
         try:
             run.timed(
                 "validate",
@@ -162,17 +174,17 @@ def apply_change(
                 check.baseline()
             marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
         except ValidationFailed as exc:
-            transport.remove(staged)
+            place.discard()
             run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
             raise
         except TransientError as exc:
-            _quietly(lambda: transport.remove(staged))
+            _quietly(place.discard)
             raise Unreachable(
                 f"{target.name}: could not prepare the change: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
         except BaseException:
-            _quietly(lambda: transport.remove(staged))
+            _quietly(place.discard)
             raise
 
         # The commit is written now but lands on the branch only once the LB took the change.
@@ -181,28 +193,28 @@ def apply_change(
             pending = run.timed(
                 "commit",
                 lambda: ws.store.prepare_commit(
-                    target.source, candidate.content, candidate.message, candidate.trailers
+                    store_changes(ws.store, kind, target, candidate.bundle), candidate.message, candidate.trailers
                 ),
             )
         to_rev = pending.sha if pending is not None else (candidate.rev or "")
-        keep = f"{target.path}.lbctl-prev"
+        lb = _Lb(kind, transport, place, lambda: _read_back(transport, target, managed))
         with shielded() as interrupted, run.inflight(to_rev, state):
             try:
-                run.timed("swap", lambda: transport.swap(staged, target.path or "", keep))
+                run.timed("swap", place.swap)
             except Exception as exc:  # whatever happened, undo() reads back what the LB has
-                return run.undo(state, kind, transport, checks, keep, live, to_rev, f"swap failed: {exc}", plan)
+                return run.undo(state, lb, checks, live, to_rev, f"swap failed: {exc}", plan)
             try:
                 run.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
             except Refused as exc:
                 # A transport's contract: Refused from reload means the LB did not take the change.
                 run.untouched(state, to_rev, exc, lambda: None)
             except Exception as exc:  # the file is swapped: any failure goes through the restore
-                return run.undo(state, kind, transport, checks, keep, live, to_rev, f"reload failed: {exc}", plan)
+                return run.undo(state, lb, checks, live, to_rev, f"reload failed: {exc}", plan)
             if pending is not None:
                 to_rev = run.timed("land commit", lambda: ws.store.land(pending))
                 run.landed(to_rev, state)
         if interrupted():
-            return run.interrupted(state, to_rev, kind.canonical(pushed), plan, during="the reload")
+            return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="the reload")
 
         try:
             verification = run.timed(
@@ -216,20 +228,9 @@ def apply_change(
                 detail_from_result=True,
             )
         except KeyboardInterrupt:
-            return run.interrupted(state, to_rev, kind.canonical(pushed), plan, during="verification")
+            return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="verification")
         if not verification.ok:
-            return run.undo(
-                state,
-                kind,
-                transport,
-                checks,
-                keep,
-                live,
-                to_rev,
-                verification.summary,
-                plan,
-                verification=verification,
-            )
+            return run.undo(state, lb, checks, live, to_rev, verification.summary, plan, verification=verification)
         with shielded():
             event = run.record_event(
                 state,
@@ -237,7 +238,7 @@ def apply_change(
                 to_rev,
                 verification.summary + (f"; {run.forced}" if run.forced else ""),
                 verification=verification,
-                blob=blob_id(kind.canonical(pushed)),
+                blob=pushed.blob(kind),
                 diff=plan.diff,
                 mark_bad=candidate.rollback_of,
             )
@@ -273,9 +274,10 @@ def lb_lock_path(target: Target) -> str:
     return f"{directory}/.{name}.lbctl.lock"
 
 
-def _read(transport: Transport, target: Target) -> bytes | None:
+def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:
+    """The live config: the main file and those of `rels` (included files) that exist."""
     try:
-        return retry.call(retry.network(target.retries), lambda: transport.read_file(target.path or ""))
+        return retry.call(retry.network(target.retries), lambda: read_live(transport, target, rels))
     except TransientError as exc:
         raise Unreachable(f"{target.name}: could not read the live config: {exc}") from None
 
@@ -286,12 +288,23 @@ def _quietly(fn: Callable[[], object]) -> None:
         fn()
 
 
-def _read_back(transport: Transport, target: Target) -> bytes | None:
-    """What the LB's config file holds now, or None if it cannot be read (never raises)."""
+def _read_back(transport: Transport, target: Target, rels: Iterable[str]) -> Bundle | None:
+    """What the LB's config files hold now, or None if they cannot be read (never raises)."""
     try:
-        return transport.read_file(target.path or "")
+        return read_live(transport, target, rels)
     except Exception:  # a failed read-back means "unknown", which callers handle
         return None
+
+
+@dataclass(frozen=True)
+class _Lb:
+    """What a restore works with: the kind, the transport, how the candidate was placed, and
+    how to read back what the LB's files hold now."""
+
+    kind: Kind
+    transport: Transport
+    place: Placement
+    read_back: Callable[[], Bundle | None]
 
 
 def _reload(kind: Kind, transport: Transport, marker: object) -> str:
@@ -441,23 +454,21 @@ class _Run:
             **extra,
         )
 
-    def interrupted(self, state: TargetState, to_rev: str, content: bytes, plan: Plan, *, during: str) -> Outcome:
+    def interrupted(self, state: TargetState, to_rev: str, blob: str, plan: Plan, *, during: str) -> Outcome:
         with shielded():
             message = (
                 f"interrupted during {during}: {self.target.name} runs the NEW config {to_rev[:10]} "
                 "(complete, reload confirmed, not verified)"
             )
-            self.record_event(state, "interrupted", to_rev, message, blob=blob_id(content), live_status="unverified")
+            self.record_event(state, "interrupted", to_rev, message, blob=blob, live_status="unverified")
         raise Interrupted(message, hint=f"`lbctl rollback {self.target.name}` to go back to last-good")
 
     def undo(
         self,
         state: TargetState,
-        kind: Kind,
-        transport: Transport,
+        lb: _Lb,
         checks: list[Any],
-        keep: str,
-        previous: bytes | None,
+        previous: Bundle | None,
         bad_rev: str,
         reason: str,
         plan: Plan,
@@ -469,7 +480,7 @@ class _Run:
         The restore comes before any record, so a journal or store problem can never keep a
         bad config live; and what is recorded is what the LB is read back to run.
         """
-        target = self.target
+        target, kind, transport = self.target, lb.kind, lb.transport
         self.report("restore", "the change hurts: restoring the previous config")
         deploy_stages, self.stages = self.stages, []
         restore_ok: Verification | None = None
@@ -479,10 +490,10 @@ class _Run:
                 problem = "there was no config before this deploy, so there is nothing to restore"
             else:
                 try:
-                    current = transport.read_file(target.path or "")
-                    if current is None or kind.canonical(current) != kind.canonical(previous):
+                    current = lb.read_back()
+                    if not previous.same(current, kind):
                         marker = self.timed("snapshot", lambda: kind.reload_marker(transport))
-                        self.timed("restore", lambda: transport.restore(keep, target.path or ""))
+                        self.timed("restore", lb.place.restore)
                         self.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
                     else:
                         self.report("restore", "the LB still has the previous config: nothing to put back")
@@ -496,10 +507,8 @@ class _Run:
                     )
                 except Exception as exc:  # report it and page a human, never a traceback
                     problem = str(exc) or type(exc).__name__
-            running = _read_back(transport, target)
-            restored = (
-                previous is not None and running is not None and kind.canonical(running) == kind.canonical(previous)
-            )
+            running = lb.read_back()
+            restored = previous is not None and previous.same(running, kind)
             healthy = restored and restore_ok is not None and restore_ok.ok
             restore_stages, self.stages = self.stages, deploy_stages
             failed_event = self.record_event(
@@ -525,7 +534,7 @@ class _Run:
                 message = (
                     f"{target.name}: {reason}. The restore did not take: {problem or 'the LB runs another config'}"
                 )
-            blob = blob_id(kind.canonical(running)) if running is not None else None
+            blob = running.blob(kind) if running is not None else None
             self.record_event(
                 state,
                 "good" if healthy else "restore-failed",
@@ -549,48 +558,49 @@ class _Run:
             return self.outcome("rolled-back", ExitCode.ROLLED_BACK, plan, message, **extra)
         return self.outcome("restore-failed", ExitCode.ROLLBACK_FAILED, plan, message + ": page a human", **extra)
 
-    def _forward_commit(self, kind: Kind, previous: bytes, bad_rev: str, restores: str | None, reason: str) -> str:
+    def _forward_commit(self, kind: Kind, previous: Bundle, bad_rev: str, restores: str | None, reason: str) -> str:
         """Make the store say what is live again: a new commit with the restored content.
 
-        The content is the restored revision's own file from the store when it is what the LB
-        runs (a Caddyfile stays a Caddyfile), else the bytes read back from the LB.
+        The content is the restored revision's own files from the store when they are what the
+        LB runs (a Caddyfile stays a Caddyfile), else the bytes read back from the LB.
         """
-        store, source = self.ws.store, self.target.source
-        stored = store.content_at(restores, source) if restores else None
-        if stored is not None and kind.canonical(kind.prepare(stored)) == kind.canonical(previous):
+        store, target = self.ws.store, self.target
+        stored = bundle_at(store, kind, target, restores) if restores else None
+        if stored is not None and previous.same(stored.with_main(kind.prepare(stored.main)), kind):
             previous = stored
-        head = store.last_change(source)
-        if head is not None and store.content_at("HEAD", source) == previous:
+        head = revision_of(store, kind, target)
+        if head is not None and bundle_at(store, kind, target, "HEAD") == previous:
             return head
         trailers = {
-            "Lbctl-Target": self.target.name,
+            "Lbctl-Target": target.name,
             "Lbctl-Rollback-Of": bad_rev,
             "Lbctl-Restores": restores or "the config live before " + bad_rev[:10],
             "Lbctl-Reason": reason.splitlines()[0][:200],
         }
-        message = f"Roll back {self.target.name}: {bad_rev[:10]} failed verification"
-        return store.commit_file(source, previous, message, trailers)
+        message = f"Roll back {target.name}: {bad_rev[:10]} failed verification"
+        return store.commit_files(store_changes(store, kind, target, previous), message, trailers)
 
 
 def rollback_candidate(
     ws: Workspace, target: Target, state: TargetState, rev: str, why: str, message: str | None
 ) -> Candidate:
-    """A forward change restoring `rev`'s content for `target` (committed only if it validates)."""
+    """A forward change restoring `rev`'s files for `target` (committed only if it validates)."""
     from lbctl.errors import UsageError
 
-    content = ws.store.content_at(rev, target.source)
-    if content is None:
+    kind = kind_for(target)
+    bundle = bundle_at(ws.store, kind, target, rev)
+    if bundle is None:
         raise UsageError(f"revision {rev[:10]} has no {target.source} for {target.name}")
     if rev == state.live and state.status == "good":
-        return Candidate(content=content, rev=rev, label=f"{rev[:10]} ({why})")
+        return Candidate(bundle=bundle, rev=rev, label=f"{rev[:10]} ({why})")
     rollback_of = state.live if state.live and state.live != rev else None
-    if ws.store.content_at("HEAD", target.source) == content:
-        head_rev = ws.store.last_change(target.source)
+    if bundle_at(ws.store, kind, target, "HEAD") == bundle:  # git log only when it can matter
+        head_rev = revision_of(ws.store, kind, target)
         if head_rev is not None:
-            return Candidate(content=content, rev=head_rev, label=f"{rev[:10]} ({why})", rollback_of=rollback_of)
+            return Candidate(bundle=bundle, rev=head_rev, label=f"{rev[:10]} ({why})", rollback_of=rollback_of)
     trailers = {"Lbctl-Target": target.name, "Lbctl-Rollback-Of": rollback_of or "", "Lbctl-Restores": rev}
     return Candidate(
-        content=content,
+        bundle=bundle,
         rev=None,
         message=message or f"Roll back {target.name} to {rev[:10]} ({why})",
         trailers=trailers,

@@ -32,9 +32,12 @@ def deploy(
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
+    from lbctl.bundle import bundle_at, expand, revision_of
+    from lbctl.kinds import kind_for
     from lbctl.lifecycle import Candidate, apply_change
 
     target = ws.target(name)
+    kind = kind_for(target)
     store = ws.store
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together", hint="--file deploys a file, --rev a revision")
@@ -46,11 +49,14 @@ def deploy(
         store.require_clean(allow=(target.source,))
         store.identity()
         trailers = {"Lbctl-Target": name, "Lbctl-Ticket": ticket or "", "Lbctl-Reason": message or ""}
-        if store.content_at("HEAD", target.source) == content and store.last_change(target.source):
-            candidate = Candidate(content=content, rev=store.last_change(target.source), label="HEAD")
+        # F replaces the main file only; the files it includes come from the store as they are.
+        bundle = expand(store, kind, target, "HEAD", content)
+        head_rev = revision_of(store, kind, target) if store.content_at("HEAD", target.source) == content else None
+        if head_rev is not None:  # F is the main file at HEAD: its bundle is HEAD's
+            candidate = Candidate(bundle=bundle, rev=head_rev, label="HEAD")
         else:
             candidate = Candidate(
-                content=content,
+                bundle=bundle,
                 rev=None,
                 message=message or f"Update {target.name} from {file.name}",
                 trailers=trailers,
@@ -60,13 +66,13 @@ def deploy(
         if rev is None:
             store.require_clean()
         state = ws.journal.state(name)
-        sha = select(store, ws.journal, state, rev).rev if rev else store.last_change(target.source)
+        sha = select(store, ws.journal, state, rev).rev if rev else revision_of(store, kind, target)
         if sha is None:
             raise StoreError(f"{target.source} has never been committed", hint="commit it, or use --file")
-        at_rev = store.content_at(sha, target.source)
+        at_rev = bundle_at(store, kind, target, sha)
         if at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
-        candidate = Candidate(content=at_rev, rev=sha, label=sha[:10])
+        candidate = Candidate(bundle=at_rev, rev=sha, label=sha[:10])
     if not dry_run:
         store.identity()
     return apply_change(
@@ -96,11 +102,14 @@ def rollback(
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
+    from lbctl.bundle import bundle_at
+    from lbctl.kinds import kind_for
     from lbctl.lifecycle import Outcome, apply_change, rollback_candidate
 
     target = ws.target(name)
     state = ws.journal.state(name)
-    chosen = select(ws.store, ws.journal, state, to, target.source)
+    kind = kind_for(target)
+    chosen = select(ws.store, ws.journal, state, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
     if not dry_run:
         ws.store.require_clean()
         ws.store.identity()

@@ -12,11 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lbctl.bundle import recorded_blob
 from lbctl.errors import ExitCode, Refused, UsageError, ValidationFailed
 from lbctl.gates import Problem, checksum, drift, staging_gate
-from lbctl.journal import TargetState, blob_id
+from lbctl.journal import TargetState
 
 if TYPE_CHECKING:
+    from lbctl.bundle import Bundle
     from lbctl.config import Target
     from lbctl.kinds.base import Kind
     from lbctl.preflight import Analysis
@@ -63,8 +65,8 @@ def make_plan(
     kind: Kind,
     state: TargetState,
     op: str,
-    live: bytes | None,
-    pushed: bytes,
+    live: Bundle | None,
+    pushed: Bundle,
     candidate_rev: str | None,
     *,
     explain: bool = True,
@@ -83,11 +85,13 @@ def make_plan(
     else:
         hint = f"`lbctl diff {target.name} {(state.live or '')[:10]} {(candidate_rev or 'HEAD')[:10]}` shows it"
         analysis = Analysis(f"restores {candidate_rev[:10] if candidate_rev else 'a previous revision'}; {hint}", None)
-    live_blob = blob_id(kind.canonical(live)) if live is not None else None
-    candidate_blob = blob_id(kind.canonical(pushed))
+    live_blob = live.blob(kind) if live is not None else None
+    candidate_blob = pushed.blob(kind)
     problems: list[Problem] = list(analysis.problems) if op == "deploy" else []
     notes = list(analysis.notes) + ([p.text for p in analysis.problems] if op != "deploy" else [])
-    problems += drift(target, state.live_blob, live_blob, _drift_changes(ws, target, state, live))
+    recorded = recorded_blob(state.live_blob, live, kind)
+    if recorded is not None and live_blob is not None and recorded != live_blob:
+        problems += drift(target, recorded, live_blob, _drift_changes(ws, target, kind, state, live))
     if op == "deploy":
         problems += staging_gate(ws.config, ws.journal, target, candidate_rev, candidate_blob)
     return Plan(
@@ -105,26 +109,31 @@ def make_plan(
     )
 
 
-def _drift_changes(ws: Workspace, target: Target, state: TargetState, live: bytes | None) -> list[str]:
+def _drift_changes(ws: Workspace, target: Target, kind: Kind, state: TargetState, live: Bundle | None) -> list[str]:
     """What the hand edit changed (only computed when the running config is not what lbctl left)."""
     if state.live is None or live is None:
         return []
-    expected = ws.store.content_at(state.live, target.source)
+    from lbctl.bundle import bundle_at, differences
+
+    expected = bundle_at(ws.store, kind, target, state.live)
     if expected is None or expected == live:
         return []
+    changes = differences(expected, live)
+    if expected.main == live.main:
+        return changes
     from lbctl.errors import ParseError
     from lbctl.semantic import diff_texts
 
     try:
         diff = diff_texts(
             target.kind,
-            expected.decode("utf-8", "replace"),
-            live.decode("utf-8", "replace"),
+            expected.main.decode("utf-8", "replace"),
+            live.main.decode("utf-8", "replace"),
             filename=target.path or target.source,
         )
     except ParseError:
-        return []
-    return [c.text for c in diff.changes]
+        return changes
+    return [c.text for c in diff.changes] + changes
 
 
 def enforce(plan: Plan, *, force: bool, reason: str | None, expected_checksum: str | None) -> ExitCode | None:

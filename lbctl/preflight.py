@@ -15,6 +15,9 @@ from lbctl.errors import ExitCode, ParseError
 from lbctl.gates import Problem, blast_radius, effective_max_share, policy_lint
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from lbctl.bundle import Bundle
     from lbctl.semantic import SemanticDiff
 
 
@@ -29,15 +32,34 @@ class Analysis:
         return self.semantic.to_json() if self.semantic is not None else None
 
 
-def analyze(target: Target, policy: Policy, safety: Safety, old: bytes | None, new: bytes) -> Analysis:
-    """The semantic diff of live `old` → candidate `new`, judged against policy and thresholds."""
-    from lbctl.diffing import unified
-    from lbctl.semantic import diff_texts, parse_config, semantic_diff
+def analyze(target: Target, policy: Policy, safety: Safety, old: Bundle | None, new: Bundle) -> Analysis:
+    """The semantic diff of live `old` → candidate `new`, judged against policy and thresholds.
+
+    A bundle's includes are followed (each side from its own files), so a change in an
+    included file is seen as the change it makes to the main config.
+    """
+    from lbctl.bundle import materialized
+
+    filename = target.path or target.source
+    with materialized(old, filename) as old_root, materialized(new, filename) as new_root:
+        return _analyze(target, policy, safety, old, new, filename, old_root, new_root)
+
+
+def _analyze(
+    target: Target,
+    policy: Policy,
+    safety: Safety,
+    old: Bundle | None,
+    new: Bundle,
+    filename: str,
+    old_root: Path | None,
+    new_root: Path | None,
+) -> Analysis:
+    from lbctl.semantic import parse_config, semantic_diff
 
     max_share = effective_max_share(policy, target)
-    filename = target.path or target.source
     try:
-        new_model = parse_config(target.kind, new.decode("utf-8", "replace"), filename=filename)
+        new_model = parse_config(target.kind, new.main.decode("utf-8", "replace"), filename=filename, root=new_root)
     except ParseError as exc:
         problem = Problem(
             ExitCode.VALIDATION,
@@ -45,23 +67,32 @@ def analyze(target: Target, policy: Policy, safety: Safety, old: bytes | None, n
             f"lbctl cannot parse the candidate, so it cannot preview its traffic: {exc}",
             line=exc.line,
         )
-        return Analysis(unified(old or b"", new, "live", "candidate"), None, (problem,))
+        return Analysis(_unified(old, new), None, (problem,))
     notes: list[str] = []
     try:
         if old is None:
             raise ParseError("there is no live config")
-        diff = diff_texts(
-            target.kind,
-            old.decode("utf-8", "replace"),
-            new.decode("utf-8", "replace"),
-            filename=filename,
-            max_share=max_share,
-        )
+        old_model = parse_config(target.kind, old.main.decode("utf-8", "replace"), filename=filename, root=old_root)
+        diff = semantic_diff(old_model, new_model, max_share=max_share)
     except ParseError as exc:
         notes.append(f"the live config could not be compared ({exc}); the preview covers the candidate only")
         diff = semantic_diff(parse_config(target.kind, "", filename=filename), new_model, max_share=max_share)
     problems = [*policy_lint(policy, target, new_model, diff), *blast_radius(safety, diff)]
     judged = {p.message for p in problems}
     notes.extend(f.message for f in diff.findings if f.message not in judged)
-    text = "" if old == new else "\n".join(c.text for c in diff.changes) or "(only cosmetic changes)"
+    text = "" if old == new else "\n".join(c.text for c in diff.changes) or _only_cosmetic(old, new)
     return Analysis(text, diff, tuple(problems), tuple(notes))
+
+
+def _only_cosmetic(old: Bundle | None, new: Bundle) -> str:
+    before = old.files() if old is not None else {}
+    after = new.files()
+    changed = [rel for rel in sorted(set(before) | set(after)) if before.get(rel) != after.get(rel)]
+    return "(only cosmetic changes" + (f" in {', '.join(changed)}" if changed else "") + ")"
+
+
+def _unified(old: Bundle | None, new: Bundle) -> str:
+    from lbctl.diffing import unified_files
+
+    before = {"": old.main, **old.files()} if old is not None else {}
+    return unified_files(before, {"": new.main, **new.files()}, "live", "candidate")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,11 +20,19 @@ class Selected:
     why: str
 
 
-def select(store: Store, journal: Journal, state: TargetState, selector: str, source: str | None = None) -> Selected:
+def select(
+    store: Store,
+    journal: Journal,
+    state: TargetState,
+    selector: str,
+    *,
+    content_of: Callable[[str], object] | None = None,
+) -> Selected:
     """Resolve `selector` for one target to a store revision (exit 2 when impossible).
 
-    With the target's `source`, `previous` skips revisions whose content is what runs now
-    (an automatic rollback restores an earlier revision's content as a new commit).
+    With `content_of` (a revision's content for the target: its files), `previous` skips
+    revisions whose content is what runs now (an automatic rollback restores an earlier
+    revision's content as a new commit).
     """
     target = state.target
     if selector == "last-good":
@@ -38,11 +47,11 @@ def select(store: Store, journal: Journal, state: TargetState, selector: str, so
     # Revisions that failed here were live only until lbctl undid them: not places to go back to.
     history = [h for h in state.history if h.rev and h.rev not in state.bad]
     if selector == "previous":
-        current = store.content_at(state.live, source) if source and state.live else None
+        current = content_of(state.live) if content_of and state.live else None
         for entry in history:
             if not entry.rev or entry.rev == state.live:
                 continue
-            if current is not None and store.content_at(entry.rev, source or "") == current:
+            if current is not None and content_of is not None and content_of(entry.rev) == current:
                 continue
             return Selected(entry.rev, f"live before {_short(state.live)}")
         raise UsageError(f"{target} has no previous revision: lbctl deployed to it at most once")

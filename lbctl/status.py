@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
-from lbctl.journal import TargetState, blob_id
+from lbctl.journal import TargetState
 from lbctl.lock import current_holder
 from lbctl.workspace import Workspace
 
@@ -51,6 +51,7 @@ class TargetStatus:
 
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
+    from lbctl.bundle import live_rels, read_live, recorded_blob
     from lbctl.checks import checks_for
     from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
@@ -65,14 +66,17 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         if probe:
             try:
                 with transport_for(target) as transport:
-                    running = transport.read_file(target.path or "") if target.path else None
+                    kind = kind_for(target)
+                    # Every file of the tree lbctl left live (its main file alone for most targets).
+                    rels = live_rels(ws.store, kind, target, state.live)
+                    running = read_live(transport, target, rels) if target.path else None
+                    recorded = recorded_blob(state.live_blob, running, kind)
                     if running is None:
                         drift = "missing"
-                    elif state.live_blob is None:
+                    elif recorded is None:
                         drift = "unknown"
                     else:
-                        same = blob_id(kind_for(target).canonical(running)) == state.live_blob
-                        drift = "none" if same else "drifted"
+                        drift = "none" if running.blob(kind) == recorded else "drifted"
                     for check in checks_for(target, transport):
                         obs = check.observe()
                         health.append({"check": check.name, "ok": obs.ok, "detail": obs.detail})

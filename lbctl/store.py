@@ -3,27 +3,28 @@
 Revisions are ordinary commits whose metadata travels as `Lbctl-*` trailers.
 Deploy events live beside them in `refs/lbctl/journal` (see `journal.py`).
 
-The on-call path (a rollback) reads and writes git without starting a `git` process per
-step: refs are read from their files, objects through GitPython's one long-lived
-`cat-file --batch`, and new objects (blobs, trees, commits) are written as loose objects
-by gitdb. Only what must be atomic against other writers runs git: `update-ref` with the
-expected old value, and `add` to bring the index along.
+What a deploy or rollback needs (refs, files at a revision, new blobs, trees and commits)
+goes through `lbctl.gitio`, in-process; what must be atomic against other writers runs
+`git` (`update-ref` with the expected old value, `add`/`rm` for the index). GitPython
+(`Store.repo`, loaded on first use) serves history listings and commits made by git.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lbctl import gitio
 from lbctl.config import CONFIG_NAME
 from lbctl.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
-    from gitdb.db.loose import LooseObjectDB
+    import git
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,7 @@ class PendingCommit:
 
     sha: str
     parent: str | None
-    source: str
-    content: bytes
+    files: Mapping[str, bytes | None]  # store path → new content, or None to delete it
     message: str
     trailers: dict[str, str]
 
@@ -74,39 +74,53 @@ class Store:
     """A git-backed store. Methods return values; nothing here prints."""
 
     def __init__(self, root: Path) -> None:
-        import git
-
         self.root = root
-        try:
-            self.repo = git.Repo(root)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        dirs = gitio.git_dirs(root)
+        if dirs is None:
             raise StoreError(
-                f"{root} has {CONFIG_NAME} but is not a git repository",
+                f"{root} has {CONFIG_NAME} but is not a git repository (or not the top of its work tree)",
                 hint=f"run `git init {root}` and commit lbctl.toml, or `lbctl init` a new store",
-            ) from None
-        if self.repo.working_tree_dir is None or Path(self.repo.working_tree_dir).resolve() != root:
-            raise StoreError(f"{root} must be the top of its git work tree")
-        self.git_dir = Path(self.repo.git_dir)
-        self._loose: LooseObjectDB | None = None
+            )
+        self.git_dir = dirs[0]
+        self.plumbing = gitio.Repo(root, *dirs)
+        self._repo: git.Repo | None = None
+        self._identity: tuple[str, str] | None = None
+
+    @property
+    def repo(self) -> git.Repo:
+        """GitPython's view of the store (history, commits made by git); loaded on first use."""
+        if self._repo is None:
+            import git
+
+            self._repo = git.Repo(self.root)
+        return self._repo
+
+    def _git(self, *args: str) -> str:
+        try:
+            return self.plumbing.git(*args)
+        except gitio.GitError as exc:
+            raise StoreError(f"git {args[0]} failed in {self.root}: {exc}") from None
 
     # -- identity and cleanliness -------------------------------------------------------
 
     def identity(self) -> tuple[str, str]:
-        """(name, email) from git config; a store change without one is refused."""
-        reader = self.repo.config_reader()
-        name = str(reader.get_value("user", "name", "")) or os.environ.get("GIT_AUTHOR_NAME", "")
-        email = str(reader.get_value("user", "email", "")) or os.environ.get("GIT_AUTHOR_EMAIL", "")
-        if not name or not email:
-            raise StoreError(
-                "git has no identity for this store: lbctl records who changed what",
-                hint='run `git config --global user.name "Your Name"` and `git config --global '
-                "user.email you@example.com`",
-            )
-        return name, email
+        """(name, email) as git would sign a commit here; a store change without one is refused."""
+        if self._identity is None:
+            try:
+                ident = self.plumbing.git("var", "GIT_AUTHOR_IDENT")
+            except gitio.GitError:
+                raise StoreError(
+                    "git has no identity for this store: lbctl records who changed what",
+                    hint='run `git config --global user.name "Your Name"` and `git config --global '
+                    "user.email you@example.com`",
+                ) from None
+            name, _, rest = ident.partition(" <")
+            self._identity = (name.strip(), rest.partition(">")[0])
+        return self._identity
 
     def dirty_paths(self) -> list[str]:
         """Tracked files with uncommitted changes (untracked files are not counted)."""
-        out = self.repo.git.status("--porcelain", "--untracked-files=no", "-z")
+        out = self._git("status", "--porcelain", "--untracked-files=no", "-z")
         return [entry[3:] for entry in out.split("\0") if entry]
 
     def require_clean(self, *, allow: tuple[str, ...] = ()) -> None:
@@ -122,61 +136,58 @@ class Store:
         return self.ref("HEAD") is not None
 
     def ref(self, name: str) -> str | None:
-        """The sha `name` (HEAD, refs/...) points to, read from the ref files; None if unborn."""
-        from git.refs.symbolic import SymbolicReference
-
-        try:
-            return SymbolicReference.dereference_recursive(self.repo, name)
-        except ValueError:
-            return None
+        """The sha `name` (HEAD, refs/...) points to; None if it does not exist (an unborn branch)."""
+        return self.plumbing.ref(name)
 
     # -- reading ------------------------------------------------------------------------
 
     def resolve(self, rev: str) -> str:
         """Full sha of a git revision (sha, tag, HEAD~2); exit 2 when unknown."""
-        import git
-
-        if rev.startswith("-"):
-            raise UsageError(f"unknown revision {rev!r}")
-        try:
-            return str(self.repo.git.rev_parse("--verify", "-q", f"{rev}^{{commit}}"))
-        except git.GitCommandError:
+        found = None if rev.startswith("-") else self.plumbing.resolve(rev)
+        if found is not None and self.plumbing.commit(found) is None:  # a tag, a tree: let git peel it
+            found = self.plumbing.resolve(f"{rev}^{{commit}}")
+        if found is None:
             raise UsageError(
                 f"unknown revision {rev!r} in the store",
                 hint="see `lbctl log` for revisions, or use last-good, previous, ~N, @<time>",
-            ) from None
+            )
+        return found
 
     def content_at(self, sha: str, source: str) -> bytes | None:
         """The bytes of `source` at commit `sha`, or None if it did not exist there."""
-        import git
-        from gitdb.exc import BadName, BadObject
+        return self.plumbing.file_at(sha, source)
 
-        try:
-            item = self.repo.commit(sha).tree / source
-        except (KeyError, ValueError, BadName, BadObject, git.GitCommandError):
-            return None
-        if item.type != "blob":
-            return None
-        data: bytes = item.data_stream.read()
-        return data
+    def last_change(self, paths: str | Sequence[str], at: str = "HEAD") -> str | None:
+        """The newest commit at or before `at` that changed any of `paths` (git pathspecs).
 
-    def last_change(self, source: str, at: str = "HEAD") -> str | None:
-        """The newest commit at or before `at` that changed `source` (the revision it is at)."""
+        For a target that is the revision it is at: one path for a single file, the main
+        file and its includes' pathspecs for a tree (see `lbctl.bundle`).
+        """
         if not self.has_commits():
             return None
-        out = self.repo.git.log("-1", "--format=%H", at, "--", source)
+        out = self._git("log", "-1", "--format=%H", at, "--", *([paths] if isinstance(paths, str) else paths))
         return out.strip() or None
 
+    def files_at(self, rev: str, directory: str) -> list[str]:
+        """Every file under `directory` at commit `rev`, as paths relative to `directory`."""
+        prefix = directory.rstrip("/") + "/" if directory else ""
+        out = self._git("ls-tree", "-r", "-z", "--name-only", "--full-tree", rev, *(["--", prefix] if prefix else []))
+        return [name[len(prefix) :] for name in out.split("\0") if name and name.startswith(prefix)]
+
     def revision(self, sha: str) -> Revision:
-        commit = self.repo.commit(sha)
-        message = str(commit.message)
+        full = self.plumbing.resolve(sha)
+        info = self.plumbing.commit(full) if full else None
+        if info is None:
+            raise UsageError(f"unknown revision {sha!r} in the store")
+        name, _, rest = info.author.partition(" <")
+        email, _, when = rest.partition("> ")
         return Revision(
-            sha=commit.hexsha,
-            author=str(commit.author.name),
-            email=str(commit.author.email),
-            date=datetime.fromtimestamp(commit.authored_date, tz=UTC),
-            subject=message.splitlines()[0] if message else "",
-            trailers=parse_trailers(message),
+            sha=info.sha,
+            author=name,
+            email=email,
+            date=datetime.fromtimestamp(int(when.split()[0]), tz=UTC) if when else datetime.fromtimestamp(0, UTC),
+            subject=info.message.splitlines()[0] if info.message else "",
+            trailers=parse_trailers(info.message),
         )
 
     def revisions(self, source: str | None = None, limit: int = 20) -> list[Revision]:
@@ -185,27 +196,28 @@ class Store:
         args = [f"-{limit}", "--format=%H", "HEAD"]
         if source:
             args += ["--", source]
-        return [self.revision(sha) for sha in self.repo.git.log(*args).split()]
+        return [self.revision(sha) for sha in self._git("log", *args).split()]
 
     # -- writing ------------------------------------------------------------------------
 
-    def prepare_commit(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> PendingCommit:
-        """Write a commit of `source` = `content` on top of HEAD, without moving any branch.
+    def prepare_commit(
+        self, files: Mapping[str, bytes | None], message: str, trailers: dict[str, str]
+    ) -> PendingCommit:
+        """Write a commit of `files` (path → content, None deletes) on top of HEAD, moving no branch.
 
         The deploy lifecycle lands it (`land`) only once the LB has taken the change, so a
         change that never went live leaves no commit behind.
         """
         name, email = self.identity()
         parent = self.ref("HEAD")
-        blob = self.write_object("blob", content)
-        root = self.repo.commit(parent).tree.hexsha if parent else None
-        tree = self._tree_with(root, source.split("/"), bytes.fromhex(blob))
+        base = self.plumbing.commit(parent) if parent else None
+        tree = self.plumbing.write_tree(base.tree if base else None, dict(files))
         body = compose_message(message, trailers)
         stamp = f"{int(datetime.now(tz=UTC).timestamp())} +0000"
         header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
         header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
         sha = self.write_object("commit", (header + body).encode())
-        return PendingCommit(sha, parent, source, content, message, trailers)
+        return PendingCommit(sha, parent, dict(files), message, trailers)
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
         """Serialise git writes (index, refs) of every lbctl process working on this store."""
@@ -219,71 +231,44 @@ class Store:
         If someone committed to the store meanwhile, the same change is re-made on top of
         their commit (never over it); returns the sha that landed.
         """
-        import git
-
         with self.writing():
             for _ in range(5):
                 try:
-                    self.repo.git.update_ref("-m", "lbctl: deploy", "HEAD", pending.sha, pending.parent or "0" * 40)
+                    self.plumbing.git(
+                        "update-ref", "-m", "lbctl: deploy", "HEAD", pending.sha, pending.parent or "0" * 40
+                    )
                     break
-                except git.GitCommandError:
-                    pending = self.prepare_commit(pending.source, pending.content, pending.message, pending.trailers)
+                except gitio.GitError:
+                    pending = self.prepare_commit(pending.files, pending.message, pending.trailers)
             else:
                 raise StoreError("the store's branch kept moving while lbctl tried to record its commit")
-            path = self.root / pending.source
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(pending.content)
-            self.repo.git.add("--", pending.source)
+            self._write_work_tree(pending.files)
         return pending.sha
+
+    def _write_work_tree(self, files: Mapping[str, bytes | None]) -> None:
+        """Bring the work tree and the index to `files` (None: the file is deleted)."""
+        for source, content in files.items():
+            path = self.root / source
+            if content is None:
+                path.unlink(missing_ok=True)
+                self._git("rm", "-q", "--cached", "--ignore-unmatch", "--", source)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(content)
+                self._git("add", "--", source)
 
     def write_object(self, kind: str, data: bytes) -> str:
         """Write a loose object (blob, tree, commit) in-process; returns its sha."""
-        import io
+        return self.plumbing.write(kind, data)
 
-        from gitdb import IStream
-        from gitdb.db.loose import LooseObjectDB
-
-        if self._loose is None:
-            self._loose = LooseObjectDB(str(Path(self.repo.common_dir) / "objects"))
-        stored = self._loose.store(IStream(kind.encode(), len(data), io.BytesIO(data)))
-        return str(stored.hexsha.decode())
-
-    def _tree_with(self, tree: str | None, parts: list[str], blob: bytes) -> str:
-        """Write the tree `tree` with the file at `parts` set to `blob`; returns the new tree's sha."""
-        entries: dict[bytes, tuple[bytes, bytes]] = {}  # name -> (mode, binary sha)
-        if tree is not None:
-            data = self.repo.odb.stream(bytes.fromhex(tree)).read()
-            pos = 0
-            while pos < len(data):
-                space = data.index(b" ", pos)
-                nul = data.index(b"\0", space)
-                entries[data[space + 1 : nul]] = (data[pos:space], data[nul + 1 : nul + 21])
-                pos = nul + 21
-        name = parts[0].encode()
-        if len(parts) == 1:
-            entries[name] = (b"100644", blob)
-        else:
-            mode, sha = entries.get(name, (b"", b""))
-            sub = sha.hex() if mode == b"40000" else None
-            entries[name] = (b"40000", bytes.fromhex(self._tree_with(sub, parts[1:], blob)))
-
-        def order(item: tuple[bytes, tuple[bytes, bytes]]) -> bytes:  # git sorts a directory as "name/"
-            return item[0] + (b"/" if item[1][0] == b"40000" else b"")
-
-        body = b"".join(mode + b" " + n + b"\0" + sha for n, (mode, sha) in sorted(entries.items(), key=order))
-        return self.write_object("tree", body)
-
-    def commit_file(self, source: str, content: bytes, message: str, trailers: dict[str, str]) -> str:
-        """Write `source` and commit only that path, with trailers; returns the new sha."""
+    def commit_files(self, files: Mapping[str, bytes | None], message: str, trailers: dict[str, str]) -> str:
+        """Write `files` (None deletes) and commit only those paths, with trailers; returns the new sha."""
         self.identity()
         with self.writing():
-            path = self.root / source
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
-            self.repo.git.add("--", source)
+            self._write_work_tree(files)
             body = compose_message(message, trailers)
-            self.repo.git.commit("-q", "--no-verify", "-m", body, "--", source)
-            return str(self.repo.head.commit.hexsha)
+            self._git("commit", "-q", "--no-verify", "-m", body, "--", *files)
+            return self.ref("HEAD") or ""
 
 
 def compose_message(message: str, trailers: dict[str, str]) -> str:

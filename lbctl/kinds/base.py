@@ -12,12 +12,15 @@ the LB's own commands, and does all I/O through the target's transport. Contract
 - `traffic_snapshot(transport)`: per-server counters from the LB's own view of traffic.
 - `prepare(content)` / `canonical(content)`: what is pushed for a store file, and the form
   in which a running config and the store's are compared.
+- `include_patterns(content)`: the relative paths (globs allowed) a config includes, for a
+  kind whose configs span several files (`lbctl.bundle` deploys the store's ones with it).
 - `validate_argv` / `reload_argv`: a target's `validate` / `reload` strings are split
   like a shell would (no shell runs them) and `{path}` is replaced as one argument.
 """
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from abc import ABC, abstractmethod
 from typing import ClassVar
@@ -38,6 +41,8 @@ class Kind(ABC):
     # A kind whose traffic readings are lbctl's own probes (Caddy) counts them in `probes_sent`;
     # the balance check then sends no top-up probes of its own.
     probes_itself: ClassVar[bool] = False
+    # A kind whose configs may `include` other files: its targets deploy a bundle (`lbctl.bundle`).
+    follows_includes: ClassVar[bool] = False
     probes_sent: int = 0
 
     def __init__(self, target: Target) -> None:
@@ -70,7 +75,10 @@ class Kind(ABC):
             )
         if result.code != 0:
             live = self.target.path or ""
-            details = result.output.replace(staged, live) if live else result.output
+            details = result.output
+            if live:  # the live names, also for the files of a staged tree (`lbctl.placement`)
+                details = details.replace(staged, live)
+                details = details.replace(posixpath.dirname(staged) + "/", posixpath.dirname(live) + "/")
             raise ValidationFailed(
                 f"{self.name} rejected the candidate config (`{' '.join(argv[:-1])} ...` exited {result.code});"
                 " nothing was changed on the LB",
@@ -81,6 +89,14 @@ class Kind(ABC):
     def prepare(self, content: bytes) -> bytes:
         """The bytes to push for a store file's `content` (e.g. a Caddyfile adapted to JSON)."""
         return content
+
+    def include_patterns(self, content: bytes) -> list[str]:
+        """Paths (globs as the LB expands them) that `content` includes, relative to its directory.
+
+        Only those: absolute paths and paths with variables are the LB host's business. A
+        kind whose configs are one file returns none, and its targets deploy one file.
+        """
+        return []
 
     def canonical(self, content: bytes) -> bytes:
         """A form in which two equivalent configs are equal bytes (drift and no-op detection).

@@ -53,6 +53,7 @@ class _LogCursor:
 class NginxKind(Kind):
     name = "nginx"
     default_validate = ("nginx", "-t", "-q", "-c", "{path}")
+    follows_includes = True
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
@@ -66,6 +67,15 @@ class NginxKind(Kind):
             return super().validate_argv(path)
         prefix = ["-p", self.target.prefix] if self.target.prefix else []
         return ["nginx", "-t", "-q", *prefix, "-c", path]
+
+    def include_patterns(self, content: bytes) -> list[str]:
+        if b"include" not in content:  # most configs: no parse needed
+            return []
+        from lbctl.semantic.nginx import include_patterns
+
+        return [
+            p for p in include_patterns(content.decode("utf-8", "replace")) if not p.startswith("/") and "$" not in p
+        ]
 
     def reload_marker(self, transport: Transport) -> Generation:
         return self.generation(transport)

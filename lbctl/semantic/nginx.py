@@ -79,6 +79,31 @@ def parse(text: str, *, filename: str, root: Path | None = None) -> ConfigModel:
     return ConfigModel("nginx", filename, tuple(builder.sections), tuple(notes))
 
 
+def include_patterns(text: str) -> list[str]:
+    """The arguments of every `include` in `text` (one file, nested blocks too), in order.
+
+    Text crossplane cannot read has none: the plan's parse reports it, with its line.
+    """
+    with tempfile.TemporaryDirectory(prefix="lbctl-nginx-") as tmp:
+        path = os.path.join(tmp, "nginx.conf")
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
+            handle.write(text)
+        try:
+            tree = _parse_file(path, shown="nginx.conf", text=text)
+        except ParseError:
+            return []
+    found: list[str] = []
+
+    def walk(block: list[dict[str, Any]]) -> None:
+        for stmt in block:
+            if stmt["directive"] == "include" and len(stmt["args"]) == 1:
+                found.append(stmt["args"][0])
+            walk(stmt.get("block", []))
+
+    walk(tree)
+    return found
+
+
 def _parse_file(path: str, *, shown: str, text: str | None = None) -> list[dict[str, Any]]:
     import crossplane
 

@@ -12,6 +12,9 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 - `swap(staged, path, keep)` makes `staged` the live `path` atomically (rename), after
   hard-linking the current `path` to `keep` so the previous config can be restored at once.
 - `restore(keep, path)` puts the kept file back atomically, leaving `keep` in place.
+- `put_file(path, data, like=)` writes a complete new file at exactly `path` (its directory
+  must exist), with the permissions of `like` if that exists: for staging a tree of files
+  (`lbctl.tree`), whose other steps are `run` scripts.
 - `unix_request(socket, command)` sends one line to a UNIX socket on the LB host
   (HAProxy's master CLI and runtime API) and returns the whole answer.
 - `lock(name, info)` holds an exclusive lock on the LB host for the operation's life.
@@ -91,6 +94,10 @@ class Transport(ABC):
     @abstractmethod
     def restore(self, keep: str, path: str) -> None:
         """Atomically put `keep` back as `path` (keep stays, for a second restore)."""
+
+    def put_file(self, path: str, data: bytes, *, like: str) -> None:
+        """Write `data` as a new file `path` (mode of `like`, else 0644); a retry rewrites it whole."""
+        raise NotImplementedError(f"the {self.name} transport cannot stage a tree of files")
 
     @abstractmethod
     def remove(self, path: str) -> None:

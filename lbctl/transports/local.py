@@ -44,13 +44,11 @@ class LocalTransport(Transport):
         live = Path(path)
         live.parent.mkdir(parents=True, exist_ok=True)
         staged = live.with_name(f".{live.name}.lbctl-stage-{os.getpid()}")
-        fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, _mode_of(live))
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _write_new(staged, data, _mode_of(live))
         return str(staged)
+
+    def put_file(self, path: str, data: bytes, *, like: str) -> None:
+        _write_new(Path(path), data, _mode_of(Path(like)))
 
     def swap(self, staged: str, path: str, keep: str) -> None:
         if os.path.exists(path):
@@ -91,6 +89,15 @@ class LocalTransport(Transport):
     def lock(self, name: str, info: str) -> Iterator[None]:
         with hold_flock(Path(name), info):
             yield
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _mode_of(path: Path) -> int:

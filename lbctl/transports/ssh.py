@@ -79,6 +79,7 @@ mv -f -- "$staged" "$path" || exit 5
 _RESTORE = r"""
 keep=$1 path=$2
 [ -f "$keep" ] || { echo "no kept file $keep" >&2; exit 3; }
+[ "$keep" -ef "$path" ] && exit 0  # restored already (a repeat): mv would refuse two names of one file
 ln -f -- "$keep" "$path.lbctl-restore" && mv -f -- "$path.lbctl-restore" "$path"
 """
 _LOCK = r"""
@@ -298,29 +299,36 @@ class SshTransport(Transport):
         staged = posixpath.join(directory, f".{name}.lbctl-stage-{self._stage_token}")
 
         def upload() -> str:
-            sftp = self._sftp()
-            try:
-                mode = (sftp.stat(path).st_mode or 0o100644) & 0o7777
-            except FileNotFoundError:
-                mode = 0o644
-                self._exec(["mkdir", "-p", "--", directory or "."], b"", 30.0)
-            # "w" truncates: a retried upload starts from an empty file, never appends.
-            try:
-                f = sftp.open(staged, "wb")
-            except FileNotFoundError:
-                raise RemoteFileError(f"cannot create {staged} on {self.where}: its directory is missing") from None
-            with f:
-                f.set_pipelined(True)
-                f.write(data)
-                f.chmod(mode)
-            # close() waited for every pipelined write's answer; the size proves it all landed.
-            size = sftp.stat(staged).st_size
-            if size != len(data):
-                raise EOFError(f"staged {staged} has {size} of {len(data)} bytes")
+            self._upload(staged, data, like=path, make_directory=directory or ".")
             return staged
 
         self._staged[staged] = (len(data), hashlib.sha256(data).digest())
         return self._step("upload to " + staged, upload)
+
+    def put_file(self, path: str, data: bytes, *, like: str) -> None:
+        self._step("upload to " + path, lambda: self._upload(path, data, like=like))
+
+    def _upload(self, dest: str, data: bytes, *, like: str, make_directory: str | None = None) -> None:
+        sftp = self._sftp()
+        try:
+            mode = (sftp.stat(like).st_mode or 0o100644) & 0o7777
+        except FileNotFoundError:
+            mode = 0o644
+            if make_directory is not None:
+                self._exec(["mkdir", "-p", "--", make_directory], b"", 30.0)
+        # "w" truncates: a retried upload starts from an empty file, never appends.
+        try:
+            f = sftp.open(dest, "wb")
+        except FileNotFoundError:
+            raise RemoteFileError(f"cannot create {dest} on {self.where}: its directory is missing") from None
+        with f:
+            f.set_pipelined(True)
+            f.write(data)
+            f.chmod(mode)
+        # close() waited for every pipelined write's answer; the size proves it all landed.
+        size = sftp.stat(dest).st_size
+        if size != len(data):
+            raise EOFError(f"staged {dest} has {size} of {len(data)} bytes")
 
     def swap(self, staged: str, path: str, keep: str) -> None:
         _, digest = self._staged.get(staged, (-1, b""))

@@ -15,7 +15,8 @@ from tests.semantic.corpus import EXPECTED_ERRORS, corpus_files, read, reformat_
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 HAPROXY = [rel for kind, rel in corpus_files() if kind == "haproxy"]
 NGINX = [rel for kind, rel in corpus_files() if kind == "nginx" and rel not in EXPECTED_ERRORS]
-_SERVER_LINE = re.compile(r"^(\s*server\s+[^\s'\"#]+\s+[^\s'\"#]+)")
+# The server's name and whole address: a quoted address (`unix@"${tmpdir}/x.sock"`) is not one to edit.
+_SERVER_LINE = re.compile(r"^(\s*server\s+[^\s'\"#]+\s+[^\s'\"#]+)(?=\s|$)")
 
 
 def _haproxy_targets() -> tuple[list[tuple[str, str, str, int, int]], list[tuple[str, str, str, int, int]]]:

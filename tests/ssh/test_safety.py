@@ -158,6 +158,18 @@ def test_sshd_child_killed_between_steps_reconnects_and_swap_is_idempotent(sshd:
     assert Path(keep).read_text() == "old\n"
 
 
+def test_restore_is_idempotent(sshd: Sshd, tmp_path: Path) -> None:
+    path = tmp_path / "haproxy.cfg"
+    path.write_text("old\n")
+    keep = f"{path}.lbctl-prev"
+    with SshTransport(_target(sshd, path=str(path))) as t:
+        t.swap(t.write_staged(str(path), b"new\n"), str(path), keep)
+        t.restore(keep, str(path))
+        t.restore(keep, str(path))  # as if the first answer had been lost
+    assert path.read_text() == "old\n"
+    assert not [p for p in tmp_path.iterdir() if "lbctl-restore" in p.name]
+
+
 def test_lb_side_lock_names_its_holder_and_how_to_break_it(sshd: Sshd, tmp_path: Path) -> None:
     name = str(tmp_path / ".haproxy.cfg.lbctl.lock")
     with SshTransport(_target(sshd)) as first, SshTransport(_target(sshd)) as second:

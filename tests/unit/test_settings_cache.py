@@ -68,5 +68,5 @@ def test_a_damaged_cache_is_ignored(store: Path) -> None:
 def test_a_cached_config_still_checks_its_source_exists(store: Path) -> None:
     config.load(store / "lbctl.toml")
     (store / "edge.cfg").unlink()
-    with pytest.raises(ConfigError, match="edge.cfg"):
+    with pytest.raises(ConfigError, match=r"edge\.cfg"):
         config.load(store / "lbctl.toml")

@@ -1,0 +1,277 @@
+"""Git's on-disk formats, read and written in-process for the store's hot path.
+
+A rollback reads a few refs and objects and writes a few objects; starting GitPython
+(~60 ms of imports and two `git version` runs) or a `git` process per step costs more
+than the work. This module does exactly that much and no more:
+
+- refs: loose ref files, then `packed-refs`, following symbolic refs (`HEAD`);
+- objects: loose objects are inflated here; anything else (packed objects) is asked of
+  one long-lived `git cat-file --batch`, started only if needed;
+- new objects are written as loose objects (temp file + rename, as git does);
+- everything that must be atomic against other writers (`update-ref` with the expected
+  old value, the index) is left to `git` itself (`Repo.git`).
+
+Repositories git cannot be read this way from files (the reftable ref format) fall back to
+`git rev-parse`. The rest of the store (history listings, `init`, `commit`) uses GitPython.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_MAX_SYMREF_DEPTH = 5
+
+
+class GitError(Exception):
+    """git refused or failed; the message is git's own."""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    sha: str
+    tree: str
+    parents: tuple[str, ...]
+    author: str  # "Name <email> 1700000000 +0000", as stored
+    message: str
+
+
+def git_dirs(root: Path) -> tuple[Path, Path] | None:
+    """(git dir, common dir) of the work tree at `root`, or None if `root/.git` is not a repository."""
+    dot = root / ".git"
+    if dot.is_dir():
+        git_dir = dot
+    elif dot.is_file():
+        text = dot.read_text(encoding="utf-8", errors="replace").strip()
+        if not text.startswith("gitdir:"):
+            return None
+        git_dir = (root / text.partition(":")[2].strip()).resolve()
+    else:
+        return None
+    common = git_dir
+    pointer = git_dir / "commondir"
+    if pointer.is_file():
+        common = (git_dir / pointer.read_text(encoding="utf-8").strip()).resolve()
+    return (git_dir, common) if (common / "objects").is_dir() else None
+
+
+class Repo:
+    """One repository's refs and objects, plus `git` for what must be atomic."""
+
+    def __init__(self, root: Path, git_dir: Path, common_dir: Path) -> None:
+        self.root = root
+        self.git_dir = git_dir
+        self.common_dir = common_dir
+        self.objects = common_dir / "objects"
+        self._reftable = (common_dir / "reftable").is_dir()
+        self._batch: subprocess.Popen[bytes] | None = None
+
+    # -- git itself ---------------------------------------------------------------------
+
+    def git(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+        """Run `git -C root ARGS`; its stdout, or `GitError` with its stderr."""
+        proc = subprocess.run(
+            ["git", "-C", str(self.root), *args],
+            input=input,
+            capture_output=True,
+            env={**os.environ, **env} if env else None,
+        )
+        if proc.returncode != 0:
+            raise GitError(proc.stderr.decode("utf-8", "replace").strip() or f"git {args[0]} exited {proc.returncode}")
+        return proc.stdout.decode("utf-8", "replace")
+
+    def close(self) -> None:
+        if self._batch is not None:
+            for stream in (self._batch.stdin, self._batch.stdout):
+                if stream is not None:
+                    stream.close()
+            self._batch.wait()
+            self._batch = None
+
+    # -- refs ---------------------------------------------------------------------------
+
+    def ref(self, name: str) -> str | None:
+        """The sha `name` (HEAD, refs/...) points to, following symbolic refs; None if it does not exist."""
+        if self._reftable:
+            out = subprocess.run(
+                ["git", "-C", str(self.root), "rev-parse", "--verify", "-q", name],
+                capture_output=True,
+                text=True,
+            )
+            return out.stdout.strip() or None
+        for _ in range(_MAX_SYMREF_DEPTH):
+            value = self._read_ref(name)
+            if value is None:
+                return None
+            if not value.startswith("ref:"):
+                return value if _SHA.match(value) else None
+            name = value[4:].strip()
+        return None
+
+    def _read_ref(self, name: str) -> str | None:
+        for base in (self.git_dir, self.common_dir):
+            try:
+                return (base / name).read_text(encoding="utf-8").strip()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+        try:
+            packed = (self.common_dir / "packed-refs").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        for line in packed.splitlines():
+            sha, _, ref = line.partition(" ")
+            if ref == name and _SHA.match(sha):
+                return sha
+        return None
+
+    def resolve(self, rev: str) -> str | None:
+        """A commit-ish as a full sha: a full sha as it is, a ref by its files; anything else by git."""
+        if _SHA.match(rev):
+            return rev
+        if rev == "HEAD" or rev.startswith("refs/"):
+            return self.ref(rev)
+        try:
+            return self.git("rev-parse", "--verify", "-q", f"{rev}^{{commit}}").strip() or None
+        except GitError:
+            return None
+
+    # -- objects ------------------------------------------------------------------------
+
+    def read(self, sha: str) -> tuple[str, bytes] | None:
+        """(type, content) of an object, or None if the repository does not have it."""
+        loose = self.objects / sha[:2] / sha[2:]
+        try:
+            raw = zlib.decompress(loose.read_bytes())
+        except FileNotFoundError:
+            return self._read_batch(sha)
+        header, _, body = raw.partition(b"\0")
+        kind, _, _size = header.decode().partition(" ")
+        return kind, body
+
+    def _read_batch(self, sha: str) -> tuple[str, bytes] | None:
+        if self._batch is None:
+            self._batch = subprocess.Popen(
+                ["git", "-C", str(self.root), "cat-file", "--batch"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+        assert self._batch.stdin is not None and self._batch.stdout is not None
+        self._batch.stdin.write(sha.encode() + b"\n")
+        self._batch.stdin.flush()
+        header = self._batch.stdout.readline().decode().split()
+        if len(header) != 3:  # "<sha> missing" (or ambiguous)
+            return None
+        body = self._batch.stdout.read(int(header[2]))
+        self._batch.stdout.read(1)  # the newline after each object
+        return header[1], body
+
+    def write(self, kind: str, data: bytes) -> str:
+        """Store a loose object (blob, tree, commit); returns its sha. Idempotent."""
+        raw = f"{kind} {len(data)}".encode() + b"\0" + data
+        sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        path = self.objects / sha[:2] / sha[2:]
+        if path.exists():
+            return sha
+        path.parent.mkdir(exist_ok=True)
+        temp = path.parent / f"tmp_obj_lbctl_{os.getpid()}_{sha[:8]}"
+        with open(temp, "wb") as f:
+            f.write(zlib.compress(raw, 1))
+        os.chmod(temp, 0o444)
+        os.replace(temp, path)
+        return sha
+
+    # -- commits and trees --------------------------------------------------------------
+
+    def commit(self, sha: str) -> CommitInfo | None:
+        found = self.read(sha)
+        if found is None or found[0] != "commit":
+            return None
+        head, _, message = found[1].decode("utf-8", "replace").partition("\n\n")
+        tree, parents, author = "", [], ""
+        for line in head.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "tree":
+                tree = value
+            elif key == "parent":
+                parents.append(value)
+            elif key == "author":
+                author = value
+        return CommitInfo(sha, tree, tuple(parents), author, message)
+
+    def tree(self, sha: str) -> dict[bytes, tuple[bytes, str]]:
+        """A tree's entries: name → (mode, sha)."""
+        found = self.read(sha)
+        if found is None or found[0] != "tree":
+            raise GitError(f"{sha} is not a tree in {self.root}")
+        data, entries, pos = found[1], {}, 0
+        while pos < len(data):
+            space = data.index(b" ", pos)
+            nul = data.index(b"\0", space)
+            entries[data[space + 1 : nul]] = (data[pos:space], data[nul + 1 : nul + 21].hex())
+            pos = nul + 21
+        return entries
+
+    def file_at(self, rev: str, path: str) -> bytes | None:
+        """The bytes of the file at `path` in commit `rev`, or None (no such commit, path or file)."""
+        sha = self.resolve(rev)
+        info = self.commit(sha) if sha else None
+        if info is None:
+            return None
+        current = info.tree
+        parts = path.strip("/").split("/")
+        for number, part in enumerate(parts):
+            entry = self.tree(current).get(part.encode())
+            if entry is None:
+                return None
+            mode, current = entry
+            is_last = number == len(parts) - 1
+            if (mode == b"40000") == is_last:  # a directory where a file is wanted, or the reverse
+                return None
+        found = self.read(current)
+        return found[1] if found is not None and found[0] == "blob" else None
+
+    def write_tree(self, base: str | None, files: dict[str, bytes | None]) -> str:
+        """The tree `base` with each path set to its blob (or removed for None); returns the new tree's sha.
+
+        Paths are relative to the tree, `/`-separated. Emptied directories disappear, as in git.
+        """
+        entries = self.tree(base) if base else {}
+        here: dict[bytes, bytes | None] = {}
+        below: dict[bytes, dict[str, bytes | None]] = {}
+        for path, content in files.items():
+            head, sep, rest = path.strip("/").partition("/")
+            if sep:
+                below.setdefault(head.encode(), {})[rest] = content
+            else:
+                here[head.encode()] = content
+        for name, content in here.items():
+            if content is None:
+                entries.pop(name, None)
+            else:
+                kept = entries.get(name, (b"", ""))[0]
+                mode = b"100755" if kept == b"100755" else b"100644"  # a file stays executable if it was
+                entries[name] = (mode, self.write("blob", content))
+        for name, subfiles in below.items():
+            old = entries.get(name)
+            sub = self.write_tree(old[1] if old and old[0] == b"40000" else None, subfiles)
+            if sub == _EMPTY_TREE:
+                entries.pop(name, None)
+            else:
+                entries[name] = (b"40000", sub)
+
+        def order(name: bytes) -> bytes:  # git sorts a directory as if its name ended in "/"
+            return name + b"/" if entries[name][0] == b"40000" else name
+
+        body = b"".join(
+            entries[n][0] + b" " + n + b"\0" + bytes.fromhex(entries[n][1]) for n in sorted(entries, key=order)
+        )
+        return self.write("tree", body)
+
+
+_EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"

@@ -1,0 +1,116 @@
+"""lbctl.gitio against git itself: the same refs, objects and trees as git reads and writes."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lbctl.gitio import Repo, git_dirs
+
+
+def git(root: Path, *args: str, input: bytes | None = None) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], input=input, capture_output=True, check=True).stdout.decode()
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "store"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "configs" / "edge").mkdir(parents=True)
+    (root / "configs" / "edge" / "haproxy.cfg").write_text("global\n")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "lbctl.toml").write_text("[targets]\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "one")
+    return root
+
+
+def repo(root: Path) -> Repo:
+    dirs = git_dirs(root)
+    assert dirs is not None
+    return Repo(root, *dirs)
+
+
+def test_refs_loose_packed_symbolic_and_missing(root: Path) -> None:
+    r = repo(root)
+    head = git(root, "rev-parse", "HEAD").strip()
+    assert r.ref("HEAD") == head and r.ref("refs/heads/main") == head
+    git(root, "update-ref", "refs/lbctl/journal", head)
+    git(root, "pack-refs", "--all")
+    assert not (root / ".git" / "refs" / "lbctl" / "journal").exists()
+    assert r.ref("refs/lbctl/journal") == head and r.ref("HEAD") == head
+    assert r.ref("refs/lbctl/nothing") is None
+    assert r.resolve("HEAD~0") == head and r.resolve("no-such-rev") is None
+
+
+def test_unborn_head_is_none(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "-b", "main")
+    assert repo(tmp_path).ref("HEAD") is None
+
+
+def test_objects_read_loose_and_packed_as_git_does(root: Path) -> None:
+    r = repo(root)
+    assert r.file_at("HEAD", "configs/edge/haproxy.cfg") == b"global\n"
+    git(root, "gc", "-q")
+    assert not any(p.name != "pack" and p.name != "info" for p in (root / ".git" / "objects").iterdir())
+    assert r.file_at("HEAD", "configs/edge/haproxy.cfg") == b"global\n"  # from the pack, via cat-file
+    assert r.file_at("HEAD", "configs/edge") is None  # a directory is not a file
+    assert r.file_at("HEAD", "configs/edge/haproxy.cfg/x") is None
+    assert r.file_at("HEAD", "missing.cfg") is None
+    assert r.file_at("0" * 40, "lbctl.toml") is None
+    info = r.commit(git(root, "rev-parse", "HEAD").strip())
+    assert info is not None and info.message == "one\n" and info.parents == ()
+    r.close()
+
+
+def test_written_objects_are_gits_objects(root: Path) -> None:
+    r = repo(root)
+    sha = r.write("blob", b"hello\n")
+    assert sha == git(root, "hash-object", "--stdin", input=b"hello\n").strip()
+    assert git(root, "cat-file", "-p", sha) == "hello\n"
+    assert r.write("blob", b"hello\n") == sha  # again: the same object, nothing rewritten
+
+
+def test_write_tree_matches_an_index_built_by_git(root: Path) -> None:
+    r = repo(root)
+    base = git(root, "rev-parse", "HEAD^{tree}").strip()
+    files: dict[str, bytes | None] = {
+        "configs/edge/haproxy.cfg": b"global\n  maxconn 10\n",
+        "configs/new/upstreams/a.conf": b"server a;\n",
+        "run.sh": b"#!/bin/sh\nexit 0\n",
+        "lbctl.toml": None,
+    }
+    ours = r.write_tree(base, files)
+    # The same change made by git on a scratch index.
+    env = {"GIT_INDEX_FILE": str(root / ".git" / "scratch-index")}
+    r.git("read-tree", base, env=env)
+    for path, content in files.items():
+        if content is None:
+            r.git("update-index", "--force-remove", "--", path, env=env)
+        else:
+            blob = r.git("hash-object", "-w", "--stdin", input=content).strip()
+            mode = "100755" if path == "run.sh" else "100644"
+            r.git("update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=env)
+    assert ours == r.git("write-tree", env=env).strip()
+    git(root, "fsck", "--strict", "--no-dangling")
+
+
+def test_removing_a_directorys_last_file_removes_the_directory(root: Path) -> None:
+    r = repo(root)
+    base = git(root, "rev-parse", "HEAD^{tree}").strip()
+    tree = r.write_tree(base, {"configs/edge/haproxy.cfg": None})
+    assert git(root, "ls-tree", "--name-only", tree).split() == ["lbctl.toml", "run.sh"]
+
+
+def test_a_worktree_reads_its_own_head_and_the_shared_objects(root: Path, tmp_path: Path) -> None:
+    git(root, "branch", "other")
+    git(root, "worktree", "add", "-q", str(tmp_path / "wt"), "other")
+    r = repo(tmp_path / "wt")
+    assert r.ref("HEAD") == git(root, "rev-parse", "other").strip()
+    assert r.file_at("HEAD", "lbctl.toml") == b"[targets]\n"
+    sha = r.write("blob", b"from the worktree\n")
+    assert git(root, "cat-file", "-p", sha) == "from the worktree\n"
