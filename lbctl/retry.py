@@ -7,6 +7,7 @@ Callers pick a policy by name; nothing else in lbctl loops on failure.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -40,22 +41,37 @@ def network(retries: int) -> Policy:
     return Policy(NETWORK.name, retries + 1, NETWORK.first_wait, NETWORK.max_wait, NETWORK.deadline, NETWORK.jitter)
 
 
-def call(policy: Policy, fn: Callable[[], T], *, on_retry: Callable[[int, BaseException], None] | None = None) -> T:
-    """Run `fn`, retrying `TransientError` under `policy`; re-raises the last error."""
+# What `call` loads on a first failure (see lbctl.preload).
+IMPLEMENTATION = "tenacity"
+# Tests replace this to see the waits without waiting.
+_sleep: Callable[[float], None] = time.sleep
+
+
+def call(policy: Policy, fn: Callable[[], T]) -> T:
+    """Run `fn`, retrying `TransientError` under `policy`; re-raises the last error.
+
+    The first attempt runs bare: tenacity (and its ~10 ms of imports) is loaded only when
+    that fails, and goes on with the same backoff from the second attempt.
+    """
+    started = time.monotonic()
+    try:
+        return fn()
+    except TransientError:
+        if policy.attempts <= 1 or time.monotonic() - started >= policy.deadline:
+            raise
+    import random
+
     import tenacity
 
-    def _before_sleep(state: tenacity.RetryCallState) -> None:
-        if on_retry is not None and state.outcome is not None:
-            exc = state.outcome.exception()
-            if exc is not None:
-                on_retry(state.attempt_number, exc)
-
+    _sleep(min(policy.first_wait, policy.max_wait) + random.uniform(0, policy.jitter))
+    remaining = max(0.0, policy.deadline - (time.monotonic() - started))
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(TransientError),
-        stop=tenacity.stop_after_attempt(policy.attempts) | tenacity.stop_after_delay(policy.deadline),
-        wait=tenacity.wait_exponential(multiplier=policy.first_wait, max=policy.max_wait)
+        stop=tenacity.stop_after_attempt(policy.attempts - 1) | tenacity.stop_after_delay(remaining),
+        # The waits after attempts 2, 3, ... of the whole call: first_wait * 2, * 4, ...
+        wait=tenacity.wait_exponential(multiplier=policy.first_wait * 2, max=policy.max_wait)
         + tenacity.wait_random(0, policy.jitter),
-        before_sleep=_before_sleep,
+        sleep=_sleep,
         reraise=True,
     )
     return retrying(fn)
