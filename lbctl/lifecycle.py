@@ -22,9 +22,10 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, NoReturn
 
-from lbctl import retry
+from lbctl import preload, retry
 from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
 from lbctl.checks import checks_for
+from lbctl.checks import modules_for as check_modules
 from lbctl.config import Target
 from lbctl.errors import (
     ExitCode,
@@ -162,6 +163,8 @@ def apply_change(
         except BaseException:
             _quietly(place.discard)  # a tree half staged: nothing of it may stay
             raise
+        # While the LB validates: the checks' modules, and what the reload's polling retries with.
+        preload.in_background([*check_modules(target), retry.IMPLEMENTATION])
         try:
             run.timed(
                 "validate",

@@ -21,3 +21,8 @@ def checks_for(target: Target, transport: Transport) -> list[HealthCheck]:
         cls: type[HealthCheck] = load(REGISTRY, spec.type, key=f"targets.{target.name}.checks")
         built.append(cls(spec, target, transport))
     return built
+
+
+def modules_for(target: Target) -> list[str]:
+    """The modules `checks_for(target)` will import (to load them ahead of time)."""
+    return sorted({REGISTRY[spec.type][0] for spec in target.checks if spec.type in REGISTRY})
