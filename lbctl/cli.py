@@ -96,10 +96,10 @@ def deploy(
     quiet: QuietOpt = False,
 ) -> int:
     """Validate, push, reload and verify a config; undo it automatically if it hurts."""
+    _require_consent(yes, dry_run, "deploy")
+    ws = _workspace(store, connect=target)  # the LB handshake runs while the rest loads
     from lbctl import operations, render
 
-    _require_consent(yes, dry_run, "deploy")
-    ws = _workspace(store, connect=target)
     outcome = operations.deploy(
         ws,
         target,
@@ -132,10 +132,10 @@ def rollback(
     quiet: QuietOpt = False,
 ) -> int:
     """Restore a prior revision as a new commit, with the same verification."""
+    _require_consent(yes, dry_run, "roll back")
+    ws = _workspace(store, connect=target)  # the LB handshake runs while the rest loads
     from lbctl import operations, render
 
-    _require_consent(yes, dry_run, "roll back")
-    ws = _workspace(store, connect=target)
     outcome = operations.rollback(
         ws,
         target,
@@ -308,3 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("  run again with --debug for the traceback, and please report it", file=sys.stderr)
         return int(ExitCode.INTERNAL)
+    finally:
+        transports = sys.modules.get("lbctl.transports")
+        if transports is not None:  # loaded: a command may have connected ahead and ended first
+            transports.release_ahead()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from lbctl.config import Target
 from lbctl.registry import load
 from lbctl.transports.base import Transport
@@ -22,3 +24,10 @@ def connect_ahead(target: Target) -> None:
     """Let `target`'s transport start connecting while the caller does local work."""
     cls: type[Transport] = load(REGISTRY, target.transport, key=f"targets.{target.name}.transport")
     cls.connect_ahead(target)
+
+
+def release_ahead() -> None:
+    """Close connections started ahead for an operation that ended before using them."""
+    ssh = sys.modules.get("lbctl.transports.ssh")
+    if ssh is not None:
+        ssh.SshTransport.release_ahead()

@@ -153,10 +153,16 @@ class SshTransport(Transport):
         if target.name in cls._ahead:
             return
         early = cls(target)
+        try:
+            # paramiko's import is CPU work: done here, so that the thread's share is the
+            # handshake, which waits on the network while the caller goes on loading.
+            early.route  # noqa: B018
+        except Exception:  # reported by the transport that connects for real
+            return
 
         def connect() -> None:
             try:
-                early.open()
+                early._connect()
                 early._sftp()
             except Exception:  # reported by the transport that connects for real
                 early._drop()
@@ -164,6 +170,14 @@ class SshTransport(Transport):
         thread = threading.Thread(target=connect, name=f"lbctl-ssh-{target.name}", daemon=True)
         cls._ahead[target.name] = (early, thread)
         thread.start()
+
+    @classmethod
+    def release_ahead(cls) -> None:
+        """Close the connections started ahead that no transport took over (the command ended first)."""
+        while cls._ahead:
+            _, (early, thread) = cls._ahead.popitem()
+            thread.join(0.2)  # a handshake under way usually ends by then; if not, it is not waited for
+            early._drop()
 
     def _take_over_early(self) -> bool:
         found = self._ahead.pop(self.target.name, None)
@@ -181,8 +195,10 @@ class SshTransport(Transport):
         if self._clients and self._alive():
             return
         self._drop()
-        if self._take_over_early():
-            return
+        if not self._take_over_early():
+            self._connect()
+
+    def _connect(self) -> None:
         route = self.route
         sock: Any = None
         try:
