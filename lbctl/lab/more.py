@@ -131,6 +131,28 @@ class Nginx:
         stop(self.proc)
 
 
+def nginx_preamble(log_format: str = LOG_FORMAT) -> str:
+    """The lab's nginx config up to inside `http {`: one worker, temp dirs and logs under the prefix."""
+    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach the temp dirs
+    return f"""\
+{user}worker_processes 1;
+pid logs/nginx.pid;
+error_log logs/error.log notice;
+
+events {{
+    worker_connections 256;
+}}
+
+http {{
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+    {log_format}
+    access_log logs/lbctl.log lbctl;"""
+
+
 def nginx_config(
     *,
     frontend_port: int,
@@ -150,25 +172,9 @@ def nginx_config(
         weight = (weights or {}).get(name, 1)
         option = "down" if weight == 0 else f"weight={weight}"
         lines.append(f"        server 127.0.0.1:{port} {option};  # {name}")
-    user = "user root;\n" if os.geteuid() == 0 else ""  # workers must reach the temp dirs
     servers = "\n".join(lines)
     return f"""\
-{user}worker_processes 1;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-
-events {{
-    worker_connections 256;
-}}
-
-http {{
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    {log_format}
-    access_log logs/lbctl.log lbctl;
+{nginx_preamble(log_format)}
 
     upstream web {{
 {servers}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.lab.more import LOG_FORMAT, Nginx, sole_listener
+from lbctl.lab.more import Nginx, nginx_preamble, sole_listener
 from lbctl.lab.processes import Backends, free_port
 from tests.conftest import LbctlRunner, git
 from tests.integration.test_lifecycle import status_json
@@ -37,22 +37,8 @@ class TreeLab:
         return self.nginx.config.parent
 
     def main(self, comment: str = "") -> str:
-        user = "user root;\n" if __import__("os").geteuid() == 0 else ""
         return f"""\
-{user}worker_processes 1;
-pid logs/nginx.pid;
-error_log logs/error.log notice;
-events {{
-    worker_connections 256;
-}}
-http {{
-    client_body_temp_path tmp/body;
-    proxy_temp_path tmp/proxy;
-    fastcgi_temp_path tmp/fastcgi;
-    uwsgi_temp_path tmp/uwsgi;
-    scgi_temp_path tmp/scgi;
-    {LOG_FORMAT}
-    access_log logs/lbctl.log lbctl;
+{nginx_preamble()}
     include mime.types;
     include upstreams/*.conf;
     {comment}
