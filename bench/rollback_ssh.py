@@ -441,6 +441,10 @@ def report(results: dict[str, list[float]]) -> None:
             speedup = medians["ansible"] / medians[name]
             verdict = "OK" if speedup >= 7 else "MISSED"
             print(f"ansible / {name}   = {speedup:5.2f}x   (target ≥ 7x: {verdict})")
+    if "ansible" in medians:
+        # lbctl does at least what the bare script does, so this is the most any tool can reach here;
+        # both targets together need it at 7 x 1.25 = 8.75x or more.
+        print(f"ansible / bare              = {medians['ansible'] / bare:5.2f}x   (the ceiling for the 7x target)")
 
 
 if __name__ == "__main__":
