@@ -229,7 +229,8 @@ def diff(
             raise UsageError("usage: lbctl diff TARGET [A] [B] [--live], or lbctl diff --kind KIND A B")
         a = words[1] if len(words) > 1 else None
         b = words[2] if len(words) > 2 else None
-        result = compare.diff_target(_workspace(store), words[0], a, b, live=live)
+        ws = _workspace(store, connect=words[0] if live else None)
+        result = compare.diff_target(ws, words[0], a, b, live=live)
     if fmt not in ("text", "json", "markdown", "unified"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
     render.diff(result, fmt="json" if json_out else fmt)
@@ -248,7 +249,7 @@ def pull(
     """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
     from lbctl import adopt, render
 
-    result = adopt.pull(_workspace(store), target, message=message)
+    result = adopt.pull(_workspace(store, connect=target), target, message=message)
     if json_out:
         render.emit_json(result.to_json())
     elif result.committed:
