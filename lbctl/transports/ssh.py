@@ -122,6 +122,7 @@ class SshTransport(Transport):
         self._sftp_client: paramiko.SFTPClient | None = None
         self._stage_token = secrets.token_hex(4)
         self._staged: dict[str, tuple[int, bytes]] = {}  # staged path → (size, sha256) of what we uploaded
+        self._early_error: Exception | None = None  # how a connection started ahead failed
 
     # -- connection ------------------------------------------------------------------
 
@@ -148,7 +149,8 @@ class SshTransport(Transport):
         """Start connecting (and opening SFTP) in the background while the caller reads the store.
 
         The next transport opened for the same target takes the connection over. A failed early
-        attempt is forgotten: that transport connects itself, with retries and the real errors.
+        attempt counts as that transport's first attempt: its error is raised there, where the
+        operation's retry policy decides (an unreachable LB is not tried once more than before).
         """
         if target.name in cls._ahead:
             return
@@ -164,8 +166,9 @@ class SshTransport(Transport):
             try:
                 early._connect()
                 early._sftp()
-            except Exception:  # reported by the transport that connects for real
+            except Exception as exc:  # raised by the transport that takes this attempt over
                 early._drop()
+                early._early_error = exc
 
         thread = threading.Thread(target=connect, name=f"lbctl-ssh-{target.name}", daemon=True)
         cls._ahead[target.name] = (early, thread)
@@ -185,8 +188,12 @@ class SshTransport(Transport):
             return False
         early, thread = found
         thread.join(self.target.connect_timeout + 1)
-        if thread.is_alive() or not early._clients or not early._alive():
-            return False  # still hanging, or failed: connect here (the early thread is a daemon)
+        if thread.is_alive():
+            return False  # hanging past its own timeout: connect here (the early thread is a daemon)
+        if early._early_error is not None:
+            raise early._early_error  # this attempt's outcome
+        if not early._clients or not early._alive():
+            return False
         self._route, self._clients, self._sftp_client = early._route, early._clients, early._sftp_client
         early._clients, early._sftp_client = [], None
         return True

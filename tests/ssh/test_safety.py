@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.errors import Locked, TransientError
+from lbctl.errors import Locked, TransientError, Unreachable
 from lbctl.lock import holder_info
 from lbctl.transports.ssh import SshTransport
 from tests.ssh.conftest import Lab, Sshd
@@ -251,3 +251,35 @@ def test_a_connection_started_ahead_and_never_used_is_closed(sshd: Sshd) -> None
     while ours & set(sshd.sessions()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not ours & set(sshd.sessions())  # the server saw the connection close
+
+
+def test_a_failed_early_connection_is_the_first_attempt_not_an_extra_one(sshd: Sshd) -> None:
+    from lbctl import retry
+    from lbctl.lifecycle import _connect
+
+    accepted: list[int] = []
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+
+    def refuse_ssh() -> None:  # accepts and hangs up at once: no SSH banner, a transient failure
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            conn.close()
+
+    threading.Thread(target=refuse_ssh, daemon=True).start()
+    target = _target(sshd, port=server.getsockname()[1], retries=1)
+    original = retry._sleep
+    retry._sleep = lambda seconds: None  # the backoff is not what this test is about
+    try:
+        SshTransport.connect_ahead(target)
+        with pytest.raises(Unreachable), _connect(SshTransport(target), target):
+            pass
+    finally:
+        retry._sleep = original
+        server.close()
+    assert len(accepted) == 2  # retries = 1: two attempts in all, the early one included
