@@ -61,6 +61,16 @@ def git_dirs(root: Path) -> tuple[Path, Path] | None:
     return (git_dir, common) if (common / "objects").is_dir() else None
 
 
+def object_format(common_dir: Path) -> str:
+    """`sha1`, or what `extensions.objectFormat` in the repository's config says (`sha256`)."""
+    try:
+        text = (common_dir / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return "sha1"
+    found = re.search(r"^\s*objectformat\s*=\s*(\S+)", text, re.IGNORECASE | re.MULTILINE)
+    return found.group(1).lower() if found else "sha1"
+
+
 class Repo:
     """One repository's refs and objects, plus `git` for what must be atomic."""
 

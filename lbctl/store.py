@@ -81,6 +81,11 @@ class Store:
                 f"{root} has {CONFIG_NAME} but is not a git repository (or not the top of its work tree)",
                 hint=f"run `git init {root}` and commit lbctl.toml, or `lbctl init` a new store",
             )
+        if gitio.object_format(dirs[1]) != "sha1":
+            raise StoreError(
+                f"{root} is a {gitio.object_format(dirs[1]).upper()} git repository; lbctl reads SHA-1 ones only",
+                hint="keep the store in a repository created by a plain `git init`",
+            )
         self.git_dir = dirs[0]
         self.plumbing = gitio.Repo(root, *dirs)
         self._repo: git.Repo | None = None

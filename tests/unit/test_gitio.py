@@ -114,3 +114,14 @@ def test_a_worktree_reads_its_own_head_and_the_shared_objects(root: Path, tmp_pa
     assert r.file_at("HEAD", "lbctl.toml") == b"[targets]\n"
     sha = r.write("blob", b"from the worktree\n")
     assert git(root, "cat-file", "-p", sha) == "from the worktree\n"
+
+
+def test_a_sha256_repository_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    from lbctl.errors import StoreError
+    from lbctl.gitio import object_format
+    from lbctl.store import Store
+
+    git(tmp_path, "init", "-q", "--object-format=sha256")
+    assert object_format(tmp_path / ".git") == "sha256"
+    with pytest.raises(StoreError, match="SHA256 git repository"):
+        Store(tmp_path)
