@@ -82,6 +82,11 @@ keep=$1 path=$2
 [ "$keep" -ef "$path" ] && exit 0  # restored already (a repeat): mv would refuse two names of one file
 ln -f -- "$keep" "$path.lbctl-restore" && mv -f -- "$path.lbctl-restore" "$path"
 """
+_UNLOCK = r"""
+dir=$1 info=$2
+[ "$(cat -- "$dir/info" 2>/dev/null)" = "$info" ] || exit 0
+rm -rf -- "$dir"
+"""
 _LOCK = r"""
 dir=$1 info=$2
 if mkdir -- "$dir" 2>/dev/null; then
@@ -397,10 +402,13 @@ class SshTransport(Transport):
 
     @contextlib.contextmanager
     def lock(self, name: str, info: str) -> Iterator[None]:
-        """A lock directory beside the config: `mkdir` is atomic; it survives a reconnect.
+        """A lock directory beside the config, never without its `info`; it survives a reconnect.
 
-        Taken and released over SFTP (a round trip each, no remote process); only a lock that
-        is already there runs the `_LOCK` script, which reads its holder and age by the host's clock.
+        Taken over SFTP: `info` is written into a directory of this operation's own, which is
+        then renamed to the lock's name (atomic, and refused when the lock is held). Only a held
+        lock runs the `_LOCK` script, which reads its holder and age by the host's clock; a
+        retry that finds its own `info` there knows the lost answer was a success. Released by
+        one remote command, so a cut connection cannot leave an empty lock behind.
         """
         directory = name + ".d"
         if not self._step("lock " + directory, lambda: self._sftp_lock(directory, info)):
@@ -415,41 +423,32 @@ class SshTransport(Transport):
             yield
         finally:
             with contextlib.suppress(TransientError):
-                self._step("unlock " + directory, lambda: self._sftp_unlock(directory, info))
+                self._script(_UNLOCK, [directory, info], "unlock")
 
     def _sftp_lock(self, directory: str, info: str) -> bool:
-        """Take the lock directory; False when it already exists (or SFTP cannot say why not)."""
+        """Take the lock directory; False when it is held (or SFTP cannot tell), for the script to say."""
         sftp = self._sftp()
+        mine = f"{directory}.{self._stage_token}"  # this operation's: a retry may find it made
         try:
-            sftp.mkdir(directory, 0o755)
+            sftp.mkdir(mine, 0o755)
         except FileNotFoundError:
             raise LbctlError(f"cannot take the lock {directory} on {self.where}: its directory is missing") from None
         except PermissionError:
             raise
         except OSError:
-            return False  # SFTP says only "Failure"; the script finds out whether it is held, and by whom
+            pass  # "Failure": made by our own attempt whose answer was lost; writing info below tells
         try:
-            with sftp.open(directory + "/info", "w") as f:
+            with sftp.open(mine + "/info", "w") as f:
                 f.write(info.encode() + b"\n")
-        except BaseException:
-            with contextlib.suppress(Exception):
-                sftp.rmdir(directory)
+            sftp.posix_rename(mine, directory)  # fails if the lock exists with an info in it
+        except (FileNotFoundError, PermissionError):
             raise
+        except OSError:
+            with contextlib.suppress(Exception):
+                sftp.remove(mine + "/info")
+                sftp.rmdir(mine)
+            return False
         return True
-
-    def _sftp_unlock(self, directory: str, info: str) -> None:
-        """Remove the lock directory if it is still ours (someone may have broken and retaken it)."""
-        sftp = self._sftp()
-        try:
-            with sftp.open(directory + "/info", "r") as f:
-                held = f.read().decode("utf-8", "replace").strip()
-        except FileNotFoundError:
-            held = ""
-        if held != info:
-            return
-        with contextlib.suppress(FileNotFoundError):
-            sftp.remove(directory + "/info")
-        sftp.rmdir(directory)
 
     def _locked(self, directory: str, holder: str, age_text: str) -> Locked:
         age = int(age_text) if age_text.strip().lstrip("-").isdigit() else None
