@@ -44,9 +44,11 @@ def _splits_like_a_shell(value: str | None) -> str | None:
 
 
 def _relative_source(value: str) -> str:
-    if Path(value).is_absolute() or ".." in Path(value).parts:
+    """A store path, normalised as git names it (`./a//b.cfg` is `a/b.cfg`)."""
+    parts = [p for p in value.split("/") if p not in ("", ".")]
+    if value.startswith("/") or not parts or ".." in parts or ".git" in (p.lower() for p in parts):
         raise ValueError("must be a path inside the store, relative to lbctl.toml")
-    return value
+    return "/".join(parts)
 
 
 @dataclass(frozen=True)
@@ -332,16 +334,21 @@ def _check_names_and_sources(config: StoreConfig, *, text: str, path: Path) -> N
 
 
 # -- the cache of validated settings ---------------------------------------------------------
-# One file per store in the user's cache (0600): the settings validated from the exact bytes of
-# lbctl.toml by this exact source of this module. Any other bytes, or a changed lbctl, validate again.
+# One JSON file per store in the user's cache: the settings validated from the exact bytes of
+# lbctl.toml by this exact source of this module. Any other bytes, or a changed lbctl, validate
+# again. The settings name commands lbctl runs (`validate`, `reload`), so a cache file is used only
+# when it and its directory belong to this user and nobody else may write them.
 
 
-def _cache_file(path: Path) -> Path:
+def _cache_file(path: Path) -> Path | None:
     import hashlib
     import os
 
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lbctl" / "settings"
-    return base / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".pickle")
+    try:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lbctl" / "settings"
+    except RuntimeError:  # no home directory (an arbitrary uid in a container): no cache
+        return None
+    return base / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
 
 
 def _cache_key(path: Path, data: bytes) -> str:
@@ -355,30 +362,67 @@ def _cache_key(path: Path, data: bytes) -> str:
 
 
 def _cached(path: Path, key: str) -> StoreConfig | None:
-    import pickle
+    import json
+    import os
 
+    file = _cache_file(path)
+    if file is None:
+        return None
     try:
-        with _cache_file(path).open("rb") as f:
-            stored_key, config = pickle.load(f)
+        for owned in (file, file.parent):
+            st = owned.stat()
+            if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                return None
+        stored = json.loads(file.read_bytes())
+        return _settings(stored["settings"]) if stored.get("key") == key else None
     except Exception:  # missing, unreadable or from another version: validate again
         return None
-    return config if stored_key == key and isinstance(config, StoreConfig) else None
 
 
 def _remember(path: Path, key: str, config: StoreConfig) -> None:
+    import json
     import os
-    import pickle
 
     target = _cache_file(path)
+    if target is None:
+        return
     try:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         temp = target.with_name(f"{target.name}.{os.getpid()}")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump((key, config), f, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"key": key, "settings": as_dict(config)}, f)
         os.replace(temp, target)
     except OSError:
         pass  # a read-only home only costs the next run a validation
+
+
+def _settings(data: dict[str, Any]) -> StoreConfig:
+    """Settings from `as_dict` output that pydantic validated before (no validation here)."""
+    check_types: dict[str, type[Check]] = {
+        "http": HttpCheck,
+        "tcp": TcpCheck,
+        "command": CommandCheck,
+        "balance": BalanceCheck,
+    }
+
+    def target(values: dict[str, Any]) -> Target:
+        return Target(
+            **{
+                **values,
+                "checks": [check_types[c["type"]](**c) for c in values["checks"]],
+                "policy": Policy(**values["policy"]),
+                "safety": Safety(**values["safety"]),
+            }
+        )
+
+    return StoreConfig(
+        defaults=Defaults(**data["defaults"]),
+        policy=Policy(**data["policy"]),
+        safety=Safety(**data["safety"]),
+        groups={k: Group(Policy(**g["policy"]), Safety(**g["safety"])) for k, g in data["groups"].items()},
+        targets={k: target(v) for k, v in data["targets"].items()},
+    )
 
 
 def _config_error(exc: ValidationError, *, text: str, path: Path) -> ConfigError:

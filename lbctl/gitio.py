@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
+_PLAIN_REF = re.compile(r"^(HEAD|refs/[A-Za-z0-9._/-]+)$")  # no ~ ^ @ { : suffixes: those are git's to read
 _MAX_SYMREF_DEPTH = 5
 
 
@@ -69,6 +70,14 @@ def object_format(common_dir: Path) -> str:
         return "sha1"
     found = re.search(r"^\s*objectformat\s*=\s*(\S+)", text, re.IGNORECASE | re.MULTILINE)
     return found.group(1).lower() if found else "sha1"
+
+
+def split_path(path: str) -> list[str]:
+    """A store path's components, as git stores them: `./a//b` is `a/b`; `..`, `.git` are refused."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if not parts or any(p == ".." or p.lower() == ".git" for p in parts):
+        raise GitError(f"{path!r} is not a path inside the store")
+    return parts
 
 
 class Repo:
@@ -141,11 +150,13 @@ class Repo:
         return None
 
     def resolve(self, rev: str) -> str | None:
-        """A commit-ish as a full sha: a full sha as it is, a ref by its files; anything else by git."""
+        """A revision as a full sha: a full sha as it is, a plain ref by its files; anything else by git."""
         if _SHA.match(rev):
             return rev
-        if rev == "HEAD" or rev.startswith("refs/"):
-            return self.ref(rev)
+        if _PLAIN_REF.match(rev):
+            found = self.ref(rev)
+            if found is not None:
+                return found
         try:
             return self.git("rev-parse", "--verify", "-q", f"{rev}^{{commit}}").strip() or None
         except GitError:
@@ -234,7 +245,10 @@ class Repo:
         if info is None:
             return None
         current = info.tree
-        parts = path.strip("/").split("/")
+        try:
+            parts = split_path(path)
+        except GitError:
+            return None
         for number, part in enumerate(parts):
             entry = self.tree(current).get(part.encode())
             if entry is None:
@@ -255,25 +269,30 @@ class Repo:
         here: dict[bytes, bytes | None] = {}
         below: dict[bytes, dict[str, bytes | None]] = {}
         for path, content in files.items():
-            head, sep, rest = path.strip("/").partition("/")
-            if sep:
-                below.setdefault(head.encode(), {})[rest] = content
+            head, *rest = split_path(path)
+            if rest:
+                below.setdefault(head.encode(), {})["/".join(rest)] = content
             else:
                 here[head.encode()] = content
+        # Deletions first, then directories, then files: a file that replaces a directory of
+        # the same name wins over deletions inside it, and a directory may replace a file.
         for name, content in here.items():
             if content is None:
                 entries.pop(name, None)
-            else:
-                kept = entries.get(name, (b"", ""))[0]
-                mode = b"100755" if kept == b"100755" else b"100644"  # a file stays executable if it was
-                entries[name] = (mode, self.write("blob", content))
         for name, subfiles in below.items():
+            if here.get(name) is not None:
+                continue  # this directory becomes a file: what was in it goes with it
             old = entries.get(name)
             sub = self.write_tree(old[1] if old and old[0] == b"40000" else None, subfiles)
             if sub == _EMPTY_TREE:
                 entries.pop(name, None)
             else:
                 entries[name] = (b"40000", sub)
+        for name, content in here.items():
+            if content is not None:
+                kept = entries.get(name, (b"", ""))[0]
+                mode = b"100755" if kept == b"100755" else b"100644"  # a file stays executable if it was
+                entries[name] = (mode, self.write("blob", content))
 
         def order(name: bytes) -> bytes:  # git sorts a directory as if its name ended in "/"
             return name + b"/" if entries[name][0] == b"40000" else name

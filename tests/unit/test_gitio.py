@@ -125,3 +125,40 @@ def test_a_sha256_repository_is_refused_with_a_clear_message(tmp_path: Path) -> 
     assert object_format(tmp_path / ".git") == "sha256"
     with pytest.raises(StoreError, match="SHA256 git repository"):
         Store(tmp_path)
+
+
+def test_a_file_replacing_a_directory_and_the_reverse_match_git(root: Path) -> None:
+    r = repo(root)
+    base = git(root, "rev-parse", "HEAD^{tree}").strip()
+    # configs/ becomes a file (what was in it goes), run.sh becomes a directory
+    files: dict[str, bytes | None] = {"configs": b"now a file\n", "configs/edge/haproxy.cfg": None}
+    files |= {"run.sh": None, "run.sh/inner": b"x\n"}
+    ours = r.write_tree(base, files)
+    listing = git(root, "ls-tree", "-r", "--name-only", ours).split()
+    assert listing == ["configs", "lbctl.toml", "run.sh/inner"]
+    git(root, "fsck", "--strict", "--no-dangling")
+
+
+def test_paths_are_read_and_written_as_git_names_them(root: Path) -> None:
+    from lbctl.gitio import GitError, split_path
+
+    r = repo(root)
+    assert r.file_at("HEAD", "./configs//edge/haproxy.cfg") == b"global\n"
+    assert r.file_at("HEAD", "../etc/passwd") is None
+    with pytest.raises(GitError):
+        split_path("configs/.git/config")
+    tree = r.write_tree(git(root, "rev-parse", "HEAD^{tree}").strip(), {"./configs/new.cfg": b"n\n"})
+    assert "configs/new.cfg" in git(root, "ls-tree", "-r", "--name-only", tree).split()
+
+
+def test_revisions_with_suffixes_and_annotated_tags_resolve_as_git_does(root: Path) -> None:
+    from lbctl.store import Store
+
+    (root / "lbctl.toml").write_text("[targets]\n# two\n")
+    git(root, "commit", "-qam", "two")
+    git(root, "tag", "-a", "-m", "release", "v1", "HEAD~1")
+    git(root, "pack-refs", "--all")
+    store = Store(root)
+    first = git(root, "rev-parse", "HEAD~1").strip()
+    for rev in ("v1", "refs/tags/v1", "refs/heads/main~1", "HEAD~1", first[:10]):
+        assert store.resolve(rev) == first, rev
