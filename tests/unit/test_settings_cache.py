@@ -61,7 +61,7 @@ def test_an_edited_toml_is_validated_again(store: Path) -> None:
 def test_a_damaged_cache_is_ignored(store: Path) -> None:
     config.load(store / "lbctl.toml")
     for cached in (Path(os.environ["HOME"]) / ".cache" / "lbctl" / "settings").iterdir():
-        cached.write_bytes(b"not a pickle")
+        cached.write_bytes(b"{not json")
     assert config.load(store / "lbctl.toml").targets["edge"].kind == "haproxy"
 
 
@@ -70,3 +70,57 @@ def test_a_cached_config_still_checks_its_source_exists(store: Path) -> None:
     (store / "edge.cfg").unlink()
     with pytest.raises(ConfigError, match=r"edge\.cfg"):
         config.load(store / "lbctl.toml")
+
+
+FULL = """\
+[policy]
+max_share = 0.8
+
+[groups.edge.safety]
+max_servers_removed = 0.5
+
+[targets.edge]
+kind = "haproxy"
+source = "./edge.cfg"
+path = "/etc/haproxy/haproxy.cfg"
+master_socket = "/run/haproxy-master.sock"
+validate = "haproxy -c -f {path}"
+group = "edge"
+
+[[targets.edge.checks]]
+type = "http"
+url = "http://127.0.0.1/"
+
+[[targets.edge.checks]]
+type = "balance"
+max_share = 0.7
+"""
+
+
+def test_the_cached_settings_equal_the_validated_ones(store: Path) -> None:
+    (store / "lbctl.toml").write_text(FULL)
+    fresh = config.load(store / "lbctl.toml")
+    assert fresh.targets["edge"].source == "edge.cfg"  # normalised as git names it
+    assert config.load(store / "lbctl.toml") == fresh  # the second one is read from the cache
+
+
+def test_a_cache_file_others_may_write_is_not_trusted(store: Path) -> None:
+    import json
+
+    path = store / "lbctl.toml"
+    config.load(path)
+    cache = config._cache_file(path)
+    assert cache is not None
+    stored = json.loads(cache.read_text())
+    stored["settings"]["targets"]["edge"]["validate_command"] = "touch /tmp/owned"
+    cache.write_text(json.dumps(stored))
+    cache.chmod(0o666)
+    assert config.load(path).targets["edge"].validate_command is None  # validated again, not read
+
+
+def test_no_home_directory_means_no_cache_not_a_crash(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_home() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert config.load(store / "lbctl.toml").targets["edge"].kind == "haproxy"
