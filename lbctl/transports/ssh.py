@@ -119,6 +119,7 @@ class SshTransport(Transport):
     name = "ssh"
     # Connections started by `connect_ahead`, by target name, until a transport takes one over.
     _ahead: ClassVar[dict[str, tuple[SshTransport, threading.Thread]]] = {}
+    _ahead_lock: ClassVar[threading.Lock] = threading.Lock()  # an early attempt's end vs its abandonment
 
     def __init__(self, target: Target) -> None:
         super().__init__(target)
@@ -128,6 +129,8 @@ class SshTransport(Transport):
         self._stage_token = secrets.token_hex(4)
         self._staged: dict[str, tuple[int, bytes]] = {}  # staged path → (size, sha256) of what we uploaded
         self._early_error: Exception | None = None  # how a connection started ahead failed
+        self._early_done = False  # the early attempt ended (connected or not)
+        self._early_abandoned = False  # nobody will take it over: whoever comes last closes it
 
     # -- connection ------------------------------------------------------------------
 
@@ -174,6 +177,10 @@ class SshTransport(Transport):
             except Exception as exc:  # raised by the transport that takes this attempt over
                 early._drop()
                 early._early_error = exc
+            with cls._ahead_lock:
+                early._early_done = True
+                if early._early_abandoned:
+                    early._drop()
 
         thread = threading.Thread(target=connect, name=f"lbctl-ssh-{target.name}", daemon=True)
         cls._ahead[target.name] = (early, thread)
@@ -183,18 +190,30 @@ class SshTransport(Transport):
     def release_ahead(cls) -> None:
         """Close the connections started ahead that no transport took over (the command ended first)."""
         while cls._ahead:
-            _, (early, thread) = cls._ahead.popitem()
-            thread.join(0.2)  # a handshake under way usually ends by then; if not, it is not waited for
-            early._drop()
+            _, (early, _thread) = cls._ahead.popitem()
+            early._abandon()
+
+    def _abandon(self) -> None:
+        """Close this early connection now, or let its thread close it when it ends."""
+        with self._ahead_lock:
+            self._early_abandoned = True
+            if self._early_done:
+                self._drop()
 
     def _take_over_early(self) -> bool:
         found = self._ahead.pop(self.target.name, None)
-        if found is None or found[0].target != self.target:
+        if found is None:
             return False
         early, thread = found
-        thread.join(self.target.connect_timeout + 1)
+        if early.target != self.target:  # the same name, other settings: not this connection
+            early._abandon()
+            return False
+        # Each hop may take a timeout to connect, one for the banner, one to log in and one for
+        # SFTP; past that the attempt hangs, and this transport connects by itself.
+        thread.join(4 * (len(early.route.jumps) + 1) * self.target.connect_timeout + 1)
         if thread.is_alive():
-            return False  # hanging past its own timeout: connect here (the early thread is a daemon)
+            early._abandon()
+            return False
         if early._early_error is not None:
             raise early._early_error  # this attempt's outcome
         if not early._clients or not early._alive():
