@@ -17,10 +17,13 @@ Repositories git cannot be read this way from files (the reftable ref format) fa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import subprocess
+import tempfile
+import weakref
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +75,28 @@ def object_format(common_dir: Path) -> str:
     return found.group(1).lower() if found else "sha1"
 
 
+def _end_process(proc: subprocess.Popen[bytes]) -> None:
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _shared_repository(common_dir: Path) -> bool:
+    """Whether `core.sharedRepository` asks for other than the umask's permissions."""
+    try:
+        text = (common_dir / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    found = re.search(r"^\s*sharedrepository\s*=\s*(\S+)", text, re.IGNORECASE | re.MULTILINE)
+    return found is not None and found.group(1).lower() not in ("false", "umask", "no", "off", "0")
+
+
 def split_path(path: str) -> list[str]:
     """A store path's components, as git stores them: `./a//b` is `a/b`; `..`, `.git` are refused."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -89,6 +114,7 @@ class Repo:
         self.common_dir = common_dir
         self.objects = common_dir / "objects"
         self._reftable = (common_dir / "reftable").is_dir()
+        self._shared = _shared_repository(common_dir)
         self._batch: subprocess.Popen[bytes] | None = None
 
     # -- git itself ---------------------------------------------------------------------
@@ -107,10 +133,7 @@ class Repo:
 
     def close(self) -> None:
         if self._batch is not None:
-            for stream in (self._batch.stdin, self._batch.stdout):
-                if stream is not None:
-                    stream.close()
-            self._batch.wait()
+            _end_process(self._batch)
             self._batch = None
 
     # -- refs ---------------------------------------------------------------------------
@@ -175,33 +198,51 @@ class Repo:
         kind, _, _size = header.decode().partition(" ")
         return kind, body
 
-    def _read_batch(self, sha: str) -> tuple[str, bytes] | None:
-        if self._batch is None:
+    def _read_batch(self, sha: str, *, again: bool = True) -> tuple[str, bytes] | None:
+        if self._batch is None or self._batch.poll() is not None:
+            self.close()
             self._batch = subprocess.Popen(
                 ["git", "-C", str(self.root), "cat-file", "--batch"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
             )
+            # Ended with this Repo (or at exit): its stdin closes and cat-file exits.
+            weakref.finalize(self, _end_process, self._batch)
         assert self._batch.stdin is not None and self._batch.stdout is not None
-        self._batch.stdin.write(sha.encode() + b"\n")
-        self._batch.stdin.flush()
-        header = self._batch.stdout.readline().decode().split()
-        if len(header) != 3:  # "<sha> missing" (or ambiguous)
-            return None
-        body = self._batch.stdout.read(int(header[2]))
-        self._batch.stdout.read(1)  # the newline after each object
-        return header[1], body
+        try:
+            self._batch.stdin.write(sha.encode() + b"\n")
+            self._batch.stdin.flush()
+            line = self._batch.stdout.readline()
+            header = line.decode().split()
+            if len(header) == 3:
+                body = self._batch.stdout.read(int(header[2]))
+                if len(body) == int(header[2]) and self._batch.stdout.read(1) == b"\n":
+                    return header[1], body
+            elif line.endswith(b" missing\n"):
+                return None
+        except (OSError, ValueError):
+            pass
+        # cat-file died or answered garbage (a corrupt pack): never read that as "no such object"
+        self.close()
+        if again:
+            return self._read_batch(sha, again=False)
+        raise GitError(f"git cat-file could not read {sha} in {self.root}")
 
     def write(self, kind: str, data: bytes) -> str:
         """Store a loose object (blob, tree, commit); returns its sha. Idempotent."""
         raw = f"{kind} {len(data)}".encode() + b"\0" + data
         sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
+        if self._shared:  # group permissions as core.sharedRepository wants: git knows them
+            return self.git("hash-object", "-t", kind, "-w", "--stdin", "--literally", input=data).strip()
         path = self.objects / sha[:2] / sha[2:]
         if path.exists():
+            with contextlib.suppress(OSError):
+                os.utime(path)  # fresh again, as git does: a concurrent `gc --prune` keeps it
             return sha
         path.parent.mkdir(exist_ok=True)
-        temp = path.parent / f"tmp_obj_lbctl_{os.getpid()}_{sha[:8]}"
-        with open(temp, "wb") as f:
+        fd, temp = tempfile.mkstemp(prefix="tmp_obj_lbctl_", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
             f.write(zlib.compress(raw, 1))
         os.chmod(temp, 0o444)
         os.replace(temp, path)

@@ -112,7 +112,8 @@ class Store:
         """(name, email) as git would sign a commit here; a store change without one is refused."""
         if self._identity is None:
             try:
-                ident = self.plumbing.git("var", "GIT_AUTHOR_IDENT")
+                # useConfigOnly: a name and email from the config or GIT_AUTHOR_*, never guessed
+                ident = self.plumbing.git("-c", "user.useConfigOnly=true", "var", "GIT_AUTHOR_IDENT")
             except gitio.GitError:
                 raise StoreError(
                     "git has no identity for this store: lbctl records who changed what",

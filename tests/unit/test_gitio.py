@@ -162,3 +162,21 @@ def test_revisions_with_suffixes_and_annotated_tags_resolve_as_git_does(root: Pa
     first = git(root, "rev-parse", "HEAD~1").strip()
     for rev in ("v1", "refs/tags/v1", "refs/heads/main~1", "HEAD~1", first[:10]):
         assert store.resolve(rev) == first, rev
+
+
+def test_a_dead_cat_file_is_restarted_not_read_as_a_missing_object(root: Path) -> None:
+    r = repo(root)
+    git(root, "gc", "-q")  # everything packed: reads go through cat-file --batch
+    assert r.file_at("HEAD", "lbctl.toml") == b"[targets]\n"
+    assert r._batch is not None
+    r._batch.kill()
+    r._batch.wait()
+    assert r.file_at("HEAD", "lbctl.toml") == b"[targets]\n"
+    r.close()
+
+
+def test_a_shared_repository_gets_gits_own_permissions(tmp_path: Path) -> None:
+    git(tmp_path, "init", "-q", "--shared=group")
+    sha = repo(tmp_path).write("blob", b"shared\n")
+    fan_out = tmp_path / ".git" / "objects" / sha[:2]
+    assert fan_out.stat().st_mode & 0o2070 == 0o2070  # group-writable and setgid, as git makes it
