@@ -388,6 +388,8 @@ probes = 1
             if haproxy is not None:
                 haproxy.stop()
             backends.stop()
+            # ansible's ControlPersist master would otherwise linger for its idle timeout.
+            subprocess.run(["pkill", "-f", f"{tmp}/home/.ansible/cp"], check=False)
     return 0
 
 
