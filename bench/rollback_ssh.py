@@ -33,7 +33,6 @@ import os
 import statistics
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -41,7 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, stop, temp_dir, wait_listening  # noqa: E402
+from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, temp_dir  # noqa: E402
+from lbctl.lab.sshd import start_sshd  # noqa: E402
 
 ANSIBLE_HOME = Path(os.environ.get("LBCTL_BENCH_ANSIBLE", "/tmp/lbctl-bench-ansible"))
 
@@ -127,51 +127,14 @@ PLAYBOOK = """\
 """
 
 
-def keygen(path: Path) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-
-
 @contextlib.contextmanager
 def private_sshd(workdir: Path) -> Iterator[tuple[int, Path, Path]]:
-    """An sshd on a free loopback port: (port, client key, known_hosts)."""
-    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
-    keygen(workdir / "host")
-    keygen(workdir / "client")
-    (workdir / "authorized_keys").write_text((workdir / "client.pub").read_text())
-    port = free_port()
-    (workdir / "sshd_config").write_text(
-        textwrap.dedent(f"""\
-        ListenAddress 127.0.0.1
-        Port {port}
-        HostKey {workdir}/host
-        PidFile {workdir}/sshd.pid
-        AuthorizedKeysFile {workdir}/authorized_keys
-        PasswordAuthentication no
-        KbdInteractiveAuthentication no
-        UsePAM no
-        PermitRootLogin prohibit-password
-        StrictModes no
-        UseDNS no
-        SetEnv SHLVL=1
-        Subsystem sftp internal-sftp
-        MaxSessions 50
-        LogLevel ERROR
-        """)
-    )
-    proc = subprocess.Popen(
-        ["/usr/sbin/sshd", "-D", "-e", "-f", str(workdir / "sshd_config")],
-        stdin=subprocess.DEVNULL,
-        stderr=(workdir / "sshd.log").open("ab"),
-        start_new_session=True,
-    )
+    """An sshd on a free loopback port (the tests' own): (port, client key, known_hosts)."""
+    sshd = start_sshd(workdir, extra="MaxSessions 50\n")
     try:
-        wait_listening(port)
-        public = " ".join((workdir / "host.pub").read_text().split()[:2])
-        known = workdir / "known_hosts"
-        known.write_text(f"[127.0.0.1]:{port} {public}\n")
-        yield port, workdir / "client", known
+        yield sshd.port, sshd.client_key, sshd.known_hosts
     finally:
-        stop(proc)
+        sshd.stop()
 
 
 def ensure_ansible() -> Path:
