@@ -44,11 +44,15 @@ def _splits_like_a_shell(value: str | None) -> str | None:
 
 
 def _relative_source(value: str) -> str:
-    """A store path, normalised as git names it (`./a//b.cfg` is `a/b.cfg`)."""
-    parts = [p for p in value.split("/") if p not in ("", ".")]
-    if value.startswith("/") or not parts or ".." in parts or ".git" in (p.lower() for p in parts):
-        raise ValueError("must be a path inside the store, relative to lbctl.toml")
-    return "/".join(parts)
+    """A store path, normalised as git names it (`./a//b.cfg` is `a/b.cfg`): gitio's one rule."""
+    from lbctl.gitio import GitError, split_path
+
+    try:
+        if value.startswith("/"):
+            raise GitError(value)
+        return "/".join(split_path(value))
+    except GitError:
+        raise ValueError("must be a path inside the store, relative to lbctl.toml") from None
 
 
 @dataclass(frozen=True)

@@ -65,14 +65,22 @@ def git_dirs(root: Path) -> tuple[Path, Path] | None:
     return (git_dir, common) if (common / "objects").is_dir() else None
 
 
-def object_format(common_dir: Path) -> str:
-    """`sha1`, or what `extensions.objectFormat` in the repository's config says (`sha256`)."""
+def _config_value(common_dir: Path, key: str) -> str | None:
+    """A key's value in the repository's own config file (lower-cased), by name alone, or None.
+
+    Enough for the two keys read here, which git only ever writes in `[core]`/`[extensions]`.
+    """
     try:
         text = (common_dir / "config").read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return "sha1"
-    found = re.search(r"^\s*objectformat\s*=\s*(\S+)", text, re.IGNORECASE | re.MULTILINE)
-    return found.group(1).lower() if found else "sha1"
+        return None
+    found = re.search(rf"^\s*{key}\s*=\s*(\S+)", text, re.IGNORECASE | re.MULTILINE)
+    return found.group(1).lower() if found else None
+
+
+def object_format(common_dir: Path) -> str:
+    """`sha1`, or what `extensions.objectFormat` says (`sha256`)."""
+    return _config_value(common_dir, "objectformat") or "sha1"
 
 
 def _end_process(proc: subprocess.Popen[bytes]) -> None:
@@ -89,12 +97,7 @@ def _end_process(proc: subprocess.Popen[bytes]) -> None:
 
 def _shared_repository(common_dir: Path) -> bool:
     """Whether `core.sharedRepository` asks for other than the umask's permissions."""
-    try:
-        text = (common_dir / "config").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    found = re.search(r"^\s*sharedrepository\s*=\s*(\S+)", text, re.IGNORECASE | re.MULTILINE)
-    return found is not None and found.group(1).lower() not in ("false", "umask", "no", "off", "0")
+    return _config_value(common_dir, "sharedrepository") not in (None, "false", "umask", "no", "off", "0")
 
 
 def split_path(path: str) -> list[str]:

@@ -81,9 +81,10 @@ class Store:
                 f"{root} has {CONFIG_NAME} but is not a git repository (or not the top of its work tree)",
                 hint=f"run `git init {root}` and commit lbctl.toml, or `lbctl init` a new store",
             )
-        if gitio.object_format(dirs[1]) != "sha1":
+        fmt = gitio.object_format(dirs[1])
+        if fmt != "sha1":
             raise StoreError(
-                f"{root} is a {gitio.object_format(dirs[1]).upper()} git repository; lbctl reads SHA-1 ones only",
+                f"{root} is a {fmt.upper()} git repository; lbctl reads SHA-1 ones only",
                 hint="keep the store in a repository created by a plain `git init`",
             )
         self.git_dir = dirs[0]
