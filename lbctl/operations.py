@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +96,7 @@ def rollback(
     *,
     to: str = "last-good",
     message: str | None = None,
+    ticket: str | None = None,
     dry_run: bool = False,
     force: bool = False,
     reason: str | None = None,
@@ -114,6 +116,8 @@ def rollback(
         ws.store.require_clean()
         ws.store.identity()
     candidate = rollback_candidate(ws, target, state, chosen.rev, chosen.why, message)
+    if ticket and candidate.rev is None:  # a new commit carries the ticket as deploy's does
+        candidate = replace(candidate, trailers={**candidate.trailers, "Lbctl-Ticket": ticket})
     outcome = apply_change(
         ws,
         target,
