@@ -57,10 +57,10 @@ def _root(
     """Load-balancer configs as safe to change as code."""
 
 
-def _workspace(store: str | None, connect: str | None = None):  # type: ignore[no-untyped-def]
+def _workspace(store: str | None, connect: str | None = None, adopting: str | None = None):  # type: ignore[no-untyped-def]
     from lbctl.workspace import open_workspace
 
-    return open_workspace(store, connect=connect)
+    return open_workspace(store, connect=connect, adopting=adopting)
 
 
 def _require_consent(yes: bool, dry_run: bool, what: str) -> None:
@@ -239,6 +239,9 @@ def log(
 def diff(
     args: Annotated[list[str] | None, typer.Argument(help="TARGET [A] [B], or two files with --kind.")] = None,
     live: Annotated[bool, typer.Option("--live", help="Compare the store with what the LB runs.")] = False,
+    cached: Annotated[
+        bool, typer.Option("--cached", "--staged", help="Compare with the index (staged edits), as git diff --cached.")
+    ] = False,
     kind: Annotated[str | None, typer.Option("--kind", help="Diff two files of this kind.")] = None,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when there are differences.")] = False,
     fmt: Annotated[
@@ -249,7 +252,7 @@ def diff(
     debug: DebugOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """What changed between two revisions, the store and the LB, or two files."""
+    """What changed: live vs your edits (work tree, --cached: index, or HEAD), two revisions, the LB, two files."""
     from lbctl import compare, render
 
     words = list(args or [])
@@ -265,7 +268,7 @@ def diff(
         a = words[1] if len(words) > 1 else None
         b = words[2] if len(words) > 2 else None
         ws = _workspace(store, connect=words[0] if live else None)
-        result = compare.diff_target(ws, words[0], a, b, live=live)
+        result = compare.diff_target(ws, words[0], a, b, live=live, cached=cached)
     if fmt not in ("text", "json", "markdown", "unified"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
     render.diff(result, fmt="json" if json_out else fmt)
@@ -284,9 +287,12 @@ def pull(
     """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
     from lbctl import adopt, render
 
-    result = adopt.pull(_workspace(store, connect=target), target, message=message)
+    result = adopt.pull(_workspace(store, connect=target, adopting=target), target, message=message)
     if json_out:
         render.emit_json(result.to_json())
+    elif result.created:
+        files = ", ".join(result.created)
+        print(f"adopted {target}: recorded its running config as {result.rev[:10]} (live, unverified); new: {files}")
     elif result.committed:
         print(f"recorded the running config of {target} as {result.rev[:10]} (live, unverified)")
     else:

@@ -263,6 +263,8 @@ def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:
 
 
 def diff(result: DiffResult, *, fmt: str) -> None:
+    if result.note:
+        print(f"note: {result.note}", file=sys.stderr)
     if fmt == "json":
         emit_json(result.to_json())
         return

@@ -48,10 +48,12 @@ EVERY_TARGET = "*"  # for `connect`: not a valid target name
 _AHEAD_AT_MOST = 8  # connections started at once for EVERY_TARGET
 
 
-def open_workspace(store_opt: str | None, *, connect: str | None = None) -> Workspace:
-    """Open the store; with `connect` (a target, or EVERY_TARGET), transports start connecting meanwhile."""
+def open_workspace(store_opt: str | None, *, connect: str | None = None, adopting: str | None = None) -> Workspace:
+    """Open the store; with `connect` (a target, or EVERY_TARGET), transports start connecting meanwhile.
+
+    `adopting` names a target whose source file may not exist yet (`lbctl pull` creates it)."""
     root = find_root(store_opt)
-    config = config_mod.load(root / config_mod.CONFIG_NAME)
+    config = config_mod.load(root / config_mod.CONFIG_NAME, adopting=adopting)
     if connect is not None:
         from lbctl.transports import connect_ahead
 
