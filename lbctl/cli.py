@@ -87,7 +87,8 @@ def init(
         emit_json({"store": str(root)})
     else:
         say(
-            f"created an lbctl store in {root}\n  next: edit lbctl.toml (add a target), then `lbctl deploy NAME`",
+            f"created an lbctl store in {root}\n  next: edit lbctl.toml (add a target), then `lbctl pull NAME` "
+            "to adopt the config it runs, or `lbctl deploy NAME`",
             quiet=False,
         )
     return 0
