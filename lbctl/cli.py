@@ -57,10 +57,10 @@ def _root(
     """Load-balancer configs as safe to change as code."""
 
 
-def _workspace(store: str | None, connect: str | None = None, adopting: str | None = None):  # type: ignore[no-untyped-def]
+def _workspace(store: str | None, connect: str | None = None, require_sources: bool = True):  # type: ignore[no-untyped-def]
     from lbctl.workspace import open_workspace
 
-    return open_workspace(store, connect=connect, adopting=adopting)
+    return open_workspace(store, connect=connect, require_sources=require_sources)
 
 
 def _require_consent(yes: bool, dry_run: bool, what: str) -> None:
@@ -288,7 +288,7 @@ def pull(
     """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
     from lbctl import adopt, render
 
-    result = adopt.pull(_workspace(store, connect=target, adopting=target), target, message=message)
+    result = adopt.pull(_workspace(store, connect=target, require_sources=False), target, message=message)
     if json_out:
         render.emit_json(result.to_json())
     elif result.created:

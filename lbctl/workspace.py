@@ -48,12 +48,12 @@ EVERY_TARGET = "*"  # for `connect`: not a valid target name
 _AHEAD_AT_MOST = 8  # connections started at once for EVERY_TARGET
 
 
-def open_workspace(store_opt: str | None, *, connect: str | None = None, adopting: str | None = None) -> Workspace:
+def open_workspace(store_opt: str | None, *, connect: str | None = None, require_sources: bool = True) -> Workspace:
     """Open the store; with `connect` (a target, or EVERY_TARGET), transports start connecting meanwhile.
 
-    `adopting` names a target whose source file may not exist yet (`lbctl pull` creates it)."""
+    `require_sources=False`: targets' source files may not exist yet (`lbctl pull` creates them)."""
     root = find_root(store_opt)
-    config = config_mod.load(root / config_mod.CONFIG_NAME, adopting=adopting)
+    config = config_mod.load(root / config_mod.CONFIG_NAME, require_sources=require_sources)
     if connect is not None:
         from lbctl.transports import connect_ahead
 

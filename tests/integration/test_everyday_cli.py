@@ -44,6 +44,11 @@ def test_pull_adopts_a_running_haproxy_in_one_commit(
     tmp_path: Path, lab: Lab, lbctl: LbctlRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = adoptable_store(tmp_path, lab, lbctl, monkeypatch)
+    # a second LB described at the same time, not adopted yet: it does not stop the first pull
+    spare = haproxy_target_toml("spare", lab.haproxy, "http://127.0.0.1:1/", source="configs/spare/haproxy.cfg")
+    with (store / "lbctl.toml").open("a") as toml:
+        toml.write("\n" + spare.replace(str(lab.haproxy.config), str(tmp_path / "spare.cfg")))
+    git(store, "commit", "-qam", "Add target spare")
     before = commits(store)
 
     result = lbctl("pull", "edge")
@@ -54,12 +59,19 @@ def test_pull_adopts_a_running_haproxy_in_one_commit(
     assert commits(store) == before + 1
     assert "Lbctl-Source: pull" in git(store, "log", "-1", "--format=%B")
     assert git(store, "status", "--porcelain") == ""
+    pulled = git(store, "rev-parse", "HEAD").strip()
+    (store / "configs" / "spare").mkdir()
+    (store / "configs" / "spare" / "haproxy.cfg").write_text("# spare\n")  # untracked: enough to load
     status = json.loads(lbctl("status", "edge", "--json").out)["targets"][0]
-    assert status["live"] == git(store, "rev-parse", "HEAD").strip() and status["drift"] == "none"
+    assert status["live"] == pulled and status["drift"] == "none"
     # adopted: nothing differs between what runs and the store
     assert lbctl("diff", "edge", "--exit-code").code == 0
+    (store / "configs" / "spare" / "haproxy.cfg").unlink()
     again = lbctl("pull", "edge", "--json")
     assert again.code == 0 and json.loads(again.out)["committed"] is False and commits(store) == before + 1
+    # other commands still want every source, and say how to get the missing one
+    missing = lbctl("status", "--offline")
+    assert missing.code == 2 and "configs/spare/haproxy.cfg" in missing.err and "lbctl pull spare" in missing.err
 
 
 # -- the working tree --------------------------------------------------------------------
