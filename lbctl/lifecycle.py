@@ -27,6 +27,7 @@ from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, s
 from lbctl.checks import checks_for
 from lbctl.checks import modules_for as check_modules
 from lbctl.config import Target
+from lbctl.conformance import require_origin, settled
 from lbctl.errors import (
     ExitCode,
     Interrupted,
@@ -125,6 +126,8 @@ def apply_change(
         _connect(transport_for(target), target) as transport,
         transport.lock(lb_lock_path(target), holder_info(op, target.name)),
     ):
+        # The file lbctl changes must be the one the LB reads: refused (exit 2) before anything else.
+        run.timed("path", lambda: require_origin(kind, transport, target), detail_from_result=True)
         state = ws.journal.state(target.name)
         if candidate.rollback_of is not None and candidate.rollback_of != state.live:
             # Another operation finished between the caller's read and our lock: undo what is live now.
@@ -137,8 +140,17 @@ def apply_change(
         plan = run.timed(
             "plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain)
         )
-        if plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live:
-            return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
+        at_live = (
+            plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live
+        )
+        if at_live and not force:
+            # "Nothing to do" only when nothing is wrong: the LB runs it, and (a rollback) it is healthy.
+            wrong = run.timed("recheck", lambda: _what_is_wrong(kind, transport, target, pushed, op == "rollback"))
+            if not wrong:
+                return run.outcome(
+                    "unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do"
+                )
+            report("recheck", f"pushing it again: {wrong}")
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:
             verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
@@ -218,6 +230,10 @@ def apply_change(
                 run.landed(to_rev, state)
         if interrupted():
             return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="the reload")
+        conformance = run.timed("conform", lambda: settled(kind, transport, pushed), detail_from_result=True)
+        if conformance.differences:
+            reason = "the LB does not run the pushed config: " + "; ".join(conformance.differences)
+            return run.undo(state, lb, checks, live, to_rev, reason, plan)
 
         try:
             verification = run.timed(
@@ -269,6 +285,20 @@ def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
         yield transport
     finally:
         transport.close()
+
+
+def _what_is_wrong(kind: Kind, transport: Transport, target: Target, pushed: Bundle, with_checks: bool) -> str:
+    """Why a target already at the candidate still needs it pushed again ("" when nothing is wrong)."""
+    running = kind.conformance(transport, pushed)
+    if running.differences:
+        return "running drift: " + "; ".join(running.differences)
+    if not with_checks:
+        return ""
+    checks = checks_for(target, transport)
+    for check in checks:
+        check.baseline()
+    one_round = verify(checks, window=0, interval=target.check_interval)
+    return "" if one_round.ok else f"its checks fail: {one_round.summary}"
 
 
 def lb_lock_path(target: Target) -> str:
