@@ -102,3 +102,79 @@ master_socket = "/run/haproxy-master.sock"
     assert code == 6
     assert lbctl("status", "edge").code == 0  # the reachable one alone passes the gate
     assert lbctl("status", "gone").code == 6
+
+
+def test_rollback_to_last_good_on_an_unhealthy_target_at_last_good_pushes_it_again(
+    store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path
+) -> None:
+    sha = deploy_lab_config(store, lab, lbctl, tmp_path)
+    healthy = lbctl("rollback", "edge", "--to", "last-good", "--yes")
+    assert healthy.code == 0 and "nothing to do" in healthy.out  # healthy and in sync: truly nothing to do
+    workers = lab.haproxy.master_command("show proc")
+
+    # Every server of the backend put in maintenance by hand: the frontend answers 503.
+    for server in ("web1", "web2", "web3"):
+        runtime(lab.haproxy, f"set server web/{server} state maint")
+    assert status(lbctl, "edge")[1]["targets"][0]["verdict"] == "degraded"
+
+    result = lbctl("rollback", "edge", "--to", "last-good", "--yes")
+
+    assert result.code == 0, result.out + result.err
+    assert "nothing to do" not in result.out and "verified good" in result.out
+    assert "pushing it again: running drift" in result.err
+    assert lab.haproxy.master_command("show proc") != workers  # reloaded: a new worker
+    code, data = status(lbctl, "edge")
+    edge = data["targets"][0]
+    assert code == 0 and edge["live"] == sha and edge["health"][0]["ok"] is True, edge
+
+
+def wrong_path_store(store: Path, lab: Lab) -> Path:
+    """The target says haproxy.conf; the running HAProxy reads haproxy.cfg."""
+    wrong = lab.haproxy.config.with_name("haproxy.conf")
+    wrong.write_text(lab.live_text())
+    toml = store / "lbctl.toml"
+    toml.write_text(toml.read_text().replace(f'path = "{lab.haproxy.config}"', f'path = "{wrong}"'))
+    git(store, "commit", "-qam", "Point edge at the wrong file")
+    return wrong
+
+
+def test_a_path_the_lb_does_not_read_is_refused_naming_the_real_one(
+    store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path
+) -> None:
+    wrong = wrong_path_store(store, lab)
+    before = wrong.read_text(), lab.live_text(), lab.haproxy.master_command("show proc")
+    cfg = write(tmp_path / "new.cfg", lab.config(weights={"web1": 100, "web2": 100, "web3": 10}))
+
+    result = lbctl("deploy", "edge", "--file", str(cfg), "-m", "would change the wrong file", "--yes")
+
+    assert result.code == 2, result.out + result.err
+    assert f"reads {lab.haproxy.config}" in result.err and f'path = "{lab.haproxy.config}"' in result.err
+    assert (wrong.read_text(), lab.live_text(), lab.haproxy.master_command("show proc")) == before
+    assert "would change the wrong file" not in git(store, "log", "-1", "--format=%s")
+
+    code, data = status(lbctl, "edge")
+    edge = data["targets"][0]
+    assert code == 2 and edge["verdict"] == "misconfigured"
+    assert edge["origin"]["matches"] is False and edge["origin"]["files"] == [str(lab.haproxy.config)]
+    text = lbctl("status", "edge")
+    assert text.code == 2 and f"WRONG: the LB reads {lab.haproxy.config}" in text.out
+
+    checked = lbctl("check", "edge", "--file", str(cfg))
+    assert checked.code == 2 and f"reads {lab.haproxy.config}" in checked.err
+
+
+def test_without_a_socket_lbctl_says_it_cannot_know(store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path) -> None:
+    toml = store / "lbctl.toml"
+    text = toml.read_text()
+    text = text.replace(f'stats_socket = "{lab.haproxy.stats_socket}"\n', "")
+    text = text.replace(f'master_socket = "{lab.haproxy.master_socket}"\n', 'reload = "true"\n')
+    toml.write_text(text)
+    git(store, "commit", "-qam", "No runtime API")
+
+    code, data = status(lbctl, "edge")
+    edge = data["targets"][0]
+    assert code == 0, edge["reasons"]  # not knowing is said, not counted as a fault
+    assert edge["origin"]["known"] is False and "neither master_socket nor stats_socket" in edge["origin"]["detail"]
+    assert edge["running"]["checked"] is False
+    text_out = lbctl("status", "edge").out
+    assert "path        not checked: neither master_socket nor stats_socket is set" in text_out
