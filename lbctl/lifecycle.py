@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lbctl import preload, retry
 from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
@@ -37,7 +37,7 @@ from lbctl.errors import (
     Unreachable,
     ValidationFailed,
 )
-from lbctl.journal import Event, Stage, TargetState, new_event_id, timestamp
+from lbctl.journal import Event, LiveEntry, Stage, TargetState, new_event_id, timestamp
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
@@ -48,6 +48,10 @@ from lbctl.transports.base import Transport
 from lbctl.verify import Verification, verify
 from lbctl.workspace import Workspace
 
+if TYPE_CHECKING:
+    from lbctl.store import Store
+
+BEFORE_SEARCHED = 20  # store revisions compared with what a target runs before its first deploy
 Reporter = Callable[[str, str], None]  # (stage, message): progress for a human, never parsed
 
 
@@ -140,6 +144,8 @@ def apply_change(
         plan = run.timed(
             "plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain)
         )
+        if state.live is None and live is not None and not plan.unchanged:
+            run.before = ran_before_lbctl(ws.store, kind, target, live)
         at_live = (
             plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live
         )
@@ -287,6 +293,23 @@ def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
         transport.close()
 
 
+def ran_before_lbctl(store: Store, kind: Kind, target: Target, live: Bundle) -> LiveEntry | None:
+    """The newest store revision whose content the LB runs, before lbctl ever deployed to it.
+
+    It was live from its commit (at the earliest) until lbctl's first deploy replaces it.
+    """
+    wanted = live.blob(kind)
+    try:
+        revisions = store.revisions(target.source, limit=BEFORE_SEARCHED)
+    except LbctlError:
+        return None
+    for revision in revisions:
+        at_rev = bundle_at(store, kind, target, revision.sha)
+        if at_rev is not None and at_rev.blob(kind) == wanted:  # blob() compares canonical forms
+            return LiveEntry(revision.sha, revision.date.isoformat(timespec="milliseconds"), "before lbctl")
+    return None
+
+
 def _what_is_wrong(kind: Kind, transport: Transport, target: Target, pushed: Bundle, with_checks: bool) -> str:
     """Why a target already at the candidate still needs it pushed again ("" when nothing is wrong)."""
     running = kind.conformance(transport, pushed)
@@ -376,6 +399,7 @@ class _Run:
         self.started = timestamp()
         self.event_ids: list[str] = []
         self.forced = ""
+        self.before: LiveEntry | None = None  # the store revision the LB ran before lbctl's first deploy
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """The store-side lock; the LB-side one is taken through the transport."""
@@ -457,7 +481,7 @@ class _Run:
             who=json.loads(holder_info(self.op, self.target.name))["holder"],
             started=self.started,
             finished=timestamp(),
-            from_rev=from_rev if op else state.live,
+            from_rev=from_rev if op else (state.live or (self.before.rev if self.before else None)),
             to_rev=to_rev,
             verdict=verdict,
             stages=tuple(self.stages),
@@ -467,7 +491,10 @@ class _Run:
         )
         new_state = state
         if live_status is not None or verdict == "good":
-            new_state = state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
+            if state.live is None and not state.history and self.before is not None:
+                # What ran before lbctl's first deploy stays reachable: `previous`, `~1`, `@time`.
+                new_state = replace(state, history=(self.before,))
+            new_state = new_state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
         new_state = new_state.marked_bad(mark_bad)
         self.ws.journal.append(event, new_state)
         self.event_ids.append(event.id)
