@@ -203,6 +203,8 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
             )
         if r.lock:
             print(f"  lock        held: {r.lock}")
+        if r.lb_lock:
+            print(_color(f"  lock        held on the LB host: {r.lb_lock} (stale unless an operation runs)", "red"))
         if r.crashed:
             print(
                 _color(

@@ -44,6 +44,7 @@ class TargetStatus:
     verdict: str = "healthy"  # healthy | degraded | unreachable | misconfigured
     reasons: tuple[str, ...] = ()
     where_path: str | None = None  # the target's `path`
+    lb_lock: str | None = None  # the lock beside the live file on the LB host, when held
 
     def to_json(self) -> dict[str, Any]:
         s = self.state
@@ -65,6 +66,7 @@ class TargetStatus:
             "problems": list(self.problems),
             "running": self.running.to_json() if self.running else None,
             "origin": self.origin.to_json() if self.origin else None,
+            "lb_lock": self.lb_lock,
             "verdict": self.verdict,
             "reasons": list(self.reasons),
         }
@@ -97,6 +99,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         drift, health, problems = "not-checked", [], []
         running_state: Conformance | None = None
         origin: Origin | None = None
+        lb_lock: str | None = None
         reach = "ok"
         if probe:
             try:
@@ -113,6 +116,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                     else:
                         drift = "none" if running.blob(kind) == recorded else "drifted"
                     origin = check_origin(kind, transport, target)
+                    lb_lock = None if lock else _lb_lock(transport, target)
                     running_state = _conformance(ws, kind, transport, target, state.live, running)
                     for check in checks_for(target, transport):
                         obs = check.observe()
@@ -125,6 +129,10 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 drift = "unknown"
                 reach = "unreachable"
         verdict, reasons = _verdict(state, drift, health, running_state, origin, lock, crashed, reach, problems)
+        if lb_lock and verdict == "healthy":
+            verdict = "degraded"
+        if lb_lock:
+            reasons.append(f"the lock on the LB host is held ({lb_lock}): stale unless an operation runs there")
         results.append(
             TargetStatus(
                 name=target.name,
@@ -143,9 +151,26 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 verdict=verdict,
                 reasons=tuple(reasons),
                 where_path=target.path,
+                lb_lock=lb_lock,
             )
         )
     return results
+
+
+def _lb_lock(transport: Transport, target: Target) -> str | None:
+    """Who holds the lock beside the live file on the LB host (another machine's lbctl, or a dead one's)."""
+    from pathlib import Path
+
+    from lbctl.lifecycle import lb_lock_path
+    from lbctl.lock import describe_holder
+
+    path = lb_lock_path(target)
+    if target.transport == "local":
+        return current_holder(Path(path))
+    if target.transport == "ssh":  # a lock directory holding its holder's line (lbctl.transports.ssh)
+        raw = transport.read_file(path + ".d/info")
+        return describe_holder(raw.decode("utf-8", "replace")) if raw else None
+    return None
 
 
 def _conformance(

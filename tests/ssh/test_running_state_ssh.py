@@ -43,3 +43,21 @@ def test_hand_set_weight_and_wrong_path_over_ssh(ssh_lab: Lab, lbctl: LbctlRunne
     assert result.code == 2 and f"reads {ssh_lab.haproxy.config}" in result.err, result.err
     assert not wrong.exists()
     assert status(lbctl, ssh_lab)[0] == 2
+
+
+def test_a_lock_left_on_the_lb_host_makes_status_degraded(ssh_lab: Lab, lbctl: LbctlRunner, tmp_path: Path) -> None:
+    new = tmp_path / "new.cfg"
+    new.write_text(ssh_lab.config(weight=50))
+    assert ssh_lab.lbctl("deploy", "edge", "--file", str(new), "-m", "web2 at 50", "--yes") == 0
+    assert status(lbctl, ssh_lab)[0] == 0
+    # An lbctl killed outright (SIGKILL, a lost laptop) leaves its lock directory on the LB host.
+    left = ssh_lab.haproxy.config.with_name(".haproxy.cfg.lbctl.lock.d")
+    left.mkdir()
+    holder = {"holder": "alice@laptop", "pid": 4242, "operation": "deploy", "target": "edge", "started": "2026-11-30"}
+    (left / "info").write_text(json.dumps(holder) + "\n")
+
+    code, edge = status(lbctl, ssh_lab)
+
+    assert code == 1 and edge["verdict"] == "degraded"
+    assert "alice@laptop" in edge["lb_lock"]
+    assert any("lock on the LB host is held" in r for r in edge["reasons"])
