@@ -218,7 +218,7 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
             print(_color(f"  problem     {problem}", "red"))
         verdict = {"healthy": _color("healthy", "green")}.get(r.verdict, _color(r.verdict.upper(), "red"))
         print(f"  verdict     {verdict}" + (f": {len(r.reasons)} reason(s)" if r.reasons else ""))
-        if r.verdict == "degraded":
+        if r.verdict in ("degraded", "misconfigured"):
             for reason in r.reasons:
                 print(f"                {reason}")
     return code
