@@ -178,3 +178,17 @@ def test_without_a_socket_lbctl_says_it_cannot_know(store: Path, lab: Lab, lbctl
     assert edge["running"]["checked"] is False
     text_out = lbctl("status", "edge").out
     assert "path        not checked: neither master_socket nor stats_socket is set" in text_out
+
+
+def test_running_state_through_the_master_cli_alone(store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path) -> None:
+    toml = store / "lbctl.toml"
+    toml.write_text(toml.read_text().replace(f'stats_socket = "{lab.haproxy.stats_socket}"\n', ""))
+    git(store, "commit", "-qam", "Only the master socket")
+    deploy_lab_config(store, lab, lbctl, tmp_path)
+    runtime(lab.haproxy, "set server web/web1 weight 3")
+
+    code, data = status(lbctl, "edge")
+
+    edge = data["targets"][0]
+    assert code == 1 and "through " + str(lab.haproxy.master_socket) in edge["running"]["detail"]
+    assert edge["running"]["differences"] == ["backend web server web1: weight 3 running, 100 in the config"]
