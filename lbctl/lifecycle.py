@@ -182,7 +182,7 @@ def apply_change(
             _quietly(place.discard)  # a tree half staged: nothing of it may stay
             raise
         # While the LB validates: the checks' modules, and what the reload's polling retries with.
-        preload.in_background([*check_modules(target), retry.IMPLEMENTATION])
+        preload.in_background([*check_modules(target), retry.IMPLEMENTATION, *kind.conformance_modules])
         try:
             run.timed(
                 "validate",

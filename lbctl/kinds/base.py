@@ -51,6 +51,8 @@ class Kind(ABC):
     # A kind whose configs may `include` other files: its targets deploy a bundle (`lbctl.bundle`).
     follows_includes: ClassVar[bool] = False
     probes_sent: int = 0
+    # What `conformance` imports, loaded in the background while the LB validates.
+    conformance_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, target: Target) -> None:
         self.target = target

@@ -135,6 +135,7 @@ def balance_algorithms(text: str) -> dict[str, str]:
 class HaproxyKind(Kind):
     name = "haproxy"
     default_validate = ("haproxy", "-c", "-q", "-f", "{path}")
+    conformance_modules = ("lbctl.semantic.haproxy", "lbctl.kinds.haproxy_runtime")
 
     def _master(self) -> str:
         if not self.target.master_socket:
