@@ -225,6 +225,8 @@ class HaproxyKind(Kind):
         files = config_files(started.argv, started.cwd)
         if not files:
             return origin_unknown(f"HAProxy's pid {pid} was started without -f")
+        if not all(f.startswith("/") for f in files):  # relative, and its working directory unreadable
+            return origin_unknown(f"HAProxy's pid {pid} reads {', '.join(files)} from a directory lbctl cannot see")
         return judge(transport, self.target, started, files)
 
     def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:

@@ -68,3 +68,7 @@ def test_a_directory_on_the_command_line_holds_its_cfg_files() -> None:
     assert _among({"/etc/haproxy/conf.d/edge.cfg"}, ["/etc/haproxy/conf.d"])
     assert not _among({"/etc/haproxy/conf.d/edge.conf"}, ["/etc/haproxy/conf.d"])
     assert not _among({"/etc/haproxy/haproxy.conf"}, ["/etc/haproxy/haproxy.cfg"])
+
+
+def test_a_relative_file_without_a_known_directory_stays_relative() -> None:
+    assert config_files(("haproxy", "-f", "haproxy.cfg"), "") == ["haproxy.cfg"]  # judged unknown, never wrong
