@@ -203,7 +203,12 @@ class NginxKind(Kind):
         build = self.build_options(transport)
         conf = conf or build.get("conf-path", "conf/nginx.conf")
         base = prefix or build.get("prefix", "/usr/share/nginx")
-        return judge(transport, self.target, started, [absolute(conf, base)])
+        origin = judge(transport, self.target, started, [absolute(conf, base)])
+        cut = origin.matches is False and (self.target.path or "").startswith(origin.files[0])
+        if cut and transport.run(["test", "-e", origin.files[0]], timeout=10).code != 0:
+            # nginx's title is cut to the size of its original argv and environment: a cut path proves nothing.
+            return origin_unknown(f"nginx's process title shows a cut path ({origin.files[0]})")
+        return origin
 
     def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
         """The current worker generation started after the config files last changed."""
