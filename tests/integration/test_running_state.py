@@ -6,6 +6,7 @@ import json
 import socket
 from pathlib import Path
 
+from lbctl.kinds.haproxy import parse_show_proc
 from lbctl.lab.processes import Haproxy, free_port
 from tests.conftest import Lab, LbctlRunner, git, write
 
@@ -192,3 +193,31 @@ def test_running_state_through_the_master_cli_alone(store: Path, lab: Lab, lbctl
     edge = data["targets"][0]
     assert code == 1 and "through " + str(lab.haproxy.master_socket) in edge["running"]["detail"]
     assert edge["running"]["differences"] == ["backend web server web1: weight 3 running, 100 in the config"]
+
+
+def test_a_reload_that_did_not_take_fails_verification_and_is_undone(
+    store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path
+) -> None:
+    """The issue's first case: a reload command that reloads nothing, and no master socket to confirm with."""
+    before = deploy_lab_config(store, lab, lbctl, tmp_path)
+    good_text = lab.live_text()
+    toml = store / "lbctl.toml"
+    text = toml.read_text().replace(f'master_socket = "{lab.haproxy.master_socket}"\n', 'reload = "true"\n')
+    toml.write_text(text)
+    git(store, "commit", "-qam", "A reload command that does nothing")
+    workers = parse_show_proc(lab.haproxy.master_command("show proc")).workers
+    new = write(tmp_path / "new.cfg", lab.config(weights={"web1": 100, "web2": 100, "web3": 10}))
+
+    result = lbctl("deploy", "edge", "--file", str(new), "-m", "web3 at 10", "--yes")
+
+    assert result.code == 1, result.out + result.err
+    # Caught by the conform stage (or, where the reload is confirmed through the stats socket, before it).
+    said = result.out + result.err
+    assert "backend web server web3: weight 50 running, 10 in the config" in said or "reload failed" in said, said
+    assert lab.live_text() == good_text  # the file is back to what the LB runs
+    assert parse_show_proc(lab.haproxy.master_command("show proc")).workers == workers  # it never reloaded
+    code, data = status(lbctl, "edge")
+    edge = data["targets"][0]
+    assert code == 0, edge["reasons"]
+    assert edge["running"]["in_sync"] is True and git(store, "show", "HEAD:configs/edge/haproxy.cfg") == good_text
+    assert before in [e["from_rev"] for e in json.loads(lbctl("log", "edge", "--json").out)["events"]]
