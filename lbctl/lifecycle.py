@@ -41,6 +41,7 @@ from lbctl.journal import Event, LiveEntry, Stage, TargetState, new_event_id, ti
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
+from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived first: adopt.py imports it from here
 from lbctl.placement import Placement, placement
 from lbctl.planning import Plan, enforce, make_plan, refuse
 from lbctl.transports import transport_for
@@ -322,12 +323,6 @@ def _what_is_wrong(kind: Kind, transport: Transport, target: Target, pushed: Bun
         check.baseline()
     one_round = verify(checks, window=0, interval=target.check_interval)
     return "" if one_round.ok else f"its checks fail: {one_round.summary}"
-
-
-def lb_lock_path(target: Target) -> str:
-    """The lock beside the live file: it also stops operators working from other stores."""
-    directory, _, name = (target.path or f"/tmp/lbctl-{target.name}").rpartition("/")
-    return f"{directory}/.{name}.lbctl.lock"
 
 
 def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:

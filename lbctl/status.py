@@ -161,8 +161,7 @@ def _lb_lock(transport: Transport, target: Target) -> str | None:
     """Who holds the lock beside the live file on the LB host (another machine's lbctl, or a dead one's)."""
     from pathlib import Path
 
-    from lbctl.lifecycle import lb_lock_path
-    from lbctl.lock import describe_holder
+    from lbctl.lock import describe_holder, lb_lock_path
 
     path = lb_lock_path(target)
     if target.transport == "local":
