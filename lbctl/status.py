@@ -28,6 +28,7 @@ class TargetStatus:
     lock: str | None
     crashed: dict[str, Any] | None
     problems: tuple[str, ...] = ()
+    config_problems: tuple[str, ...] = ()  # the target's settings are wrong (a socket, the API): exit 2
 
     def to_json(self) -> dict[str, Any]:
         s = self.state
@@ -47,12 +48,14 @@ class TargetStatus:
             "lock": self.lock,
             "interrupted_operation": self.crashed,
             "problems": list(self.problems),
+            "config_problems": list(self.config_problems),
         }
 
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
     from lbctl.bundle import live_rels, read_live, recorded_blob
     from lbctl.checks import checks_for
+    from lbctl.errors import ConfigError
     from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
 
@@ -62,11 +65,15 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         subject = _subject(ws, state.live)
         lock = current_holder(ws.lock_dir / f"{target.name}.lock")
         crashed = _crashed_operation(ws, target, lock)
-        drift, health, problems = "not-checked", [], []
+        drift, health, problems, misconfigured = "not-checked", [], [], []
         if probe:
             try:
                 with transport_for(target) as transport:
                     kind = kind_for(target)
+                    try:
+                        kind.check_endpoints(transport)
+                    except ConfigError as exc:
+                        misconfigured.append(str(exc))
                     # Every file of the tree lbctl left live (its main file alone for most targets).
                     rels = live_rels(ws.store, kind, target, state.live)
                     running = read_live(transport, target, rels) if target.path else None
@@ -80,6 +87,9 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                     for check in checks_for(target, transport):
                         obs = check.observe()
                         health.append({"check": check.name, "ok": obs.ok, "detail": obs.detail})
+            except ConfigError as exc:  # e.g. an `api` nothing answers at
+                misconfigured.append(str(exc))
+                drift = "unknown"
             except Exception as exc:  # status must answer even when a target is down
                 problems.append(f"could not reach {target.name}: {exc}")
                 drift = "unknown"
@@ -96,6 +106,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 lock=lock,
                 crashed=crashed,
                 problems=tuple(problems),
+                config_problems=tuple(misconfigured),
             )
         )
     return results

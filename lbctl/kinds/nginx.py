@@ -62,9 +62,7 @@ class NginxKind(Kind):
 
     # -- validate and reload ---------------------------------------------------------
 
-    def validate_argv(self, path: str) -> list[str]:
-        if self.target.validate_command:
-            return super().validate_argv(path)
+    def default_validate_argv(self, path: str) -> list[str]:
         prefix = ["-p", self.target.prefix] if self.target.prefix else []
         return ["nginx", "-t", "-q", *prefix, "-c", path]
 
@@ -87,7 +85,8 @@ class NginxKind(Kind):
             argv = ["nginx", "-s", "reload", *prefix, "-c", self.target.path or ""]
         result = transport.run(argv, timeout=60)
         if result.code != 0:
-            raise ReloadFailed(f"`{' '.join(argv)}` exited {result.code}: {result.output[:500]}")
+            shown = self.target.reload or " ".join(argv)
+            raise ReloadFailed(f"`{shown}` exited {result.code}: {self.shown_names(result.output)[:1000]}")
 
     def confirm_reload(self, transport: Transport, marker: object) -> str:
         if not isinstance(marker, Generation):

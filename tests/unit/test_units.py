@@ -68,8 +68,22 @@ def test_staging_gate_follows_the_change_or_the_content() -> None:
 
     raw = {
         "targets": {
-            "stg": {"kind": "haproxy", "source": "x.cfg", "path": "/x", "reload": "true", "environment": "staging"},
-            "prod": {"kind": "haproxy", "source": "x.cfg", "path": "/y", "reload": "true", "environment": "production"},
+            "stg": {
+                "kind": "haproxy",
+                "source": "x.cfg",
+                "path": "/x",
+                "reload": "true",
+                "confirm_reload": False,
+                "environment": "staging",
+            },
+            "prod": {
+                "kind": "haproxy",
+                "source": "x.cfg",
+                "path": "/y",
+                "reload": "true",
+                "confirm_reload": False,
+                "environment": "production",
+            },
         }
     }
     root = Path(__file__).parent
