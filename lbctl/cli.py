@@ -292,6 +292,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if type(exc).__name__ == "NoArgsIsHelpError" else int(ExitCode.USAGE)
     except LbctlError as exc:
         print(f"lbctl: {exc}", file=sys.stderr)
+        if "--json" in args:  # scripts read stdout: the error, in the LB's own words where it has them
+            from lbctl.render import emit_json
+
+            emit_json(
+                {
+                    "error": exc.message,
+                    "exit_code": int(exc.exit_code),
+                    "details": getattr(exc, "details", ""),
+                    "hint": exc.hint,
+                }
+            )
         if debug:
             import traceback
 
