@@ -16,9 +16,11 @@ retries = 3                   # transport retries (exponential backoff with jitt
 # transport = "local"                           # local (ssh, http: coming)
 # source = "configs/edge/haproxy.cfg"           # the file in this store
 # path = "/etc/haproxy/haproxy.cfg"             # where the LB reads it
-# master_socket = "/run/haproxy-master.sock"    # HAProxy started with -W -S <this>
-# # validate = "haproxy -c -q -f {path}"        # the kind's default
+# master_socket = "/run/haproxy-master.sock"    # HAProxy started with -W -S <this>: confirms reloads
+# # stats_socket = "/run/haproxy/admin.sock"    # the runtime API (confirms reloads without a master socket)
+# # validate = "haproxy -c -f {path}"           # the kind's default; commands run by /bin/sh -c on the LB
 # # reload = "systemctl reload haproxy"         # default: `reload` on the master socket
+# # confirm_reload = false                      # only if nothing can confirm: verdicts are `unconfirmed`
 #
 # [[targets.edge1.checks]]
 # type = "http"                                 # http | tcp | command

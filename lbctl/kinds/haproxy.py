@@ -20,7 +20,15 @@ from lbctl import retry
 from lbctl.checks.counters import ServerCounters, Snapshot
 from lbctl.errors import ConfigError, TransientError
 from lbctl.kinds.base import Kind, ReloadFailed, ReloadNotConfirmed
-from lbctl.kinds.haproxy_api import ProcState, WorkerInfo, check_sockets, parse_show_proc, show_info, show_proc
+from lbctl.kinds.haproxy_api import (
+    ProcState,
+    WorkerInfo,
+    check_sockets,
+    not_reloaded_since,
+    parse_show_proc,
+    show_info,
+    show_proc,
+)
 from lbctl.transports.base import Transport
 
 __all__ = ["HaproxyKind", "ProcState", "balance_algorithms", "parse_show_proc", "parse_stats"]
@@ -172,7 +180,7 @@ class HaproxyKind(Kind):
 
     def still_running(self, transport: Transport, marker: object) -> bool:
         if isinstance(marker, ProcState):
-            return self.show_proc(transport) == marker
+            return not_reloaded_since(marker, self.show_proc(transport))
         if isinstance(marker, WorkerInfo) and self.target.stats_socket:
             return show_info(transport, self.target.stats_socket) == marker
         return False
@@ -201,7 +209,7 @@ class HaproxyKind(Kind):
             after = retry.call(retry.POLL, took)
         except TransientError:
             now = self.show_proc(transport)
-            if now == before:
+            if not_reloaded_since(before, now):
                 raise ReloadNotConfirmed(
                     f"HAProxy did not reload: after {retry.POLL.deadline:.0f} s `show proc` still shows master "
                     f"{now.master_pid} with {now.reloads} reload(s) and worker(s) {_pids(now.workers)}"

@@ -34,6 +34,12 @@ class ProcState:
     workers: frozenset[int]
 
 
+def not_reloaded_since(before: ProcState, now: ProcState) -> bool:
+    """No reload at all between the two readings (old workers finishing their connections may have left)."""
+    same_master = (now.master_pid, now.reloads, now.failed) == (before.master_pid, before.reloads, before.failed)
+    return same_master and now.workers <= before.workers
+
+
 @dataclass(frozen=True)
 class WorkerInfo:
     """A worker's identity from `show info` on the stats socket."""
