@@ -18,6 +18,7 @@ import re
 
 from lbctl import retry
 from lbctl.checks.counters import ServerCounters, Snapshot
+from lbctl.config import Target
 from lbctl.errors import ConfigError, TransientError
 from lbctl.kinds.base import Kind, ReloadFailed, ReloadNotConfirmed
 from lbctl.kinds.haproxy_api import (
@@ -143,8 +144,12 @@ class HaproxyKind(Kind):
     def show_proc(self, transport: Transport) -> ProcState:
         return show_proc(transport, self._master())
 
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self._checked: ProcState | None = None  # `show proc` as the preflight read it
+
     def check_endpoints(self, transport: Transport) -> None:
-        check_sockets(transport, self.target)
+        self._checked = check_sockets(transport, self.target)
 
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
         sock = self.target.stats_socket
@@ -162,7 +167,10 @@ class HaproxyKind(Kind):
 
     def reload_marker(self, transport: Transport) -> object:
         if self.target.master_socket:
-            return self.show_proc(transport)
+            # The preflight's reading, once: the operation holds the LB's lock since, and a reading
+            # less saves a round trip on the on-call path. Later snapshots (a restore) read anew.
+            checked, self._checked = self._checked, None
+            return checked or self.show_proc(transport)
         if self.target.stats_socket:
             return show_info(transport, self.target.stats_socket)
         return None

@@ -93,8 +93,12 @@ def show_info(transport: Transport, stats_socket: str) -> WorkerInfo:
     return retry.call(retry.MASTER_SOCKET, read)
 
 
-def check_sockets(transport: Transport, target: Target) -> None:
-    """Each socket the target names answers, and is what it is named as (`ConfigError` if not)."""
+def check_sockets(transport: Transport, target: Target) -> ProcState | None:
+    """Each socket the target names answers, and is what it is named as (`ConfigError` if not).
+
+    Returns the master's `show proc` as read (None without a master socket).
+    """
+    state = None
     if target.master_socket:
         answer = _preflight_ask(transport, target, "master_socket", target.master_socket, "show proc")
         if not _MASTER.search(answer):
@@ -109,6 +113,7 @@ def check_sockets(transport: Transport, target: Target) -> None:
                     else "set master_socket to the path HAProxy was started with (`haproxy -W -S PATH`)"
                 ),
             )
+        state = parse_show_proc(answer)
     if target.stats_socket:
         answer = _preflight_ask(transport, target, "stats_socket", target.stats_socket, "show info")
         if not parse_info(answer).get("Pid", "").isdigit():
@@ -123,6 +128,7 @@ def check_sockets(transport: Transport, target: Target) -> None:
                     else "set stats_socket to the path of `stats socket PATH level admin` in the global section"
                 ),
             )
+    return state
 
 
 def _preflight_ask(transport: Transport, target: Target, key: str, path: str, command: str) -> str:
