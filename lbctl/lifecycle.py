@@ -561,7 +561,7 @@ class _Run:
             if restored and previous is not None:
                 live_rev = self._forward_commit(kind, previous, bad_rev, plan.from_rev, reason)
                 why = restore_ok.summary if restore_ok is not None else problem
-                message = f"{target.name}: {reason}. Restored {live_rev[:10]} " + (
+                message = f"{target.name}: {reason.rstrip('.')}. Restored {live_rev[:10]} " + (
                     "(healthy)" if healthy else f"(NOT healthy: {why})"
                 )
             else:

@@ -58,6 +58,8 @@ class Kind(ABC):
     # A kind whose configs may `include` other files: its targets deploy a bundle (`lbctl.bundle`).
     follows_includes: ClassVar[bool] = False
     probes_sent: int = 0
+    # Lines of a failed validation's output that say nothing about the config (version banners).
+    validation_noise: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -73,7 +75,7 @@ class Kind(ABC):
 
     def validate_shown(self) -> str:
         """The validate command as the user knows it (for messages)."""
-        return self.target.validate_command or shlex.join(self.default_validate)
+        return self.target.validate_command or " ".join(self.default_validate)
 
     def validator_binary(self) -> str:
         """The program the validate command runs first (to tell whether it is installed here)."""
@@ -119,6 +121,8 @@ class Kind(ABC):
             )
         output = self.shown_names(result.output, staged)
         if result.code != 0:
+            said = [line for line in output.splitlines() if not any(n in line for n in self.validation_noise)]
+            output = "\n".join(said)
             raise ValidationFailed(
                 f"{self.name} rejected the candidate config (`{self.validate_shown()}` exited {result.code});"
                 " nothing was changed on the LB",

@@ -132,6 +132,7 @@ class HaproxyKind(Kind):
     name = "haproxy"
     # Without -q: on failure HAProxy prints its `[ALERT] ... parsing [FILE:LINE]` lines (with -q, nothing).
     default_validate = ("haproxy", "-c", "-f", "{path}")
+    validation_noise = ("] : haproxy version is ", "] : path to executable is ")
 
     def _master(self) -> str:
         if not self.target.master_socket:
