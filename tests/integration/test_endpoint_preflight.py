@@ -74,3 +74,23 @@ def test_right_sockets_pass_the_preflight(store: Path, lab: Lab, lbctl: LbctlRun
     result = lbctl("status", "edge", "--json")
     assert result.code == 0, result.out + result.err
     assert json.loads(result.out)["targets"][0]["config_problems"] == []
+
+
+def test_check_away_from_the_lb_host_notes_it_instead_of_failing(
+    store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path
+) -> None:
+    """A CI runner checks a `local` target with no HAProxy and no live config: not a settings problem."""
+    absent = tmp_path / "elsewhere" / "haproxy.cfg"
+    (store / "lbctl.toml").write_text(
+        target_toml(lab)
+        .replace(f'path = "{lab.haproxy.config}"', f'path = "{absent}"')
+        .replace(str(lab.haproxy.master_socket), str(tmp_path / "elsewhere" / "master.sock"))
+    )
+    git(store, "commit", "-qam", "a target on another host")
+    new = write(tmp_path / "new.cfg", lab.config())
+
+    result = lbctl("check", "edge", "--file", str(new), "--json")
+
+    report = json.loads(result.out)
+    assert result.code == 0, result.out + result.err
+    assert report["config_problems"] == [] and any("not the LB host" in n for n in report["notes"])
