@@ -62,6 +62,11 @@ def shell_argv(template: str, values: dict[str, str | None], *, key: str) -> lis
     return [SHELL, "-c", shell_line(template, values, key=key)]
 
 
+def missing_placeholders(template: str, values: dict[str, str | None]) -> list[str]:
+    """The placeholders `template` uses that have no value (`{stats_socket}` without a stats socket)."""
+    return sorted({name for name in _PLACEHOLDER.findall(template) if values.get(name) is None})
+
+
 def quoted_placeholder(template: str) -> str | None:
     """A placeholder the template puts in quotes itself (`'{path}'`), which lbctl's own quoting breaks."""
     found = _QUOTED_PLACEHOLDER.search(template)

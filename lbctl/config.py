@@ -212,12 +212,26 @@ class Target:
             raise ValueError("transport 'http' needs `api` (e.g. http://127.0.0.1:2019)")
         if self.kind == "haproxy" and self.transport != "http" and not (self.reload or self.master_socket):
             raise ValueError("a haproxy target needs `master_socket` (master CLI) or a `reload` command")
+        self._check_placeholders()
         if self.kind == "haproxy" and self.confirm_reload and not (self.master_socket or self.stats_socket):
             raise ValueError(
                 "lbctl cannot confirm this haproxy target's reloads: set `master_socket` (the -S path, "
                 "`show proc`) or `stats_socket` (the runtime API, `show info`), or set confirm_reload = false "
                 "and its deploys are recorded `unconfirmed`, never `good`"
             )
+
+    def _check_placeholders(self) -> None:
+        """Every placeholder a command uses has a value on this target (found now, not mid-deploy)."""
+        from lbctl.commands import missing_placeholders, values_for
+
+        values = values_for(self)
+        commands = [("validate", self.validate_command), ("reload", self.reload)]
+        commands += [("checks", c.command) for c in self.checks if isinstance(c, CommandCheck)]
+        for key, command in commands:
+            staged = {"path": "(the staged file)"} if key == "validate" else {}  # validate's {path}: always one
+            missing = missing_placeholders(command or "", {**values, **staged})
+            if missing:
+                raise ValueError(f"`{key}` uses {{{missing[0]}}}, but the target has no `{missing[0]}`")
 
 
 @dataclass(frozen=True)

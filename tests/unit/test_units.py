@@ -161,5 +161,7 @@ def test_commands_in_lbctl_toml_are_checked_when_read() -> None:
         target_from({**base, "checks": [{"type": "command", "command": "true", "argv": ["true"]}]})
     with pytest.raises(Exception, match="cannot confirm"):
         target_from({**{k: v for k, v in base.items() if k != "master_socket"}, "reload": "true"})
+    with pytest.raises(Exception, match=r"`reload` uses \{stats_socket\}, but the target has no `stats_socket`"):
+        target_from({**base, "reload": "echo reload | socat stdio unix:{stats_socket}"})
     unconfirmed = target_from({**base, "master_socket": None, "reload": "true", "confirm_reload": False})
     assert not unconfirmed.confirm_reload
