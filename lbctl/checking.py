@@ -22,14 +22,16 @@ class CheckReport:
     target: str
     candidate: str
     validated_on: str
-    validation: str  # the LB validator's output ("" when it said nothing)
+    validation: str  # the LB validator's own words, file names as in the store ("" when it said nothing)
     findings: tuple[str, ...]  # refusing
     notes: tuple[str, ...]
     semantic: SemanticDiff | None
+    validation_ok: bool = True
+    config_problems: tuple[str, ...] = ()  # settings of the target that are wrong (exit 2)
 
     @property
     def ok(self) -> bool:
-        return not self.findings
+        return not self.findings and not self.config_problems
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -38,6 +40,8 @@ class CheckReport:
             "ok": self.ok,
             "validated_on": self.validated_on,
             "validation": self.validation,
+            "validation_ok": self.validation_ok,
+            "config_problems": list(self.config_problems),
             "findings": list(self.findings),
             "notes": list(self.notes),
             "semantic": self.semantic.to_json() if self.semantic else None,
@@ -86,9 +90,15 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
     baseline = bundle_at(ws.store, kind, target, state.live) if state.live else None
     analysis = analyze(target, ws.config.policy_for(target), ws.config.safety_for(target), baseline, bundle)
     findings = [p.text for p in analysis.problems]
-    binary = kind.validate_argv("x")[0]
-    output = ""
-    if shutil.which(binary):
+    notes = [*([seen] if seen else []), *analysis.notes]
+    binary = kind.validator_binary()
+    output, valid = "", True
+    validate_here = shutil.which(binary) is not None
+    # The sockets / API the target names, tested on the LB (a wrong one is a setting to fix, exit 2).
+    config_problems = _endpoint_problems(target, kind, notes)
+    if not config_problems:
+        notes.append(f"path: {_origin(target, kind)}")  # a `path` the LB does not read: exit 2
+    if validate_here:
         # The LB's own validator is here: check in a temp dir, touching nothing of the target's.
         where = f"local {binary}"
         filename = Path(target.path or target.source).name
@@ -99,6 +109,7 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
                 output = kind.validate(LocalTransport(target), staged)
             except ValidationFailed as exc:
                 findings.append(f"{exc.message}\n{exc.details}".strip())
+                output, valid = exc.details, False
     else:
         from lbctl.errors import TransientError, Unreachable
         from lbctl.lifecycle import _connect
@@ -113,12 +124,22 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
                     output = kind.validate(transport, staged)
                 except ValidationFailed as exc:
                     findings.append(f"{exc.message}\n{exc.details}".strip())
+                    output, valid = exc.details, False
                 finally:
                     place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
-    notes = (*((seen,) if seen else ()), *analysis.notes, f"path: {_origin(target, kind)}")
-    return CheckReport(name, label, where, output, tuple(findings), notes, analysis.semantic)
+    return CheckReport(
+        name,
+        label,
+        where,
+        output,
+        tuple(findings),
+        tuple(notes),
+        analysis.semantic,
+        validation_ok=valid,
+        config_problems=tuple(config_problems),
+    )
 
 
 def _origin(target: Target, kind: Kind) -> Origin:
@@ -138,3 +159,32 @@ def _origin(target: Target, kind: Kind) -> Origin:
     if origin.matches is False:
         raise wrong_path(target, origin)
     return origin
+
+
+def _endpoint_problems(target: Target, kind: Kind, notes: list[str]) -> list[str]:
+    """Wrong sockets / API settings of `target`, as found on the LB (one try: `check` must not wait).
+
+    A LB that cannot be reached from here, or a host without the target's live config (a CI
+    runner checking a `local` target), is a note, not a failure.
+    """
+    from lbctl.errors import ConfigError, LbctlError, TransientError
+    from lbctl.kinds.base import Kind as BaseKind
+    from lbctl.transports import transport_for
+
+    if type(kind).check_endpoints is BaseKind.check_endpoints:
+        return []  # the kind names no socket or API to test (nginx): no connection for nothing
+    transport = transport_for(target)
+    try:
+        transport.open()
+        if target.transport != "http" and target.path and transport.read_file(target.path) is None:
+            # No live config here: a CI runner checking a `local` target, not the LB host.
+            notes.append(f"no {target.path} on {transport.where}: not the LB host, its sockets were not tested")
+            return []
+        kind.check_endpoints(transport)
+    except ConfigError as exc:
+        return [str(exc)]
+    except (TransientError, LbctlError) as exc:
+        notes.append(f"could not reach {transport.where} to test its sockets / API: {str(exc).splitlines()[0]}")
+    finally:
+        transport.close()
+    return []

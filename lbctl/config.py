@@ -35,11 +35,19 @@ _STRICT: dict[str, Any] = {"extra": "forbid", "populate_by_name": True}
 
 
 def _splits_like_a_shell(value: str | None) -> str | None:
+    """A command run by `/bin/sh -c` (`lbctl.commands`): balanced quotes, placeholders left bare."""
     if value is not None:
         try:
             shlex.split(value)
         except ValueError as exc:
             raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
+        from lbctl.commands import quoted_placeholder
+
+        quoted = quoted_placeholder(value)
+        if quoted:
+            raise ValueError(
+                f"writes {quoted} in quotes: lbctl quotes placeholders itself, so write {quoted[1:-1]} bare"
+            )
     return value
 
 
@@ -86,8 +94,14 @@ class CommandCheck:
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     type: Literal["command"]
-    argv: Annotated[list[str], Field(min_length=1)]
+    # `command` is shell syntax run by /bin/sh -c with placeholders (`lbctl.commands`); `argv` runs as listed.
+    command: Annotated[str | None, AfterValidator(_splits_like_a_shell)] = None
+    argv: Annotated[list[str] | None, Field(min_length=1)] = None
     timeout: Annotated[float, Field(gt=0)] = 10.0
+
+    def __post_init__(self) -> None:
+        if (self.command is None) == (self.argv is None):
+            raise ValueError("a command check needs `command` (a shell command) or `argv` (a list), not both")
 
 
 @dataclass(frozen=True)
@@ -175,6 +189,8 @@ class Target:
     reload: Annotated[str | None, AfterValidator(_splits_like_a_shell)] = None
     master_socket: str | None = None
     stats_socket: str | None = None
+    # false: lbctl does not confirm reloads, and a deploy's verdict is `unconfirmed`, never `good`
+    confirm_reload: bool = True
     environment: str | None = None
     group: str | None = None
     verify_seconds: Annotated[float, Field(ge=0)] = 10.0
@@ -196,6 +212,26 @@ class Target:
             raise ValueError("transport 'http' needs `api` (e.g. http://127.0.0.1:2019)")
         if self.kind == "haproxy" and self.transport != "http" and not (self.reload or self.master_socket):
             raise ValueError("a haproxy target needs `master_socket` (master CLI) or a `reload` command")
+        self._check_placeholders()
+        if self.kind == "haproxy" and self.confirm_reload and not (self.master_socket or self.stats_socket):
+            raise ValueError(
+                "lbctl cannot confirm this haproxy target's reloads: set `master_socket` (the -S path, "
+                "`show proc`) or `stats_socket` (the runtime API, `show info`), or set confirm_reload = false "
+                "and its deploys are recorded `unconfirmed`, never `good`"
+            )
+
+    def _check_placeholders(self) -> None:
+        """Every placeholder a command uses has a value on this target (found now, not mid-deploy)."""
+        from lbctl.commands import missing_placeholders, values_for
+
+        values = values_for(self)
+        commands = [("validate", self.validate_command), ("reload", self.reload)]
+        commands += [("checks", c.command) for c in self.checks if isinstance(c, CommandCheck)]
+        for key, command in commands:
+            staged = {"path": "(the staged file)"} if key == "validate" else {}  # validate's {path}: always one
+            missing = missing_placeholders(command or "", {**values, **staged})
+            if missing:
+                raise ValueError(f"`{key}` uses {{{missing[0]}}}, but the target has no `{missing[0]}`")
 
 
 @dataclass(frozen=True)

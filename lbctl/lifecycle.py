@@ -74,7 +74,7 @@ class Outcome:
 
     op: str
     target: str
-    verdict: str  # good | unchanged | dry-run | declined | rolled-back | restore-failed | interrupted
+    verdict: str  # good | unconfirmed | unchanged | dry-run | declined | rolled-back | restore-failed | interrupted
     exit_code: ExitCode
     plan: Plan
     message: str
@@ -132,6 +132,7 @@ def apply_change(
         _connect(transport_for(target), target) as transport,
         transport.lock(lb_lock_path(target), holder_info(op, target.name)),
     ):
+        _check_endpoints(kind, transport, target)
         # The file lbctl changes must be the one the LB reads: refused (exit 2) before anything else.
         run.timed("path", lambda: require_origin(kind, transport, target), detail_from_result=True)
         state = ws.journal.state(target.name)
@@ -195,7 +196,7 @@ def apply_change(
             checks = checks_for(target, transport)
             for check in checks:
                 check.baseline()
-            marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
+            marker = run.timed("snapshot", lambda: kind.reload_marker(transport)) if target.confirm_reload else None
         except ValidationFailed as exc:
             place.discard()
             run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
@@ -220,7 +221,7 @@ def apply_change(
                 ),
             )
         to_rev = pending.sha if pending is not None else (candidate.rev or "")
-        lb = _Lb(kind, transport, place, lambda: _read_back(transport, target, managed))
+        lb = _Lb(kind, transport, place, lambda: _read_back(transport, target, managed), marker)
         with shielded() as interrupted, run.inflight(to_rev, state):
             try:
                 run.timed("swap", place.swap)
@@ -258,22 +259,31 @@ def apply_change(
             return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="verification")
         if not verification.ok:
             return run.undo(state, lb, checks, live, to_rev, verification.summary, plan, verification=verification)
+        # Checks that pass after a reload nobody confirmed may be the old config passing them.
+        verdict = "good" if target.confirm_reload else "unconfirmed"
         with shielded():
             event = run.record_event(
                 state,
-                "good",
+                verdict,
                 to_rev,
                 verification.summary + (f"; {run.forced}" if run.forced else ""),
                 verification=verification,
                 blob=pushed.blob(kind),
                 diff=plan.diff,
                 mark_bad=candidate.rollback_of,
+                live_status=verdict,
             )
+        said = (
+            f"verified good: {verification.summary}"
+            if verdict == "good"
+            else f"checks passed ({verification.summary}) but the reload was NOT confirmed (confirm_reload = false): "
+            "recorded `unconfirmed`, not good"
+        )
         return run.outcome(
-            "good",
+            verdict,
             ExitCode.OK,
             plan,
-            f"{target.name} runs {to_rev[:10]}, verified good: {verification.summary}",
+            f"{target.name} runs {to_rev[:10]}, {said}",
             to_rev=to_rev,
             verification=verification,
             events=(event,),
@@ -326,6 +336,17 @@ def _what_is_wrong(kind: Kind, transport: Transport, target: Target, pushed: Bun
     return "" if one_round.ok else f"its checks fail: {one_round.summary}"
 
 
+def _check_endpoints(kind: Kind, transport: Transport, target: Target) -> None:
+    """The sockets / API the target's settings name answer as they should, before anything changes."""
+    try:
+        kind.check_endpoints(transport)
+    except TransientError as exc:
+        raise Unreachable(
+            f"{target.name}: could not reach {transport.where}: {exc}",
+            hint="nothing was changed on it; check the network and run the same command again",
+        ) from None
+
+
 def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:
     """The live config: the main file and those of `rels` (included files) that exist."""
     try:
@@ -357,10 +378,13 @@ class _Lb:
     transport: Transport
     place: Placement
     read_back: Callable[[], Bundle | None]
+    before: object = None  # the LB's process state before the swap (`Kind.reload_marker`)
 
 
 def _reload(kind: Kind, transport: Transport, marker: object) -> str:
     kind.reload(transport)
+    if not kind.target.confirm_reload:
+        return "reload command exited 0; not confirmed (confirm_reload = false)"
     return kind.confirm_reload(transport, marker)
 
 
@@ -568,9 +592,17 @@ class _Run:
                 try:
                     current = lb.read_back()
                     if not previous.same(current, kind):
-                        marker = self.timed("snapshot", lambda: kind.reload_marker(transport))
+                        # A reload that never happened (a reload command that did nothing): the LB still
+                        # runs the process that loaded the previous config, so putting the file back is all.
+                        never_reloaded = lb.before is not None and kind.still_running(transport, lb.before)
+                        marker = None
+                        if not never_reloaded and target.confirm_reload:
+                            marker = self.timed("snapshot", lambda: kind.reload_marker(transport))
                         self.timed("restore", lb.place.restore)
-                        self.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
+                        if never_reloaded:
+                            self.report("reload", "skipped: the LB never reloaded, it still runs the previous config")
+                        else:
+                            self.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
                     else:
                         self.report("restore", "the LB still has the previous config: nothing to put back")
                     for check in checks:
@@ -602,7 +634,7 @@ class _Run:
             if restored and previous is not None:
                 live_rev = self._forward_commit(kind, previous, bad_rev, plan.from_rev, reason)
                 why = restore_ok.summary if restore_ok is not None else problem
-                message = f"{target.name}: {reason}. Restored {live_rev[:10]} " + (
+                message = f"{target.name}: {reason.rstrip('.')}. Restored {live_rev[:10]} " + (
                     "(healthy)" if healthy else f"(NOT healthy: {why})"
                 )
             else:
@@ -611,16 +643,17 @@ class _Run:
                     f"{target.name}: {reason}. The restore did not take: {problem or 'the LB runs another config'}"
                 )
             blob = running.blob(kind) if running is not None else None
+            restored_verdict = ("good" if target.confirm_reload else "unconfirmed") if healthy else "restore-failed"
             self.record_event(
                 state,
-                "good" if healthy else "restore-failed",
+                restored_verdict,
                 live_rev,
                 message,
                 op="auto-rollback",
                 from_rev=bad_rev,
                 verification=restore_ok,
                 blob=blob,
-                live_status="good" if healthy else "failed",
+                live_status="failed" if restored_verdict == "restore-failed" else restored_verdict,
             )
         events = (failed_event, *self.event_ids[-1:])
         extra: dict[str, Any] = {

@@ -105,10 +105,17 @@ def outcome(result: Outcome, *, json_out: bool, quiet: bool) -> int:
         return int(result.exit_code)
     if result.verdict in ("dry-run", "refused"):
         show_plan(result.plan)
-    mark = {"good": "✓", "unchanged": "✓", "dry-run": "·", "rolled-back": "↩", "restore-failed": "✗"}.get(
-        result.verdict, "·"
-    )
+    mark = {
+        "good": "✓",
+        "unchanged": "✓",
+        "unconfirmed": "?",
+        "dry-run": "·",
+        "rolled-back": "↩",
+        "restore-failed": "✗",
+    }.get(result.verdict, "·")
     style = "green" if result.exit_code == 0 else ("yellow" if result.exit_code == 1 else "red")
+    if result.verdict == "unconfirmed":
+        style = "yellow"
     print(_color(f"{mark} {result.message}", style))
     if not quiet and result.verification is not None:
         for check in result.verification.results:
@@ -154,7 +161,7 @@ def balance_bars(figures: dict[str, Any], width: int = 24) -> list[str]:
 
 
 def check_report(report: CheckReport, *, json_out: bool) -> int:
-    code = 0 if report.ok else 3
+    code = 2 if report.config_problems else (0 if report.ok else 3)
     if json_out:
         data = report.to_json()
         if not report.ok:
@@ -174,7 +181,10 @@ def check_report(report: CheckReport, *, json_out: bool) -> int:
         print(f"note: {note}")
     for finding in report.findings:
         print(_color(f"✗ {finding}", "red"))
-    verdict = "passes" if report.ok else f"fails ({len(report.findings)} finding(s))"
+    for problem in report.config_problems:
+        print(_color(f"✗ lbctl.toml: {problem}", "red"))
+    count = len(report.findings) + len(report.config_problems)
+    verdict = "passes" if report.ok else f"fails ({count} finding(s))"
     print(
         _color(
             f"{report.candidate} {verdict} for {report.target} (validated with {report.validated_on})",
@@ -196,7 +206,8 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
     for r in results:
         s = r.state
         live = f"{s.live[:10]} {r.live_subject or ''}".strip() if s.live else "(nothing deployed by lbctl)"
-        style = "green" if s.status == "good" else ("yellow" if s.status in ("unverified", "unknown") else "red")
+        pending = ("unverified", "unconfirmed", "unknown")
+        style = "green" if s.status == "good" else ("yellow" if s.status in pending else "red")
         print(_color(f"{r.name}", "bold") + f"  ({r.kind} via {r.transport}: {r.where})")
         print(f"  live        {live}")
         print("  state       " + _color(s.status, style) + (f" (since {s.updated})" if s.updated else ""))
@@ -245,9 +256,11 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
             )
         for problem in r.problems:
             print(_color(f"  problem     {problem}", "red"))
+        for problem in r.config_problems:
+            print(_color(f"  config      {problem}", "red"))
         verdict = {"healthy": _color("healthy", "green")}.get(r.verdict, _color(r.verdict.upper(), "red"))
         print(f"  verdict     {verdict}" + (f": {len(r.reasons)} reason(s)" if r.reasons else ""))
-        if r.verdict in ("degraded", "misconfigured"):
+        if r.verdict == "degraded" or (r.verdict == "misconfigured" and not r.config_problems):
             for reason in r.reasons:
                 print(f"                {reason}")
     return code
@@ -261,7 +274,7 @@ def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:
         print("no deploy events yet")
     for entry in entries:
         e = entry.event
-        style = "green" if e.verdict == "good" else "red"
+        style = "green" if e.verdict == "good" else ("yellow" if e.verdict == "unconfirmed" else "red")
         rev = e.to_rev[:10] if e.to_rev else "-"
         total = sum(s.seconds for s in e.stages)
         print(

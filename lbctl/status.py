@@ -45,6 +45,7 @@ class TargetStatus:
     reasons: tuple[str, ...] = ()
     where_path: str | None = None  # the target's `path`
     lb_lock: str | None = None  # the lock beside the live file on the LB host, when held
+    config_problems: tuple[str, ...] = ()  # the target's settings are wrong (a socket, the API): exit 2
 
     def to_json(self) -> dict[str, Any]:
         s = self.state
@@ -69,6 +70,7 @@ class TargetStatus:
             "lb_lock": self.lb_lock,
             "verdict": self.verdict,
             "reasons": list(self.reasons),
+            "config_problems": list(self.config_problems),
         }
 
 
@@ -97,6 +99,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         lock = current_holder(ws.lock_dir / f"{target.name}.lock")
         crashed = _crashed_operation(ws, target, lock)
         drift, health, problems = "not-checked", [], []
+        misconfigured: list[str] = []
         running_state: Conformance | None = None
         origin: Origin | None = None
         lb_lock: str | None = None
@@ -105,6 +108,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
             try:
                 with transport_for(target) as transport:
                     kind = kind_for(target)
+                    kind.check_endpoints(transport)  # a wrong socket or API: ConfigError, below
                     # Every file of the tree lbctl left live (its main file alone for most targets).
                     rels = live_rels(ws.store, kind, target, state.live)
                     running = read_live(transport, target, rels) if target.path else None
@@ -121,14 +125,16 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                     for check in checks_for(target, transport):
                         obs = check.observe()
                         health.append({"check": check.name, "ok": obs.ok, "detail": obs.detail})
-            except ConfigError as exc:
-                problems.append(f"{target.name}: {exc}")
+            except ConfigError as exc:  # e.g. an `api` nothing answers at
+                misconfigured.append(str(exc))
                 reach = "misconfigured"
             except Exception as exc:  # status must answer even when a target is down
                 problems.append(f"could not reach {target.name}: {exc}")
                 drift = "unknown"
                 reach = "unreachable"
-        verdict, reasons = _verdict(state, drift, health, running_state, origin, lock, crashed, reach, problems)
+        verdict, reasons = _verdict(
+            state, drift, health, running_state, origin, lock, crashed, reach, [*misconfigured, *problems]
+        )
         if lb_lock and verdict == "healthy":
             verdict = "degraded"
         if lb_lock:
@@ -152,6 +158,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 reasons=tuple(reasons),
                 where_path=target.path,
                 lb_lock=lb_lock,
+                config_problems=tuple(misconfigured),
             )
         )
     return results

@@ -20,9 +20,11 @@ retries = 3                   # transport retries (exponential backoff with jitt
 #                                               # from the running LB if it does not exist yet)
 # path = "/etc/haproxy/haproxy.cfg"             # where the LB reads it (local, ssh)
 # master_socket = "/run/haproxy-master.sock"    # HAProxy started with -W -S <this>
-# stats_socket = "/run/haproxy/admin.sock"      # HAProxy's runtime API, for the balance check
-# # validate = "haproxy -c -q -f {path}"        # the kind's default
+# stats_socket = "/run/haproxy/admin.sock"      # HAProxy's runtime API: balance check, running state,
+#                                               # and reload confirmation without a master socket
+# # validate = "haproxy -c -f {path}"           # the kind's default; commands run by /bin/sh -c on the LB
 # # reload = "systemctl reload haproxy"         # default: `reload` on the master socket
+# # confirm_reload = false                      # only if nothing can confirm: verdicts are `unconfirmed`
 # # host = "10.0.0.5"                           # ssh: also user, port, identity_file, known_hosts, proxy_jump
 # # api = "http://127.0.0.1:2019"               # http: Caddy's admin API
 # # environment = "production"                  # production takes only revisions verified on staging

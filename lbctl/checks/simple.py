@@ -111,10 +111,19 @@ class CommandHealthCheck(HealthCheck):
 
     @property
     def name(self) -> str:
-        return f"command {self.spec.argv[0]}"
+        if self.spec.command is not None:
+            return f"command {self.spec.command}"
+        return f"command {(self.spec.argv or ['?'])[0]}"
+
+    def _argv(self) -> list[str]:
+        if self.spec.command is None:
+            return list(self.spec.argv or ())
+        from lbctl.commands import shell_argv, values_for
+
+        return shell_argv(self.spec.command, values_for(self.target), key=f"targets.{self.target.name}.checks")
 
     def observe(self) -> Observation:
-        result = self.transport.run(self.spec.argv, timeout=self.spec.timeout)
+        result = self.transport.run(self._argv(), timeout=self.spec.timeout)
         if result.code == 0:
             return Observation(True, "exit 0")
         return Observation(False, f"exit {result.code}: {result.output[:200]}")

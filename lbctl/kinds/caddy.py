@@ -148,6 +148,23 @@ class CaddyKind(Kind):
 
     # -- load ("reload") and confirm ----------------------------------------------------------
 
+    def check_endpoints(self, transport: Transport) -> None:
+        """`api` must be Caddy's admin API: `GET /config/` answers 200 with JSON."""
+        api = self._api(transport)
+        status, body = api.get("/config/")
+        try:
+            json.loads(body or b"null")
+            is_json = True
+        except ValueError:
+            is_json = False
+        if status != 200 or not is_json:
+            shown = body[:120].decode("utf-8", "replace").strip()
+            raise ConfigError(
+                f"targets.{self.target.name}.api: {api.where} is not Caddy's admin API "
+                f"(GET /config/ answered {status}{': ' + repr(shown) if shown else ''})",
+                hint="set api to Caddy's admin endpoint (its `admin.listen`, default http://localhost:2019)",
+            )
+
     def reload_marker(self, transport: Transport) -> object:
         return None
 

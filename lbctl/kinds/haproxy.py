@@ -1,51 +1,52 @@
-"""HAProxy in master-worker mode (`-W -S <master socket>`).
+"""HAProxy in master-worker mode (`-W -S <master socket>`), or reached by its stats socket.
 
 HAProxy 2.6's `reload` on the master CLI prints nothing and succeeds even when the new
-config fails to load, so a reload is confirmed from `show proc`: the master's reload
-count moves, its `[failed: N]` does not, and a worker PID we had not seen appears.
+config fails to load, and a `reload` command may exit 0 having done nothing, so every
+reload is confirmed: from `show proc` on `master_socket` (the master's reload count moves,
+its `[failed: N]` does not, and a worker PID we had not seen appears), or else from `show
+info` on `stats_socket` (the worker answering there has a new PID). A target with neither
+cannot be confirmed: `lbctl.toml` refuses it unless `confirm_reload = false`.
+
+When the master refuses a reload, its reason is in the master's own output (2.6 has no
+`show startup-logs`): lbctl reads it from the file the master's stderr goes to, when it
+is one, and otherwise says where to look.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lbctl import retry
 from lbctl.checks.counters import ServerCounters, Snapshot
+from lbctl.config import Target
 from lbctl.errors import ConfigError, TransientError
-from lbctl.kinds.base import Kind, ReloadFailed
+from lbctl.kinds.base import Kind, ReloadFailed, ReloadNotConfirmed
+from lbctl.kinds.haproxy_api import (
+    ProcState,
+    WorkerInfo,
+    check_sockets,
+    not_reloaded_since,
+    parse_show_proc,
+    show_info,
+    show_proc,
+)
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
     from lbctl.bundle import Bundle
     from lbctl.conformance import Conformance, Origin
 
-_MASTER = re.compile(r"^(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]", re.M)
+__all__ = ["HaproxyKind", "ProcState", "balance_algorithms", "parse_show_proc", "parse_stats"]
 
-
-@dataclass(frozen=True)
-class ProcState:
-    master_pid: int
-    reloads: int
-    failed: int
-    workers: frozenset[int]
-
-
-def parse_show_proc(text: str) -> ProcState:
-    found = _MASTER.search(text)
-    if not found:
-        raise TransientError(f"unexpected `show proc` answer: {text.strip()[:200]!r}")
-    workers: set[int] = set()
-    section = ""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            section = line.strip("# ").lower()
-            continue
-        fields = line.split()
-        if section == "workers" and len(fields) >= 2 and fields[1] == "worker" and fields[0].isdigit():
-            workers.add(int(fields[0]))
-    return ProcState(int(found.group(1)), int(found.group(2)), int(found.group(3)), frozenset(workers))
+# Where the master's stderr goes, and its end: the reason for a refused reload is there.
+_MASTER_LOG = r"""
+log=$(readlink "/proc/$1/fd/2") || exit 3
+printf '%s\n' "$log"
+[ -f "$log" ] || exit 4
+tail -c 16384 -- "$log"
+"""
+_ALERT = re.compile(r"\[(ALERT|EMERG)\]")
 
 
 def parse_stats(text: str) -> Snapshot:
@@ -134,20 +135,28 @@ def balance_algorithms(text: str) -> dict[str, str]:
 
 class HaproxyKind(Kind):
     name = "haproxy"
-    default_validate = ("haproxy", "-c", "-q", "-f", "{path}")
+    # Without -q: on failure HAProxy prints its `[ALERT] ... parsing [FILE:LINE]` lines (with -q, nothing).
+    default_validate = ("haproxy", "-c", "-f", "{path}")
+    validation_noise = ("] : haproxy version is ", "] : path to executable is ")
     conformance_modules = ("lbctl.semantic.haproxy", "lbctl.kinds.haproxy_runtime")
 
     def _master(self) -> str:
         if not self.target.master_socket:
             raise ConfigError(
-                f"targets.{self.target.name}: confirming a HAProxy reload needs `master_socket`",
+                f"targets.{self.target.name}: reloading HAProxy without a `reload` command needs `master_socket`",
                 hint="start HAProxy with -W -S /run/haproxy-master.sock and set master_socket to that path",
             )
         return self.target.master_socket
 
     def show_proc(self, transport: Transport) -> ProcState:
-        master = self._master()
-        return retry.call(retry.MASTER_SOCKET, lambda: parse_show_proc(transport.unix_request(master, "show proc")))
+        return show_proc(transport, self._master())
+
+    def __init__(self, target: Target) -> None:
+        super().__init__(target)
+        self._checked: ProcState | None = None  # `show proc` as the preflight read it
+
+    def check_endpoints(self, transport: Transport) -> None:
+        self._checked = check_sockets(transport, self.target)
 
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
         sock = self.target.stats_socket
@@ -164,21 +173,38 @@ class HaproxyKind(Kind):
         return balance_algorithms(text.decode("utf-8", "replace")) if text else {}
 
     def reload_marker(self, transport: Transport) -> object:
-        return self.show_proc(transport) if self.target.master_socket else None
+        if self.target.master_socket:
+            # The preflight's reading, once: the operation holds the LB's lock since, and a reading
+            # less saves a round trip on the on-call path. Later snapshots (a restore) read anew.
+            checked, self._checked = self._checked, None
+            return checked or self.show_proc(transport)
+        if self.target.stats_socket:
+            return show_info(transport, self.target.stats_socket)
+        return None
 
     def reload(self, transport: Transport) -> None:
         argv = self.reload_argv()
         if argv is not None:
             result = transport.run(argv, timeout=60)
             if result.code != 0:
-                raise ReloadFailed(f"reload command exited {result.code}: {result.output[:500]}")
+                said = self.shown_names(result.output)[:1000] or "(no output)"
+                raise ReloadFailed(f"the reload command `{self.target.reload}` exited {result.code}: {said}")
             return
         master = self._master()
         retry.call(retry.MASTER_SOCKET, lambda: transport.unix_request(master, "reload"))
 
+    def still_running(self, transport: Transport, marker: object) -> bool:
+        if isinstance(marker, ProcState):
+            return not_reloaded_since(marker, self.show_proc(transport))
+        if isinstance(marker, WorkerInfo) and self.target.stats_socket:
+            return show_info(transport, self.target.stats_socket) == marker
+        return False
+
     def confirm_reload(self, transport: Transport, marker: object) -> str:
+        if isinstance(marker, WorkerInfo):
+            return self._confirm_by_stats(transport, marker)
         if not isinstance(marker, ProcState):
-            return "reload command exited 0 (no master socket to confirm with)"
+            raise ReloadFailed(f"targets.{self.target.name}: no master_socket or stats_socket to confirm the reload")
         before = marker
 
         def took() -> ProcState:
@@ -187,7 +213,8 @@ class HaproxyKind(Kind):
                 raise ReloadFailed(f"the HAProxy master changed (pid {before.master_pid} → {now.master_pid})")
             if now.failed > before.failed:
                 raise ReloadFailed(
-                    f"HAProxy refused the new config on reload ([failed: {now.failed}]); old workers keep serving"
+                    f"HAProxy refused the new config on reload ([failed: {now.failed}]); old workers keep serving. "
+                    + self._refusal_reason(transport, now.master_pid)
                 )
             if now.reloads <= before.reloads or not (now.workers - before.workers):
                 raise TransientError("reload not visible yet")
@@ -195,10 +222,62 @@ class HaproxyKind(Kind):
 
         try:
             after = retry.call(retry.POLL, took)
-        except TransientError as exc:
-            raise ReloadFailed(f"no new HAProxy worker appeared within {retry.POLL.deadline:.0f} s ({exc})") from None
-        new = ", ".join(str(p) for p in sorted(after.workers - before.workers))
+        except TransientError:
+            now = self.show_proc(transport)
+            if not_reloaded_since(before, now):
+                raise ReloadNotConfirmed(
+                    f"HAProxy did not reload: after {retry.POLL.deadline:.0f} s `show proc` still shows master "
+                    f"{now.master_pid} with {now.reloads} reload(s) and worker(s) {_pids(now.workers)}"
+                    + self._what_ran()
+                ) from None
+            raise ReloadFailed(
+                f"no new HAProxy worker appeared within {retry.POLL.deadline:.0f} s (master {now.master_pid}: "
+                f"{now.reloads} reload(s), [failed: {now.failed}], worker(s) {_pids(now.workers)})"
+            ) from None
+        new = _pids(after.workers - before.workers)
         return f"reload #{after.reloads} took: new worker {new}, [failed: {after.failed}]"
+
+    def _confirm_by_stats(self, transport: Transport, before: WorkerInfo) -> str:
+        sock = self.target.stats_socket or ""
+
+        def took() -> WorkerInfo:
+            now = show_info(transport, sock)
+            if now.pid == before.pid:
+                raise TransientError("the same worker still answers")
+            return now
+
+        try:
+            after = retry.call(retry.POLL, took)
+        except TransientError:
+            raise ReloadNotConfirmed(
+                f"HAProxy did not reload: after {retry.POLL.deadline:.0f} s the stats socket still answers from "
+                f"worker {before.pid}" + self._what_ran() + " (with master_socket set, lbctl could also tell a "
+                "refused config from a reload that never happened)"
+            ) from None
+        return f"reload took: worker {after.pid} answers on the stats socket (was {before.pid})"
+
+    def _what_ran(self) -> str:
+        if self.target.reload:
+            return (
+                f"; the reload command `{self.target.reload}` exited 0 without reloading it "
+                f"(it runs with /bin/sh -c on the LB host: check targets.{self.target.name}.reload)"
+            )
+        return "; the master CLI accepted `reload` but nothing happened"
+
+    def _refusal_reason(self, transport: Transport, master_pid: int) -> str:
+        """HAProxy's own words for a refused reload, from the end of the master's stderr file."""
+        result = transport.run(["sh", "-c", _MASTER_LOG, "lbctl-master-log", str(master_pid)], timeout=10)
+        where, _, text = result.stdout.partition("\n")
+        if result.code == 0 and text:
+            tail = text.rsplit("Reloading HAProxy", 1)[-1]
+            alerts = [self.shown_names(line.strip()) for line in tail.splitlines() if _ALERT.search(line)]
+            if alerts:
+                return f"HAProxy said (in {where}):\n" + "\n".join(alerts[-12:])
+        shown = f" ({where.strip()})" if where.strip() else ""
+        return (
+            f"Its reason is in the HAProxy master's own output{shown}: its log or journal "
+            "(`journalctl -u haproxy` under systemd)"
+        )
 
     # -- what the running HAProxy holds (lbctl.conformance) -------------------------------
 
@@ -282,3 +361,7 @@ def config_files(argv: tuple[str, ...], cwd: str) -> list[str]:
             continue
         i += 1
     return [absolute(f, base) for f in files]
+
+
+def _pids(pids: frozenset[int]) -> str:
+    return ", ".join(str(p) for p in sorted(pids)) or "(none)"

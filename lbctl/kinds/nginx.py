@@ -25,7 +25,7 @@ from lbctl import retry
 from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, TransientError
-from lbctl.kinds.base import Kind, ReloadFailed
+from lbctl.kinds.base import Kind, ReloadFailed, ReloadNotConfirmed
 from lbctl.kinds.nginx_traffic import TAIL_BYTES, LiveView, Tally, pick_log, read_view
 from lbctl.transports.base import Transport
 
@@ -43,6 +43,7 @@ _AGES = (
 )
 _SLACK = 0.05  # seconds: the LB host's boot time is known to ~10 ms
 _BUILD_OPTION = re.compile(r"--([a-z-]+)=(\S+)")
+_ERROR_LOG = re.compile(r"^\s*error_log\s+([^\s;]+)", re.M)
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,7 @@ class NginxKind(Kind):
 
     # -- validate and reload ---------------------------------------------------------
 
-    def validate_argv(self, path: str) -> list[str]:
-        if self.target.validate_command:
-            return super().validate_argv(path)
+    def default_validate_argv(self, path: str) -> list[str]:
         prefix = ["-p", self.target.prefix] if self.target.prefix else []
         return ["nginx", "-t", "-q", *prefix, "-c", path]
 
@@ -100,7 +99,8 @@ class NginxKind(Kind):
             argv = ["nginx", "-s", "reload", *prefix, "-c", self.target.path or ""]
         result = transport.run(argv, timeout=60)
         if result.code != 0:
-            raise ReloadFailed(f"`{' '.join(argv)}` exited {result.code}: {result.output[:500]}")
+            shown = self.target.reload or " ".join(argv)
+            raise ReloadFailed(f"`{shown}` exited {result.code}: {self.shown_names(result.output)[:1000]}")
 
     def confirm_reload(self, transport: Transport, marker: object) -> str:
         if not isinstance(marker, Generation):
@@ -120,12 +120,33 @@ class NginxKind(Kind):
         try:
             after = retry.call(retry.POLL, took)
         except TransientError:
-            raise ReloadFailed(
+            said = self._error_log_says(transport)
+            if self.target.reload and not said:
+                raise ReloadNotConfirmed(
+                    f"nginx did not reload: after {retry.POLL.deadline:.0f} s master {before.master} has no new "
+                    f"workers; the reload command `{self.target.reload}` exited 0 without reloading it (it runs with "
+                    f"/bin/sh -c on the LB host: check targets.{self.target.name}.reload)"
+                ) from None
+            raise ReloadNotConfirmed(
                 f"nginx started no new workers within {retry.POLL.deadline:.0f} s: it refused the config on "
-                "reload and the old workers keep serving (its error log says why)"
+                "reload and the old workers keep serving. " + (said or "Its error log says why.")
             ) from None
         new = ", ".join(str(p) for p in sorted(after.workers - before.workers))
         return f"new worker generation {new} under master {after.master}"
+
+    def still_running(self, transport: Transport, marker: object) -> bool:
+        return isinstance(marker, Generation) and self.generation(transport) == marker
+
+    def _error_log_says(self, transport: Transport) -> str:
+        """The last [emerg]/[alert] line of nginx's error log (why it refused a reload), or ""."""
+        raw = transport.read_file(self.target.path or "") if self.target.path else None
+        found = _ERROR_LOG.search(raw.decode("utf-8", "replace")) if raw else None
+        log = self.resolve(transport, found.group(1) if found else "logs/error.log")
+        tail = transport.run(["tail", "-c", "8192", "--", log], timeout=10)
+        lines = [line for line in tail.stdout.splitlines() if "[emerg]" in line or "[alert]" in line]
+        if tail.code != 0 or not lines:
+            return ""
+        return f"nginx said (in {log}): {self.shown_names(lines[-1].strip())}"
 
     def generation(self, transport: Transport) -> Generation:
         pid_path = self.pid_path(transport)

@@ -16,7 +16,8 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
   must exist), with the permissions of `like` if that exists: for staging a tree of files
   (`lbctl.tree`), whose other steps are `run` scripts.
 - `unix_request(socket, command)` sends one line to a UNIX socket on the LB host
-  (HAProxy's master CLI and runtime API) and returns the whole answer.
+  (HAProxy's master CLI and runtime API) and returns the whole answer; `SocketUnavailable`
+  (a `TransientError`) when nothing answers there (no such file, refused, not permitted).
 - `lock(name, info)` holds an exclusive lock on the LB host for the operation's life.
 - Failures worth retrying raise `TransientError`; a command that ran and failed returns
   its exit code (or raises `CommandFailed` with `check=True`).
@@ -32,6 +33,19 @@ from types import TracebackType
 from typing import Self
 
 from lbctl.config import Target
+from lbctl.errors import TransientError
+
+
+class SocketUnavailable(TransientError):
+    """Nothing answers at a UNIX socket on the LB host; `reason` says why (as the OS put it)."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# How the OS (and socat) word the failures that mean "nothing answers at that path".
+SOCKET_UNAVAILABLE = ("No such file or directory", "Connection refused", "Permission denied", "not a socket")
 
 
 @dataclass(frozen=True)

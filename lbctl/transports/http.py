@@ -39,7 +39,7 @@ from lbctl import retry
 from lbctl.config import Target
 from lbctl.errors import ConfigError, LbctlError, Refused, TransientError
 from lbctl.lock import hold_flock
-from lbctl.transports.base import RunResult, Transport
+from lbctl.transports.base import RunResult, SocketUnavailable, Transport
 
 
 def fnv1a_32(data: bytes) -> int:
@@ -90,7 +90,19 @@ class HttpTransport(Transport):
         return self.api
 
     def open(self) -> None:
-        self._request("GET", "/config/")  # reachable now, or a TransientError to retry
+        try:
+            self._request("GET", "/config/")  # reachable now, or a TransientError to retry
+        except SocketUnavailable as exc:
+            # Refused at once: nothing listens there. Caddy keeps its admin endpoint up across loads,
+            # so this is a wrong `api` or a stopped Caddy, not a network to wait for.
+            raise ConfigError(
+                f"targets.{self.target.name}.api: nothing answers at {self.api} ({exc.reason})",
+                hint="set api to Caddy's admin endpoint (its `admin.listen`), and check that Caddy runs there",
+            ) from None
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """One GET on the admin API: (status, body)."""
+        return self._request("GET", path)
 
     # -- HTTP --------------------------------------------------------------------------------
 
@@ -102,6 +114,8 @@ class HttpTransport(Transport):
             conn.request(method, path, body=body, headers=headers or {})
             response = conn.getresponse()
             return response.status, response.read()
+        except ConnectionRefusedError as exc:
+            raise SocketUnavailable(f"{self.api}{path}: {exc}", exc.strerror or "Connection refused") from None
         except (OSError, http.client.HTTPException) as exc:
             raise TransientError(f"{self.api}{path}: {exc}") from None
         finally:

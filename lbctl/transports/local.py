@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import subprocess
@@ -11,9 +12,10 @@ from pathlib import Path
 
 from lbctl.errors import CommandFailed, TransientError
 from lbctl.lock import hold_flock
-from lbctl.transports.base import RunResult, Transport
+from lbctl.transports.base import RunResult, SocketUnavailable, Transport
 
-_TRANSIENT_ERRNOS = (ConnectionRefusedError, ConnectionResetError, FileNotFoundError, BrokenPipeError)
+_TRANSIENT_ERRNOS = (ConnectionResetError, BrokenPipeError)
+_UNAVAILABLE_ERRNOS = (errno.ENOENT, errno.ECONNREFUSED, errno.EACCES, errno.EPERM, errno.ENOTSOCK, errno.ENOTDIR)
 
 
 class LocalTransport(Transport):
@@ -83,6 +85,11 @@ class LocalTransport(Transport):
             raise TransientError(f"{socket_path}: {exc.strerror or exc}") from None
         except TimeoutError:
             raise TransientError(f"{socket_path}: no answer within {timeout:.0f} s") from None
+        except OSError as exc:
+            if exc.errno in _UNAVAILABLE_ERRNOS:
+                reason = exc.strerror or str(exc)
+                raise SocketUnavailable(f"{socket_path}: {reason}", reason) from None
+            raise
         return b"".join(chunks).decode("utf-8", "replace")
 
     @contextlib.contextmanager

@@ -36,7 +36,7 @@ from lbctl import retry
 from lbctl.config import Target
 from lbctl.errors import CommandFailed, ConfigError, ExitCode, LbctlError, Locked, TransientError
 from lbctl.lock import describe_holder
-from lbctl.transports.base import RunResult, Transport
+from lbctl.transports.base import SOCKET_UNAVAILABLE, RunResult, SocketUnavailable, Transport
 from lbctl.transports.ssh_config import Route, resolve
 from lbctl.transports.ssh_connect import (
     TRUST_NEW_ENV,
@@ -416,7 +416,11 @@ class SshTransport(Transport):
                 f"socat is not installed on {self.where}", hint="install socat there (apt-get install socat)"
             )
         if result.code != 0:
-            raise TransientError(f"{socket_path} on {self.where}: {result.stderr.strip()[-300:]}")
+            said = result.stderr.strip()[-300:]
+            reason = next((r for r in SOCKET_UNAVAILABLE if r.lower() in said.lower()), None)
+            if reason is not None:
+                raise SocketUnavailable(f"{socket_path} on {self.where}: {said}", reason)
+            raise TransientError(f"{socket_path} on {self.where}: {said}")
         return result.stdout
 
     @contextlib.contextmanager

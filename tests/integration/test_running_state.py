@@ -168,7 +168,7 @@ def test_without_a_socket_lbctl_says_it_cannot_know(store: Path, lab: Lab, lbctl
     toml = store / "lbctl.toml"
     text = toml.read_text()
     text = text.replace(f'stats_socket = "{lab.haproxy.stats_socket}"\n', "")
-    text = text.replace(f'master_socket = "{lab.haproxy.master_socket}"\n', 'reload = "true"\n')
+    text = text.replace(f'master_socket = "{lab.haproxy.master_socket}"\n', 'reload = "true"\nconfirm_reload = false\n')
     toml.write_text(text)
     git(store, "commit", "-qam", "No runtime API")
 

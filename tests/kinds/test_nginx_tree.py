@@ -233,7 +233,7 @@ def test_a_bad_included_file_is_refused_with_nothing_changed(
 
     assert result.code == 3, result.out + result.err
     assert "rejected the candidate config" in result.err and "nothing was changed" in result.err
-    assert f"{tree_lab.conf}/route.conf" in result.err  # nginx's message names the live path
+    assert "configs/web/route.conf:1" in result.err  # nginx's message, naming the store's file and line
     assert "lbctl-stage" not in result.err
     assert tree_lab.live_files() == files_before  # byte for byte, and no new file
     assert not tree_lab.leftovers()

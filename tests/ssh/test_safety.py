@@ -283,3 +283,22 @@ def test_a_failed_early_connection_is_the_first_attempt_not_an_extra_one(sshd: S
         retry._sleep = original
         server.close()
     assert len(accepted) == 2  # retries = 1: two attempts in all, the early one included
+
+
+def test_hostile_values_in_shell_commands_stay_one_word(
+    sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`validate`, `reload` and command checks run by /bin/sh -c: placeholders are quoted, never code."""
+    from lbctl.commands import shell_argv
+
+    monkeypatch.chdir(tmp_path)
+    path = str(tmp_path / f"cfg {HOSTILE}")
+    values: dict[str, str | None] = {"path": path, "target": HOSTILE}
+    with SshTransport(_target(sshd, path=path)) as t:
+        argv = shell_argv("printf '%s|%s' {path} {target} && printf done", values, key="targets.edge.reload")
+        result = t.run(argv)
+        assert result.code == 0 and result.stdout == f"{path}|{HOSTILE}done"
+        argv = shell_argv("test -e {path} || echo absent > /dev/null", values, key="targets.edge.validate")
+        assert t.run(argv).code == 0
+    found = [p for p in (tmp_path, Path.home(), Path("/root")) if (p / "CANARY").exists()]
+    assert found == []

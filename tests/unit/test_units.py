@@ -68,8 +68,22 @@ def test_staging_gate_follows_the_change_or_the_content() -> None:
 
     raw = {
         "targets": {
-            "stg": {"kind": "haproxy", "source": "x.cfg", "path": "/x", "reload": "true", "environment": "staging"},
-            "prod": {"kind": "haproxy", "source": "x.cfg", "path": "/y", "reload": "true", "environment": "production"},
+            "stg": {
+                "kind": "haproxy",
+                "source": "x.cfg",
+                "path": "/x",
+                "reload": "true",
+                "confirm_reload": False,
+                "environment": "staging",
+            },
+            "prod": {
+                "kind": "haproxy",
+                "source": "x.cfg",
+                "path": "/y",
+                "reload": "true",
+                "confirm_reload": False,
+                "environment": "production",
+            },
         }
     }
     root = Path(__file__).parent
@@ -121,3 +135,33 @@ def test_caddy_handler_gaining_its_first_setting_reads_as_one_change() -> None:
     assert added == ['reverse_proxy s: load_balancing.try_duration "5s" added']
     removed = [c.text for c in diff_texts("caddy", retrying, plain, filename="c.json").changes]
     assert removed == ['reverse_proxy s: load_balancing.try_duration "5s" removed']
+
+
+def test_shell_commands_quote_placeholders_and_leave_the_rest_to_the_shell() -> None:
+    from lbctl.commands import quoted_placeholder, shell_line
+    from lbctl.errors import ConfigError
+
+    values: dict[str, str | None] = {"path": "/etc/a b/it's.cfg", "master_socket": None}
+    line = shell_line("haproxy -c -f {path} && echo ${HOME} {other}", values, key="k")
+    assert line == "haproxy -c -f '/etc/a b/it'\"'\"'s.cfg' && echo ${HOME} {other}"
+    with pytest.raises(ConfigError, match=r"k uses \{master_socket\}"):
+        shell_line("echo reload | socat stdio unix-connect:{master_socket}", values, key="k")
+    assert quoted_placeholder("cat '{path}'") == "'{path}'"
+    assert quoted_placeholder('cat "{stats_socket}"') == '"{stats_socket}"'
+    assert quoted_placeholder("cat {path} '{x}'") is None
+
+
+def test_commands_in_lbctl_toml_are_checked_when_read() -> None:
+    from lbctl.config import target_from
+
+    base = {"name": "e", "kind": "haproxy", "source": "x.cfg", "path": "/x", "master_socket": "/m"}
+    with pytest.raises(Exception, match="write \\{path\\} bare"):
+        target_from({**base, "reload": "cat '{path}'"})
+    with pytest.raises(Exception, match="not both"):
+        target_from({**base, "checks": [{"type": "command", "command": "true", "argv": ["true"]}]})
+    with pytest.raises(Exception, match="cannot confirm"):
+        target_from({**{k: v for k, v in base.items() if k != "master_socket"}, "reload": "true"})
+    with pytest.raises(Exception, match=r"`reload` uses \{stats_socket\}, but the target has no `stats_socket`"):
+        target_from({**base, "reload": "echo reload | socat stdio unix:{stats_socket}"})
+    unconfirmed = target_from({**base, "master_socket": None, "reload": "true", "confirm_reload": False})
+    assert not unconfirmed.confirm_reload
