@@ -214,7 +214,7 @@ def _setting(label: str, action: str, key: str, *, old: Any = None, new: Any = N
         text = f"{key} {_shown(old)} → {_shown(new)}"
     else:
         text = f"{_join(key, new if action == 'added' else old)} {action}"
-    traffic = key.split()[0] in _ROUTING_SETTINGS
+    traffic = key.partition(" ")[0] in _ROUTING_SETTINGS
     return Change(label, "setting", action, text, subject=key, old=old, new=new, line=line, traffic=traffic)
 
 

@@ -107,6 +107,12 @@ def include_patterns(text: str) -> list[str]:
 def _parse_file(path: str, *, shown: str, text: str | None = None) -> list[dict[str, Any]]:
     import crossplane
 
+    from lbctl.semantic import refuse_nul
+
+    if text is None:  # an included file: the main one was checked by `parse_config`
+        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+        refuse_nul(text, shown)
+
     payload = crossplane.parse(path, single=True, check_ctx=False, check_args=True, catch_errors=False)
     if payload["errors"]:
         error = payload["errors"][0]
@@ -115,8 +121,6 @@ def _parse_file(path: str, *, shown: str, text: str | None = None) -> list[dict[
         if message.endswith(suffix):
             message = message[: -len(suffix)]
         if not message:  # crossplane hit the end of the file inside a statement or block
-            if text is None:
-                text = Path(path).read_text(encoding="utf-8", errors="replace")
             message, line = "unexpected end of file, expecting ';' or '}'", max(1, len(text.splitlines()))
         raise ParseError(message, file=shown, line=line)
     parsed: list[dict[str, Any]] = payload["config"][0]["parsed"]
@@ -213,7 +217,8 @@ class _Builder:
             else:
                 directives.append(Directive(word, tuple(args), line))
                 arity = _KEY_ARITY.get(word, 0)
-                settings.append(Setting(" ".join((word, *args[:arity])), " ".join(args[arity:]), line))
+                words = [_word(w) for w in (word, *args)]  # `'' $arg;` in a map: the empty word shows
+                settings.append(Setting(" ".join(words[: arity + 1]), " ".join(words[arity + 1 :]), line))
         section_name = unique_name(name, self.taken, type_)
         self.sections.append(
             Section(
@@ -273,4 +278,8 @@ def _normalise_args(word: str, args: list[str]) -> list[str]:
 
 
 def _text(word: str, args: list[str]) -> str:
-    return " ".join((word, *args))
+    return " ".join(_word(w) for w in (word, *args))
+
+
+def _word(word: str) -> str:
+    return word or "''"
