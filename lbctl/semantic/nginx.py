@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lbctl.errors import ParseError
+from lbctl.masking import seal_words
 from lbctl.semantic.model import (
     ConfigModel,
     Directive,
@@ -32,7 +33,6 @@ from lbctl.semantic.model import (
     Section,
     Server,
     Setting,
-    seal,
     unique_name,
 )
 from lbctl.semantic.nginx_upstream import balance_of, parse_server, route_target
@@ -56,10 +56,6 @@ _KEY_ARITY = {
     "env": 0,
     "error_page": 0,
 }
-_SECRET_WORDS = ("authorization", "api-key", "api_key", "apikey", "token", "secret", "password")
-_HEADER_SETTERS = frozenset(
-    ["proxy_set_header", "add_header", "grpc_set_header", "fastcgi_param", "uwsgi_param", "scgi_param", "add_trailer"]
-)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
 _ESCAPE = re.compile(r"\\([ntr\"'\\])")
 _POOL_TYPES = frozenset({"upstream", "stream upstream"})
@@ -268,13 +264,7 @@ def _normalise_args(word: str, args: list[str]) -> list[str]:
     if any("\\" in a for a in args):
         # crossplane leaves these escapes in place; nginx reads `\n` as a newline, `\"` as a quote.
         args = [_ESCAPE.sub(lambda m: _ESCAPES[m.group(1)], a) for a in args]
-    if word == "ssl_certificate_key" and args and args[0].startswith("data:") and "$" not in args[0]:
-        return [seal(args[0]), *args[1:]]
-    if word == "secure_link_secret" and args:
-        return [seal(a) for a in args]
-    if word in _HEADER_SETTERS and len(args) >= 2 and any(w in args[0].lower() for w in _SECRET_WORDS):
-        return [args[0], *(seal(a) for a in args[1:])]
-    return args
+    return seal_words([word, *args])[1:]
 
 
 def _text(word: str, args: list[str]) -> str:
