@@ -271,6 +271,13 @@ def demo(
     return run_demo(keep=keep)
 
 
+def _masked(message: str) -> str:
+    """An error may quote a config (a validator's output, a parse error): secrets never show."""
+    from lbctl.masking import mask_message
+
+    return mask_message(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: every path out of lbctl goes through here."""
     args = sys.argv[1:] if argv is None else argv
@@ -291,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"lbctl: {exc.format_message()}", file=sys.stderr)
         return 0 if type(exc).__name__ == "NoArgsIsHelpError" else int(ExitCode.USAGE)
     except LbctlError as exc:
-        print(f"lbctl: {exc}", file=sys.stderr)
+        print(f"lbctl: {_masked(str(exc))}", file=sys.stderr)
         if debug:
             import traceback
 
@@ -301,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         print("lbctl: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except Exception as exc:
-        print(f"lbctl: internal error (a bug): {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"lbctl: internal error (a bug): {type(exc).__name__}: {_masked(str(exc))}", file=sys.stderr)
         if debug:
             import traceback
 

@@ -68,6 +68,7 @@ _INLINE_SETTERS = frozenset(
     ["more_set_headers", "more_set_input_headers", "reqadd", "reqiadd", "rspadd", "rspiadd", "reqrep", "rsprep"]
 )
 _BASIC_AUTH_BLOCKS = frozenset({"basic_auth", "basicauth"})
+_HEADER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:-[A-Za-z0-9_]+)*")
 _STOP = frozenset({"if", "unless", ";", "{", "}", "→", "›", "always"})
 
 
@@ -127,7 +128,8 @@ def secret_spans(words: Sequence[str]) -> dict[int, int]:
 
 
 def _header_like(name: str) -> bool:
-    return name.lower() in _CREDENTIAL_HEADERS or ("-" in name and not name.startswith("-"))
+    """`X-Api-Key` or `Authorization` written in free text, not just any word before a colon."""
+    return _HEADER_NAME.fullmatch(name) is not None and (name.lower() in _CREDENTIAL_HEADERS or "-" in name)
 
 
 def _until_stop(words: Sequence[str], start: int, spans: dict[int, int]) -> None:
@@ -148,24 +150,25 @@ def seal(secret: str) -> str:
 
 
 def remember(secret: str) -> None:
-    """Hide `secret` wherever it later shows up in this process's output, whatever its context.
+    """Hide `secret` in every later message of this process, whatever its context.
 
-    The value and each of its words (the token of `Basic TOKEN`, a line of a PEM key) count
-    when they look like key material, not like a word that other output may need to show.
+    What is remembered are the words of the value that look like key material (the token
+    of `Basic TOKEN`, a line of a PEM key): never a variable, a path or an ordinary word,
+    which other messages may need to show.
     """
-    whole = secret.strip().strip("\"'")
-    for part in {whole, *re.split(r"[\s:,;=\"'\\]+|\\n", secret)}:
+    if secret.startswith(("$", "%[", "${")):
+        return  # a variable: the secret is elsewhere
+    for part in re.split(r"\\n|[^A-Za-z0-9+/._~-]+|=(?=.)", _SEALED.sub(" ", secret)):
         if _keylike(part):
             _KNOWN.add(part)
 
 
 def _keylike(text: str) -> bool:
-    if len(text) < _KNOWN_MIN or text[0] in "$%{-/" or _SEALED.search(text) or any(c.isspace() for c in text):
+    if len(text) < _KNOWN_MIN or text[0] in "-/." or _ADDRESS.fullmatch(text):
         return False
-    if not any(c.isalpha() for c in text):
-        return False
+    digit = any(c.isdigit() for c in text)
     mixed = any(c.isupper() for c in text) and any(c.islower() for c in text)
-    return any(c.isdigit() for c in text) or (mixed and len(text) >= 10) or len(text) >= 20
+    return digit or mixed
 
 
 def seal_words(words: Sequence[str]) -> list[str]:
@@ -220,6 +223,7 @@ _TRIGGER = re.compile(
 )
 _EMBEDDED_HINT = re.compile(r'\$|\{|JDJ|PRIVATE KEY|"')
 _ALNUM = re.compile(r"[^\W_]")
+_ADDRESS = re.compile(r"(?=.*[.:])[0-9A-Fa-f.:\[\]]+|[a-z0-9.-]+\.[a-z]{2,}")  # 10.0.0.1:80, [::1], a.example
 
 
 def hide(text: str) -> str:
@@ -257,9 +261,9 @@ def mask_text(text: str, *, sealed: bool = False) -> str:
 
 
 def mask_json(data: Any) -> Any:
-    """A JSON-able value with `hide` applied to every string in it (keys included)."""
+    """A JSON-able value with `mask_message` applied to every string in it (keys included)."""
     if isinstance(data, str):
-        return hide(data)
+        return mask_message(data)
     if isinstance(data, dict):
         return {mask_json(k) if isinstance(k, str) else k: mask_json(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
@@ -270,10 +274,7 @@ def mask_json(data: Any) -> Any:
 def _conceal(value: str, sealed: bool) -> str:
     if not _ALNUM.search(_SEALED.sub("", value).replace(MASK, "")):
         return value  # already masked (or nothing to hide): keep its punctuation, e.g. `["****"]`
-    if sealed:
-        return seal(value)
-    remember(value)
-    return MASK
+    return seal(value) if sealed else MASK
 
 
 def _mask_embedded(text: str, *, sealed: bool) -> str:
