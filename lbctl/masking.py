@@ -154,10 +154,8 @@ def remember(secret: str) -> None:
 
     What is remembered are the words of the value that look like key material (the token
     of `Basic TOKEN`, a line of a PEM key): never a variable, a path or an ordinary word,
-    which other messages may need to show.
+    which other messages may need to show (`_keylike`).
     """
-    if secret.startswith(("$", "%[", "${")):
-        return  # a variable: the secret is elsewhere
     for part in re.split(r"\\n|[^A-Za-z0-9+/._~-]+|=(?=.)", _SEALED.sub(" ", secret)):
         if _keylike(part):
             _KNOWN.add(part)

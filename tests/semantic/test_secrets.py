@@ -136,3 +136,17 @@ def test_ordinary_statements_are_left_alone() -> None:
         "location / { proxy_set_header Host $host; proxy_pass http://app; }\n"
     )
     assert mask_message(text) == text
+
+
+@settings(max_examples=10, deadline=None)
+@given(secrets=SECRETS)
+def test_a_validator_quoting_a_parsed_secret_shows_none(secrets: list[str]) -> None:
+    """nginx -t or HAProxy name a bad value without its context: once parsed, the value is known."""
+    from lbctl.semantic import parse_config
+
+    text = fill(TEMPLATES["nginx"], secrets)
+    parse_config("nginx", text, filename="nginx.conf")
+    value = f"{secrets[2 % len(secrets)]}2"  # what `proxy_set_header X-Api-Key` was given
+    output = f'nginx: [emerg] invalid value "{value}" in /etc/nginx/nginx.conf:8\nfailed sample <{value}]>'
+    assert not leaked(mask_message(output), secrets)
+    assert "/etc/nginx/nginx.conf:8" in mask_message(output)
