@@ -17,9 +17,6 @@ the life of the process, so a message that quotes it out of its context still sh
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -144,6 +141,9 @@ def _until_stop(words: Sequence[str], start: int, spans: dict[int, int]) -> None
 
 def seal(secret: str) -> str:
     """Replace a secret by a marker that compares equal only to the same secret, in this process."""
+    import hashlib
+    import hmac
+
     remember(secret)
     digest = hmac.new(_SEAL_KEY, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
     return f"{MASK}{{{digest[:12]}}}"
@@ -289,6 +289,8 @@ def _json_pair(match: re.Match[str], sealed: bool) -> str:
     key, sep, value = match.group(1), match.group(2), match.group(3)
     if not secret_field(key):
         return match.group(0)
+
+    import json
 
     def one(string: re.Match[str]) -> str:
         try:
