@@ -78,7 +78,9 @@ def secret_header(name: str) -> bool:
 def secret_field(name: str) -> bool:
     """Whether a JSON field (a Caddy config key) holds a secret; header names in header maps count."""
     lowered = name.lower()
-    if lowered in _FIELD_NAMES or lowered.endswith(_FIELD_SUFFIXES) or any(w in lowered for w in _FIELD_WORDS):
+    if lowered in _FIELD_NAMES or lowered in _CREDENTIAL_HEADERS or lowered.endswith(_FIELD_SUFFIXES):
+        return True
+    if any(word in lowered for word in _FIELD_WORDS):
         return True
     # Caddy's own fields are snake_case: a key with a capital or a dash is a header name.
     return ("-" in name or name[:1].isupper()) and secret_header(name)
@@ -307,7 +309,17 @@ def _mask_line(line: str, block: str | None, sealed: bool) -> tuple[str, str | N
     tokens = _tokens(line)
     words = [t[2] for t in tokens]
     spans: dict[int, int] = {}
-    if block is not None:
+    if block in ("nginx-value", "nginx-inline"):
+        for k, word in enumerate(words):
+            if word == ";":
+                block = None
+                break
+            name, colon, _ = word.partition(":")
+            if block == "nginx-value":
+                spans[k] = WHOLE
+            elif colon and secret_header(name.strip()):
+                spans[k] = AFTER_COLON
+    elif block is not None:
         if words[:1] == ["}"]:
             block = None
         elif block == "basic_auth":
@@ -316,6 +328,7 @@ def _mask_line(line: str, block: str | None, sealed: bool) -> tuple[str, str | N
             _until_stop(words, 1, spans)
     else:
         spans = secret_spans(words)
+        block = _open_statement(words)
         if words and words[-1] == "{":
             lowered = [_norm(w).lstrip("+-") for w in words]
             if _BASIC_AUTH_BLOCKS & set(lowered):
@@ -326,6 +339,21 @@ def _mask_line(line: str, block: str | None, sealed: bool) -> tuple[str, str | N
         start, end, _ = tokens[k]
         line = line[:start] + _mask_token(line[start:end], spans[k], sealed) + line[end:]
     return line, block
+
+
+def _open_statement(words: list[str]) -> str | None:
+    """An nginx statement with a secret that goes on past this line (no `;` yet): how to go on."""
+    if ";" in words:
+        return None
+    for i, word in enumerate(words):
+        kw = _norm(word)
+        if kw in _INLINE_SETTERS and "_" in kw:
+            return "nginx-inline"
+        if kw == "secure_link_secret":
+            return "nginx-value"
+        if "_" in kw and kw in _HEADER_SETTERS and i + 1 < len(words) and secret_header(words[i + 1]):
+            return "nginx-value"
+    return None
 
 
 def _mask_token(raw: str, how: int, sealed: bool) -> str:

@@ -63,6 +63,11 @@ http {{
             grpc_set_header Cookie "a={s7}";
             fastcgi_param HTTP_AUTHORIZATION "Bearer {s8}";
             add_header X-Session-Token {s9};
+            proxy_set_header X-Auth-Request-Token
+                "Bearer {s11}";
+            more_set_headers
+                'X-Other: visible'
+                'X-Api-Key: {s12}';
             proxy_pass http://app;
         }}
         ssl_certificate_key "data:-----BEGIN PRIVATE KEY-----\\n{s10}\\n-----END PRIVATE KEY-----";
@@ -82,6 +87,7 @@ CADDY_JSON = """\
               "match": [{{"header": {{"X-Api-Key": ["{s0}"]}}}}],
               "handle": [
                 {{"handler": "headers", "request": {{"set": {{"Authorization": ["Bearer {s1}"]}}}}}},
+                {{"handler": "headers", "response": {{"set": {{"authorization": ["{s7}"]}}}}}},
                 {{"handler": "authentication", "providers": {{"http_basic": {{"accounts": [
                   {{"username": "bob", "password": "JDJhJDE0J{s2}"}}
                 ]}}}}}},
