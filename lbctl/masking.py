@@ -217,8 +217,9 @@ _HASHES = re.compile(
 _JSON_PAIR = re.compile(r'"((?:[^"\\\n]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*"|\[(?:\s*"(?:[^"\\]|\\.)*"\s*,?)*\s*\])')
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 # Lines (or words) that may hold a secret by the rules above; the others are skipped unread.
+# Searched in lower-cased text: a case-insensitive alternation is ten times slower in `re`.
 _TRIGGER = re.compile(
-    r"(?i)header|hdr|_param|password|passwd|auth|secret|token|key|cookie|salt|credential|"
+    r"header|hdr|_param|password|passwd|auth|secret|token|key|cookie|salt|credential|"
     r"more_set|reqadd|reqiadd|rspadd|rspiadd|reqrep|rsprep"
 )
 _EMBEDDED_HINT = re.compile(r'\$|\{|JDJ|PRIVATE KEY|"')
@@ -245,15 +246,15 @@ def mask_text(text: str, *, sealed: bool = False) -> str:
     With `sealed`, secrets become seals (so two texts can still be compared, e.g. by a
     unified diff, before `hide` shows them as `****`).
     """
-    if not text:
+    if len(text) < 4:
         return text
     if _EMBEDDED_HINT.search(text):
         text = _mask_embedded(text, sealed=sealed)
-    if _TRIGGER.search(text):
+    if _TRIGGER.search(text.lower()):
         lines = text.split("\n")
         block: str | None = None
         for n, line in enumerate(lines):
-            if block is None and not _TRIGGER.search(line):
+            if block is None and not _TRIGGER.search(line.lower()):
                 continue
             lines[n], block = _mask_line(line, block, sealed)
         text = "\n".join(lines)
@@ -414,7 +415,13 @@ def _tokens(line: str) -> list[tuple[int, int, str]]:
 
 
 def _mask_known(text: str) -> str:
-    for value in sorted(_KNOWN, key=len, reverse=True) if _KNOWN else ():
-        if value in text:
-            text = text.replace(value, MASK)
-    return text
+    if not _KNOWN:
+        return text
+    global _known_pattern
+    if _known_pattern is None or _known_pattern[0] != len(_KNOWN):
+        alternatives = "|".join(re.escape(v) for v in sorted(_KNOWN, key=len, reverse=True))
+        _known_pattern = (len(_KNOWN), re.compile(alternatives))
+    return _known_pattern[1].sub(MASK, text)
+
+
+_known_pattern: tuple[int, re.Pattern[str]] | None = None  # _KNOWN only grows: its size says if it changed
