@@ -96,7 +96,7 @@ def secret_spans(words: Sequence[str]) -> dict[int, int]:
     n = len(words)
     for i, word in enumerate(words):
         kw = _norm(word).lstrip("+-") if i == 0 else _norm(word)
-        if kw in _HEADER_SETTERS:
+        if kw in _HEADER_SETTERS and _sets_a_header(kw, words, i):
             j = i + 1
             while j < n and kw.startswith(("header", "request_header")) and words[j][:1] in ("@", "/", "*"):
                 j += 1  # a Caddyfile matcher before the header name
@@ -124,6 +124,16 @@ def secret_spans(words: Sequence[str]) -> dict[int, int]:
             if rest[:1].isspace() and _header_like(name) and secret_header(name):
                 spans[i] = AFTER_COLON  # one quoted word: "X-Api-Key: value"
     return spans
+
+
+def _sets_a_header(kw: str, words: Sequence[str], i: int) -> bool:
+    """Not HAProxy's `capture request header NAME len N`: Caddyfile's `header` starts a statement."""
+    if kw in ("header", "request_header"):
+        before = [w for w in words[:i] if w.strip("+-")]  # a diff's `+`/`-` is not a word
+        return not before or (len(before) == 1 and before[0].startswith("@"))
+    if kw == "hdr":
+        return "send" in (_norm(w) for w in words[:i])
+    return True
 
 
 def _header_like(name: str) -> bool:

@@ -134,6 +134,8 @@ def test_ordinary_statements_are_left_alone() -> None:
         "frontend www\n    bind :80\n    http-request set-header X-Forwarded-Proto https\n"
         "    default_backend web\nbackend web\n    server s1 10.0.0.1:80 check\n"
         "location / { proxy_set_header Host $host; proxy_pass http://app; }\n"
+        "    capture request header Authorization len 64\n"
+        "    http-check send meth GET uri /health hdr Host example.com\n"
     )
     assert mask_message(text) == text
 
@@ -150,3 +152,17 @@ def test_a_validator_quoting_a_parsed_secret_shows_none(secrets: list[str]) -> N
     output = f'nginx: [emerg] invalid value "{value}" in /etc/nginx/nginx.conf:8\nfailed sample <{value}]>'
     assert not leaked(mask_message(output), secrets)
     assert "/etc/nginx/nginx.conf:8" in mask_message(output)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '+\theader Authorization "Bearer abc123"',
+        "-  @api header X-Api-Key abc123",
+        "+    http-request set-header X-Api-Key abc123",
+        "-proxy_set_header Authorization 'Basic abc123';",
+        '+  "password": "abc123",',
+    ],
+)
+def test_a_line_of_a_diff_is_masked(line: str) -> None:
+    assert "abc123" not in mask_text(line) and MASK in mask_text(line)
