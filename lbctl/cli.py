@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             import traceback
 
-            traceback.print_exc()
+            print(_masked(traceback.format_exc()), file=sys.stderr, end="")
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("lbctl: interrupted", file=sys.stderr)
@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             import traceback
 
-            traceback.print_exc()
+            print(_masked(traceback.format_exc()), file=sys.stderr, end="")
         else:
             print("  run again with --debug for the traceback, and please report it", file=sys.stderr)
         return int(ExitCode.INTERNAL)

@@ -106,6 +106,8 @@ def test_a_secret_quoted_out_of_context_in_an_error_is_masked(lbctl: LbctlRunner
     result = lbctl("diff", "--kind", "haproxy", str(a), str(b))
     assert result.code == 3 and "b.cfg:4: invalid server weight '****'" in result.err, result.err
     assert secret not in result.err, result.err
+    debug = lbctl("diff", "--kind", "haproxy", str(a), str(b), "--debug")
+    assert "Traceback" in debug.err and secret not in debug.err, debug.err
 
 
 @pytest.mark.parametrize(
