@@ -168,3 +168,21 @@ def test_a_validator_quoting_a_parsed_secret_shows_none(secrets: list[str]) -> N
 )
 def test_a_line_of_a_diff_is_masked(line: str) -> None:
     assert "abc123" not in mask_text(line) and MASK in mask_text(line)
+
+
+def test_a_secret_that_changes_with_something_else_says_both() -> None:
+    from lbctl.semantic import diff_texts
+
+    old = "frontend f\n    stats auth admin:s3cretA1\n    http-request set-header X-Api-Key k3yA1 if { path /a }\n"
+    new = "frontend f\n    stats auth root:s3cretB2\n    http-request set-header X-Api-Key k3yB2 if { path /b }\n"
+    texts = [c.text for c in diff_texts("haproxy", old, new, filename="h.cfg").changes]
+    assert texts == [
+        "frontend f: secret changed: stats auth admin:**** → root:****",
+        "frontend f: rule 1 changed (secret changed): http-request set-header X-Api-Key **** if { path /a } → "
+        "http-request set-header X-Api-Key **** if { path /b }",
+    ]
+    same = diff_texts("haproxy", old, old.replace("/a", "/c"), filename="h.cfg").changes
+    assert [c.text for c in same] == [
+        "frontend f: rule 1 changed: http-request set-header X-Api-Key **** if { path /a } → "
+        "http-request set-header X-Api-Key **** if { path /c }"
+    ]
