@@ -313,6 +313,13 @@ def demo(
     return run_demo(keep=keep)
 
 
+def _masked(message: str) -> str:
+    """An error may quote a config (a validator's output, a parse error): secrets never show."""
+    from lbctl.masking import mask_message
+
+    return mask_message(message)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: every path out of lbctl goes through here.
 
@@ -351,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             import traceback
 
-            traceback.print_exc()
+            print(_masked(traceback.format_exc()), file=sys.stderr, end="")
         return code
     except KeyboardInterrupt:
         return _failed(ExitCode.INTERRUPTED, "interrupted", "interrupted", None, json_out=json_out)
@@ -359,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             import traceback
 
-            traceback.print_exc()
+            print(_masked(traceback.format_exc()), file=sys.stderr, end="")
         return _failed(
             ExitCode.INTERNAL,
             "internal",
@@ -396,6 +403,7 @@ def _failed(
     """Say what went wrong on stderr and, with --json, as the one document on stdout."""
     if text is None:
         text = message if hint is None else f"{message}\n  hint: {hint}"
+    message, text, details = _masked(message), _masked(text), _masked(details)
     print(f"lbctl: {text}", file=sys.stderr)
     if json_out:
         from lbctl.render import emit_json

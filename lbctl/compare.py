@@ -46,14 +46,20 @@ def _compare(
     filename: str,
     root: Path | None,
     max_share: float | None,
+    old_filename: str | None = None,
 ) -> DiffResult:
-    """Each side's includes are followed in its own files (a bundle), else from `root`."""
+    """Each side's includes are followed in its own files (a bundle), else from `root`.
+
+    `old_filename` names the old side when it is another file (`lbctl diff --kind K a b`).
+    """
     from lbctl.bundle import materialized
     from lbctl.diffing import unified_files
     from lbctl.semantic import parse_config, semantic_diff
 
     with materialized(old, filename) as old_root, materialized(new, filename) as new_root:
-        old_model = parse_config(kind, old.main.decode("utf-8", "replace"), filename=filename, root=old_root or root)
+        old_model = parse_config(
+            kind, old.main.decode("utf-8", "replace"), filename=old_filename or filename, root=old_root or root
+        )
         new_model = parse_config(kind, new.main.decode("utf-8", "replace"), filename=filename, root=new_root or root)
     semantic = semantic_diff(old_model, new_model, max_share=max_share)
     text = unified_files({"": old.main, **old.files()}, {"": new.main, **new.files()}, old_label, new_label)
@@ -68,7 +74,7 @@ def diff_files(kind: str, a: Path, b: Path) -> DiffResult:
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     old, new = Bundle(contents[0]), Bundle(contents[1])
-    return _compare(kind, old, new, str(a), str(b), filename=str(b), root=b.parent, max_share=None)
+    return _compare(kind, old, new, str(a), str(b), filename=str(b), root=b.parent, max_share=None, old_filename=str(a))
 
 
 def diff_target(

@@ -200,7 +200,11 @@ class Journal:
         state_json = json.dumps(state.to_json(), indent=1).encode()
         tree_sha = plumbing.write_tree(base.tree if base else None, {f"{state.target}.json": state_json})
         stamp = f"{int(now().timestamp())} +0000"
-        message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(event.to_json(), indent=1)}\n"
+        from lbctl.masking import mask_json
+
+        # Pushed with the store (refs/lbctl/*): an event never carries a secret from a config.
+        body = mask_json(event.to_json())
+        message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(body, indent=1)}\n"
         header = f"tree {tree_sha}\n" + (f"parent {parent}\n" if parent else "")
         header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
         return self.store.write_object("commit", (header + message).encode())

@@ -1,6 +1,8 @@
 """Turning results into text for people and JSON for scripts.
 
 Progress goes to stderr, results to stdout, so `--json` output stays parseable.
+Every message and every JSON string goes through `lbctl.masking` on its way out,
+so no secret from a config reaches the terminal, a CI log or a script.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from lbctl.masking import hide, mask_json, mask_message
 
 if TYPE_CHECKING:
     from lbctl.checking import CheckReport
@@ -22,11 +26,11 @@ if TYPE_CHECKING:
 
 def say(text: str, *, quiet: bool = False) -> None:
     if not quiet:
-        print(text)
+        print(mask_message(text))
 
 
 def emit_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=False, default=str))
+    print(json.dumps(mask_json(data), indent=2, sort_keys=False, default=str))
 
 
 def colored(stream: Any) -> bool:
@@ -59,7 +63,7 @@ def colorize_diff(text: str) -> str:
 def reporter(quiet: bool) -> Reporter:
     def report(stage: str, message: str) -> None:
         if not quiet and message != "...":
-            print(f"  {stage:<14} {message}", file=sys.stderr, flush=True)
+            print(f"  {stage:<14} {mask_message(message)}", file=sys.stderr, flush=True)
 
     return report
 
@@ -88,11 +92,11 @@ def show_plan(plan: Plan) -> None:
 
         print(render_text(semantic, color=colored(sys.stderr)), file=sys.stderr)
     else:
-        print(colorize_diff(plan.diff) if plan.diff else "  (no change to the config)", file=sys.stderr)
+        print(colorize_diff(hide(plan.diff)) if plan.diff else "  (no change to the config)", file=sys.stderr)
     for problem in plan.problems:
-        print(_color(f"  refused: {problem.text}", "red"), file=sys.stderr)
+        print(_color(f"  refused: {mask_message(problem.text)}", "red"), file=sys.stderr)
     for note in plan.notes:
-        print(f"  note: {note}", file=sys.stderr)
+        print(f"  note: {mask_message(note)}", file=sys.stderr)
     print(f"  plan checksum: {plan.checksum}", file=sys.stderr)
 
 
@@ -116,11 +120,11 @@ def outcome(result: Outcome, *, json_out: bool, quiet: bool) -> int:
     style = "green" if result.exit_code == 0 else ("yellow" if result.exit_code == 1 else "red")
     if result.verdict == "unconfirmed":
         style = "yellow"
-    print(_color(f"{mark} {result.message}", style))
+    print(_color(f"{mark} {mask_message(result.message)}", style))
     if not quiet and result.verification is not None:
         for check in result.verification.results:
             if result.verdict in ("rolled-back", "restore-failed"):
-                print(f"    {check.name}: {'ok' if check.ok else 'FAILED'}: {check.summary}")
+                print(f"    {check.name}: {'ok' if check.ok else 'FAILED'}: {mask_message(check.summary)}")
             if "backends" in check.figures:
                 print("\n".join(balance_bars(check.figures)))
     if result.verdict in ("rolled-back", "restore-failed") and not quiet:
@@ -178,11 +182,11 @@ def check_report(report: CheckReport, *, json_out: bool) -> int:
 
         print(render_text(report.semantic, color=colored(sys.stdout)))
     for note in report.notes:
-        print(f"note: {note}")
+        print(f"note: {mask_message(note)}")
     for finding in report.findings:
-        print(_color(f"✗ {finding}", "red"))
+        print(_color(f"✗ {mask_message(str(finding))}", "red"))
     for problem in report.config_problems:
-        print(_color(f"✗ lbctl.toml: {problem}", "red"))
+        print(_color(f"✗ lbctl.toml: {mask_message(problem)}", "red"))
     count = len(report.findings) + len(report.config_problems)
     verdict = "passes" if report.ok else f"fails ({count} finding(s))"
     print(
@@ -255,14 +259,14 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
                 )
             )
         for problem in r.problems:
-            print(_color(f"  problem     {problem}", "red"))
+            print(_color(f"  problem     {mask_message(str(problem))}", "red"))
         for problem in r.config_problems:
             print(_color(f"  config      {problem}", "red"))
         verdict = {"healthy": _color("healthy", "green")}.get(r.verdict, _color(r.verdict.upper(), "red"))
         print(f"  verdict     {verdict}" + (f": {len(r.reasons)} reason(s)" if r.reasons else ""))
         if r.verdict == "degraded" or (r.verdict == "misconfigured" and not r.config_problems):
             for reason in r.reasons:
-                print(f"                {reason}")
+                print(f"                {mask_message(reason)}")
     return code
 
 
@@ -290,7 +294,7 @@ def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:
                 details.append(f"{key.removeprefix('Lbctl-').lower()} {entry.trailers[key][:10]}")
         print(f"    {', '.join(details)}")
         if e.verdict != "good" and e.message:
-            print(f"    {e.message.splitlines()[0][:200]}")
+            print(f"    {mask_message(e.message.splitlines()[0])[:200]}")
         for check in e.checks:
             figures = check.get("figures") or {}
             if figures.get("backends"):
@@ -305,7 +309,7 @@ def diff(result: DiffResult, *, fmt: str) -> None:
         emit_json(result.to_json())
         return
     if fmt == "unified" or result.semantic is None:
-        print(colorize_diff(result.text) if result.text else "", end="")
+        print(colorize_diff(hide(result.text)) if result.text else "", end="")
     elif fmt == "markdown":
         from lbctl.semantic import render_markdown
 

@@ -100,8 +100,11 @@ class CaddyKind(Kind):
     # -- validate -----------------------------------------------------------------------------
 
     def validate(self, transport: Transport, staged: str) -> str:
-        """`caddy validate` here, on the JSON that will be loaded, and the admin endpoint kept."""
-        self._api(transport)
+        """`caddy validate` here, on the JSON that will be loaded, and the admin endpoint kept.
+
+        Local work on a local file whatever the transport (the http transport stages here), so
+        `lbctl check` validates with its local transport too.
+        """
         with open(staged, "rb") as handle:
             data = handle.read()
         self._check_admin(data)

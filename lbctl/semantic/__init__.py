@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lbctl.errors import UsageError
+from lbctl.errors import ParseError, UsageError
 from lbctl.semantic.model import ConfigModel, Finding, Section, Server
 from lbctl.semantic.result import SCHEMA_VERSION, Change, SemanticDiff
 from lbctl.semantic.traffic import TrafficPreview, traffic_preview
@@ -49,6 +49,7 @@ def parse_config(kind: str, text: str, *, filename: str, root: Path | None = Non
     `root` is where relative nginx `include`s are resolved (the store directory);
     without it they are kept as unresolved `include` statements.
     """
+    refuse_nul(text, filename)
     if kind == "haproxy":
         from lbctl.semantic import haproxy
 
@@ -62,6 +63,19 @@ def parse_config(kind: str, text: str, *, filename: str, root: Path | None = Non
 
         return caddy.parse(text, filename=filename)
     raise UsageError(f"unknown config kind '{kind}'", hint=f"use one of: {', '.join(KINDS)}")
+
+
+def refuse_nul(text: str, filename: str) -> None:
+    """A NUL byte ends a C string: HAProxy refuses the file, nginx silently cuts the word short."""
+    at = text.find("\0")
+    if at >= 0:
+        line = text.count("\n", 0, at) + 1
+        column = at - (text.rfind("\n", 0, at) + 1) + 1
+        raise ParseError(
+            f"NUL byte at column {column}: HAProxy refuses one and nginx cuts the word short there; remove it",
+            file=filename,
+            line=line,
+        )
 
 
 def semantic_diff(old: ConfigModel, new: ConfigModel, *, max_share: float | None = None) -> SemanticDiff:

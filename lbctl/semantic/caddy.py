@@ -5,8 +5,9 @@ them in order); each `reverse_proxy` handler is a pool section named by the
 server and the matchers that lead to it (`srv0 › host example.com › path /api/*`),
 with its upstreams as servers and its selection policy as `balance` (Caddy's
 default is `random`). Everything else is flattened into settings keyed by JSON
-path. Values under keys that name secrets (`password`, `secret`, `token`, ...)
-are sealed.
+path. Values under keys that name secrets (`password`, `key`, an `Authorization`
+header, ... : `masking.secret_field`) are sealed, and so are PEM private keys and
+password hashes found in any other value.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import tempfile
 from typing import Any
 
 from lbctl.errors import ParseError
+from lbctl.masking import mask_text, secret_field
 from lbctl.semantic.model import ConfigModel, Rule, Section, Server, Setting, seal, unique_name
 from lbctl.semantic.nginx_upstream import split_host_port
 
-_SECRET_KEY = re.compile(r"(?i)(password|secret|token|api_key|mac_key|private_key)")
 _ADAPT_LINE = re.compile(r"Caddyfile:(\d+):\s*")
 ADAPT_TIMEOUT = 30
 
@@ -127,7 +128,9 @@ class _Builder:
         for route in routes:
             if not isinstance(route, dict):
                 continue
-            where = " › ".join(filter(None, [prefix, _match_text(route.get("match"))]))
+            # A secret in a matcher shows as a plain `****` in the name, so the section keeps its
+            # identity when the secret changes (the route's rule says "secret changed").
+            where = " › ".join(filter(None, [prefix, _match_text(route.get("match"), sealed=False)]))
             for handler in route.get("handle") or []:
                 if not isinstance(handler, dict):
                     continue
@@ -179,13 +182,13 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _match_text(match: Any) -> str:
+def _match_text(match: Any, *, sealed: bool = True) -> str:
     if not isinstance(match, list):
         return ""
     alternatives = []
     for matcher in match:
         if isinstance(matcher, dict):
-            alternatives.append(" ".join(f"{k} {_compact(v)}" for k, v in sorted(matcher.items())))
+            alternatives.append(" ".join(f"{k} {_compact(v, sealed)}" for k, v in sorted(matcher.items())))
     return " or ".join(alternatives)
 
 
@@ -201,10 +204,11 @@ def _route_text(route: Any) -> str:
     return " ".join(parts)
 
 
-def _compact(value: Any) -> str:
+def _compact(value: Any, sealed: bool = True) -> str:
+    """A matcher's value in one line; secrets in it (a `header` matcher on `Authorization`) masked."""
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return ",".join(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return mask_text(",".join(value), sealed=sealed)
+    return mask_text(json.dumps(value, sort_keys=True, separators=(",", ":")), sealed=sealed)
 
 
 def _flatten(value: Any, path: str) -> tuple[Setting, ...]:
@@ -214,13 +218,13 @@ def _flatten(value: Any, path: str) -> tuple[Setting, ...]:
     def walk(node: Any, where: str, secret: bool) -> None:
         if isinstance(node, dict) and node:
             for key in sorted(node):
-                walk(node[key], f"{where}.{key}" if where else str(key), secret or bool(_SECRET_KEY.search(key)))
+                walk(node[key], f"{where}.{key}" if where else str(key), secret or secret_field(str(key)))
         elif isinstance(node, list) and node:
             for i, item in enumerate(node):
                 walk(item, f"{where}[{i}]", secret)
         elif where or node not in ({}, []):  # an empty object at the root is no settings, not one
             text = json.dumps(node, sort_keys=True)
-            out.append(Setting(where or "(value)", seal(text) if secret else text))
+            out.append(Setting(where or "(value)", seal(text) if secret else mask_text(text, sealed=True)))
 
     walk(value, path, False)
     return tuple(out)

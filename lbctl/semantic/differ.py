@@ -15,6 +15,7 @@ import difflib
 from collections.abc import Iterator
 from typing import Any
 
+from lbctl.masking import SECRET_CHANGED, only_secrets_differ, sealed_parts
 from lbctl.semantic.model import ConfigModel, Section, Server, keyed_servers
 from lbctl.semantic.result import Change
 
@@ -210,11 +211,14 @@ def _setting_changes(
 
 def _setting(label: str, action: str, key: str, *, old: Any = None, new: Any = None, line: int | None) -> Change:
     """One setting added, removed or changed, as a person reads it."""
-    if action == "changed":
-        text = f"{key} {_shown(old)} → {_shown(new)}"
+    if action == "changed" and only_secrets_differ(str(old), str(new)):
+        text = f"{SECRET_CHANGED}: {_join(key, new)}"
+    elif action == "changed":
+        note = f"{SECRET_CHANGED}: " if _seals(old) != _seals(new) else ""
+        text = f"{note}{key} {_shown(old)} → {_shown(new)}"
     else:
         text = f"{_join(key, new if action == 'added' else old)} {action}"
-    traffic = key.split()[0] in _ROUTING_SETTINGS
+    traffic = key.partition(" ")[0] in _ROUTING_SETTINGS
     return Change(label, "setting", action, text, subject=key, old=old, new=new, line=line, traffic=traffic)
 
 
@@ -307,11 +311,16 @@ def _chain_changes(label: str, chain: str, old: list[str], new: list[str], lines
         paired = min(i2 - i1, j2 - j1) if op == "replace" else 0
         for n in range(paired):
             a, b = old[i1 + n], new[j1 + n]
+            if only_secrets_differ(a, b):
+                text = f"rule {j1 + n + 1} {SECRET_CHANGED}: {b}"
+            else:
+                note = f" ({SECRET_CHANGED})" if _seals(a) != _seals(b) else ""
+                text = f"rule {j1 + n + 1} changed{note}: {a} → {b}"
             yield Change(
                 label,
                 "rule",
                 "changed",
-                f"rule {j1 + n + 1} changed: {a} → {b}",
+                text,
                 subject=chain,
                 old=a,
                 new=b,
@@ -333,6 +342,10 @@ def _chain_changes(label: str, chain: str, old: list[str], new: list[str], lines
                 line=lines.get((chain, new[j])),
                 traffic=traffic,
             )
+
+
+def _seals(value: object) -> set[str]:
+    return set(sealed_parts(value)) if isinstance(value, str) else set()
 
 
 def _describe(key: str, server: Server) -> str:

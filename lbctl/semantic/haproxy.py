@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lbctl.errors import ParseError
+from lbctl.masking import seal_words
 from lbctl.semantic.haproxy_syntax import merge_options, server_options, split_address, split_words
-from lbctl.semantic.model import ConfigModel, Directive, Route, Rule, Section, Server, Setting, seal, unique_name
+from lbctl.semantic.model import ConfigModel, Directive, Route, Rule, Section, Server, Setting, unique_name
 
 SECTIONS = frozenset(
     [
@@ -115,7 +116,6 @@ _KEY_ARITY = {
 }
 _COND_KEYWORDS = frozenset({".if", ".elif", ".else", ".endif"})
 _MESSAGES = frozenset({".notice", ".warning", ".alert", ".diag"})
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization"})
 DEFAULT_BALANCE = "roundrobin"
 MAX_WEIGHT = 256
 MAX_TEMPLATE = 100_000
@@ -254,7 +254,8 @@ class _SectionState:
         if keyword in ("server", "server-template") and self.raw.type in _SERVER_SECTIONS:
             self.server(keyword, args, lineno, cond)
             return
-        args = _seal_secrets(self.raw.type, keyword, args)
+        words = seal_words(words)
+        args = words[1:]
         if keyword == "default-server":
             pairs = server_options(args, filename=self.b.filename, lineno=lineno)
             self.default_server = merge_options(self.default_server, pairs)
@@ -348,20 +349,6 @@ def _setting_key(keyword: str, args: list[str]) -> tuple[str, str]:
         return f"{keyword} {args[0]}", " ".join(args[1:])
     arity = _KEY_ARITY.get(keyword, 0)
     return " ".join((keyword, *args[:arity])), " ".join(args[arity:])
-
-
-def _seal_secrets(section_type: str, keyword: str, args: list[str]) -> list[str]:
-    """Passwords in userlists, `stats auth`, Authorization header values: never kept in clear."""
-    if section_type == "userlist" and keyword == "user":
-        return [
-            seal(a) if i > 0 and args[i - 1] in ("password", "insecure-password") else a for i, a in enumerate(args)
-        ]
-    if keyword == "stats" and args[:1] == ["auth"] and len(args) > 1:
-        user, sep, password = args[1].partition(":")
-        return ["auth", f"{user}{sep}{seal(password)}" if sep else seal(user), *args[2:]]
-    if any(a.lower() in _SECRET_HEADERS for a in args):
-        return [seal(a) if i > 0 and args[i - 1].lower() in _SECRET_HEADERS else a for i, a in enumerate(args)]
-    return args
 
 
 def _weight(text: str, builder: _Builder, lineno: int) -> int:

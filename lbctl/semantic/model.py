@@ -5,32 +5,23 @@ Values only: a `ConfigModel` is a tuple of `Section`s, each holding its settings
 chains, evaluated in order by the LB). Source lines are kept for findings but are
 declared `compare=False`, so two models that differ only in layout are equal.
 
-Secrets never reach the model in clear: parsers pass them through `seal`, which
-keeps them comparable within this process (a keyed digest) and renders as `****`.
+Secrets never reach the model in clear: parsers pass them through `seal`
+(lbctl/masking.py), which keeps them comparable within this process (a keyed
+digest); every rendering shows them as `****` through `mask`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import os
-import re
 from dataclasses import dataclass, field
 
-MASK = "****"
-_SEAL_KEY = os.urandom(16)
-_SEALED = re.compile(r"\*\*\*\*\{[0-9a-f]{12}\}")
-
-
-def seal(secret: str) -> str:
-    """Replace a secret by a marker that compares equal only to the same secret, in this process."""
-    digest = hmac.new(_SEAL_KEY, secret.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
-    return f"{MASK}{{{digest[:12]}}}"
+from lbctl.masking import MASK as MASK
+from lbctl.masking import hide
+from lbctl.masking import seal as seal
 
 
 def mask(text: str) -> str:
-    """What every rendering shows for a sealed secret: `****`."""
-    return _SEALED.sub(MASK, text) if MASK in text else text
+    """What every rendering shows of a string from a config: secrets as `****`."""
+    return hide(text)
 
 
 @dataclass(frozen=True, slots=True)

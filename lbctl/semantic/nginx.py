@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lbctl.errors import ParseError
+from lbctl.masking import seal_words
 from lbctl.semantic.model import (
     ConfigModel,
     Directive,
@@ -32,7 +33,6 @@ from lbctl.semantic.model import (
     Section,
     Server,
     Setting,
-    seal,
     unique_name,
 )
 from lbctl.semantic.nginx_upstream import balance_of, parse_server, route_target
@@ -56,10 +56,6 @@ _KEY_ARITY = {
     "env": 0,
     "error_page": 0,
 }
-_SECRET_WORDS = ("authorization", "api-key", "api_key", "apikey", "token", "secret", "password")
-_HEADER_SETTERS = frozenset(
-    ["proxy_set_header", "add_header", "grpc_set_header", "fastcgi_param", "uwsgi_param", "scgi_param", "add_trailer"]
-)
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "'": "'", "\\": "\\"}
 _ESCAPE = re.compile(r"\\([ntr\"'\\])")
 _POOL_TYPES = frozenset({"upstream", "stream upstream"})
@@ -107,6 +103,12 @@ def include_patterns(text: str) -> list[str]:
 def _parse_file(path: str, *, shown: str, text: str | None = None) -> list[dict[str, Any]]:
     import crossplane
 
+    from lbctl.semantic import refuse_nul
+
+    if text is None:  # an included file: the main one was checked by `parse_config`
+        text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
+        refuse_nul(text, shown)
+
     payload = crossplane.parse(path, single=True, check_ctx=False, check_args=True, catch_errors=False)
     if payload["errors"]:
         error = payload["errors"][0]
@@ -115,8 +117,6 @@ def _parse_file(path: str, *, shown: str, text: str | None = None) -> list[dict[
         if message.endswith(suffix):
             message = message[: -len(suffix)]
         if not message:  # crossplane hit the end of the file inside a statement or block
-            if text is None:
-                text = Path(path).read_text(encoding="utf-8", errors="replace")
             message, line = "unexpected end of file, expecting ';' or '}'", max(1, len(text.splitlines()))
         raise ParseError(message, file=shown, line=line)
     parsed: list[dict[str, Any]] = payload["config"][0]["parsed"]
@@ -213,7 +213,8 @@ class _Builder:
             else:
                 directives.append(Directive(word, tuple(args), line))
                 arity = _KEY_ARITY.get(word, 0)
-                settings.append(Setting(" ".join((word, *args[:arity])), " ".join(args[arity:]), line))
+                words = [_word(w) for w in (word, *args)]  # `'' $arg;` in a map: the empty word shows
+                settings.append(Setting(" ".join(words[: arity + 1]), " ".join(words[arity + 1 :]), line))
         section_name = unique_name(name, self.taken, type_)
         self.sections.append(
             Section(
@@ -263,14 +264,12 @@ def _normalise_args(word: str, args: list[str]) -> list[str]:
     if any("\\" in a for a in args):
         # crossplane leaves these escapes in place; nginx reads `\n` as a newline, `\"` as a quote.
         args = [_ESCAPE.sub(lambda m: _ESCAPES[m.group(1)], a) for a in args]
-    if word == "ssl_certificate_key" and args and args[0].startswith("data:") and "$" not in args[0]:
-        return [seal(args[0]), *args[1:]]
-    if word == "secure_link_secret" and args:
-        return [seal(a) for a in args]
-    if word in _HEADER_SETTERS and len(args) >= 2 and any(w in args[0].lower() for w in _SECRET_WORDS):
-        return [args[0], *(seal(a) for a in args[1:])]
-    return args
+    return seal_words([word, *args])[1:]
 
 
 def _text(word: str, args: list[str]) -> str:
-    return " ".join((word, *args))
+    return " ".join(_word(w) for w in (word, *args))
+
+
+def _word(word: str) -> str:
+    return word or "''"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
 
-CORPUS = Path(__file__).parents[2] / ".." / "shared" / "corpus"
+# Beside the checkout (../shared/corpus); LBCTL_CORPUS names it when the checkout lives elsewhere.
+CORPUS = Path(os.environ.get("LBCTL_CORPUS") or Path(__file__).parents[2] / ".." / "shared" / "corpus")
 
 # Broken on purpose, with the line crossplane names. The last three are files crossplane's own
 # tests say must never be included ("# this file should never be included"): garbage by design.
