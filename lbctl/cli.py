@@ -271,16 +271,43 @@ def demo(
     return run_demo(keep=keep)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM from the user is an interruption like ^C (exit 130)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: every path out of lbctl goes through here."""
+    import signal
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if debug:  # paramiko's own log (with its tracebacks) reaches the terminal only then
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        previous_term = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (embedded): leave signals alone
+        previous_term = None
     try:
         result = app(args=args, prog_name="lbctl", standalone_mode=False)
         return int(result or 0)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
+    except typer.Abort as exc:
+        # click turns an EOFError escaping a command into Abort too: that is a lost
+        # connection (paramiko's way of saying so), not the user stopping lbctl.
+        if isinstance(exc.__cause__ or exc.__context__, EOFError):
+            print(
+                "lbctl: the connection to the load balancer was lost (EOF)\n"
+                "  hint: `lbctl status` says what runs there; run the same command again",
+                file=sys.stderr,
+            )
+            if debug:
+                import traceback
+
+                traceback.print_exception(exc.__cause__ or exc.__context__)
+            return int(ExitCode.UNREACHABLE)
         print("lbctl: aborted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     except typer.TyperException as exc:  # bad flags and arguments
@@ -310,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             print("  run again with --debug for the traceback, and please report it", file=sys.stderr)
         return int(ExitCode.INTERNAL)
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         transports = sys.modules.get("lbctl.transports")
         if transports is not None:  # loaded: a command may have connected ahead and ended first
             transports.release_ahead()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import Any, NoReturn
 
-from lbctl import preload, retry
+from lbctl import preload, recovery, retry
 from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
 from lbctl.checks import checks_for
 from lbctl.checks import modules_for as check_modules
@@ -112,19 +113,25 @@ def apply_change(
     expected_checksum: str | None = None,
     explain: bool = True,
     report: Reporter = lambda stage, message: None,
+    rechoose: Callable[[TargetState], Candidate] | None = None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
     The plan is judged first (planning.py): policy, blast radius, staging-first, drift and
     a reviewed checksum; what is refused leaves no commit and touches nothing on the LB.
+    An earlier operation that was interrupted is recorded first (`lbctl.recovery`); then
+    `rechoose`, if given, picks the candidate again from the state as it is now.
     """
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
     with (
         run.locked(),
         _connect(transport_for(target), target) as transport,
-        transport.lock(lb_lock_path(target), holder_info(op, target.name)),
+        _lb_lock(transport, target, op),
+        run.settled(),
     ):
+        if _recover(ws, target, transport) and rechoose is not None:
+            candidate = rechoose(ws.journal.state(target.name))
         state = ws.journal.state(target.name)
         if candidate.rollback_of is not None and candidate.rollback_of != state.live:
             # Another operation finished between the caller's read and our lock: undo what is live now.
@@ -152,16 +159,17 @@ def apply_change(
             raise Refused("not confirmed: nothing was changed")
 
         place = placement(transport, target.path or "", pushed, left_live)
+        run.begin(state, live.blob(kind) if live is not None else None, pushed, kind, place, candidate.rev)
         try:
             staged = run.timed("stage", place.stage)
         except TransientError as exc:
-            _quietly(place.discard)
+            run.discard(place)
             raise Unreachable(
                 f"{target.name}: could not stage the candidate: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
         except BaseException:
-            _quietly(place.discard)  # a tree half staged: nothing of it may stay
+            run.discard(place)  # a tree half staged: nothing of it may stay
             raise
         # While the LB validates: the checks' modules, and what the reload's polling retries with.
         preload.in_background([*check_modules(target), retry.IMPLEMENTATION])
@@ -177,17 +185,17 @@ def apply_change(
                 check.baseline()
             marker = run.timed("snapshot", lambda: kind.reload_marker(transport))
         except ValidationFailed as exc:
-            place.discard()
+            run.discard(place)
             run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
             raise
         except TransientError as exc:
-            _quietly(place.discard)
+            run.discard(place)
             raise Unreachable(
                 f"{target.name}: could not prepare the change: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
         except BaseException:
-            _quietly(place.discard)
+            run.discard(place)
             raise
 
         # The commit is written now but lands on the branch only once the LB took the change.
@@ -271,6 +279,34 @@ def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
         transport.close()
 
 
+@contextlib.contextmanager
+def _lb_lock(transport: Transport, target: Target, op: str) -> Iterator[None]:
+    """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed)."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(transport.lock(lb_lock_path(target), holder_info(op, target.name)))
+        except TransientError as exc:
+            raise Unreachable(
+                f"{target.name}: could not take the lock on {transport.where}: {exc}",
+                hint="nothing was changed on the LB; run the same command again",
+            ) from None
+        yield
+
+
+def _recover(ws: Workspace, target: Target, transport: Transport) -> bool:
+    """Record and clean up after an earlier operation that did not finish; True if there was one."""
+    if recovery.pending(ws, target.name) is None:
+        return False
+    try:
+        recovery.recover(ws, target, transport, locked=True)
+    except TransientError as exc:
+        raise Unreachable(
+            f"{target.name}: could not read what the LB runs after an interrupted operation: {exc}",
+            hint="nothing was changed on the LB; run the same command again",
+        ) from None
+    return True
+
+
 def lb_lock_path(target: Target) -> str:
     """The lock beside the live file: it also stops operators working from other stores."""
     directory, _, name = (target.path or f"/tmp/lbctl-{target.name}").rpartition("/")
@@ -317,7 +353,7 @@ def _reload(kind: Kind, transport: Transport, marker: object) -> str:
 
 @contextlib.contextmanager
 def shielded() -> Iterator[Callable[[], bool]]:
-    """Defer SIGINT until the block ends; the yielded function says whether one came."""
+    """Defer SIGINT and SIGTERM until the block ends; the yielded function says whether one came."""
     got: list[int] = []
 
     def _note(signum: int, frame: FrameType | None) -> None:
@@ -328,10 +364,12 @@ def shielded() -> Iterator[Callable[[], bool]]:
     except ValueError:  # not the main thread: nothing to shield against
         yield lambda: False
         return
+    previous_term = signal.signal(signal.SIGTERM, _note)
     try:
         yield lambda: bool(got)
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 class _Run:
@@ -346,16 +384,31 @@ class _Run:
         self.started = timestamp()
         self.event_ids: list[str] = []
         self.forced = ""
+        self.marker: dict[str, Any] | None = None  # the in-flight record while one is kept
+        self.place: Placement | None = None
+        self.touched = False  # the swap began: the LB may hold the candidate
+        self.left_staged = False  # a staged candidate could not be removed
+        # Fault injection for the tests and bench/faults.py: `before:STAGE` or `after:STAGE`
+        # (a timed stage, or `record`) kills this process there, as a crash would.
+        self.fault_at = os.environ.get("LBCTL_FAULT_AT", "")
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """The store-side lock; the LB-side one is taken through the transport."""
         return hold_flock(self.ws.lock_dir / f"{self.target.name}.lock", holder_info(self.op, self.target.name))
 
+    def fault(self, where: str) -> None:
+        if self.fault_at == where:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def timed(self, name: str, fn: Callable[[], Any], *, detail: str = "", detail_from_result: bool = False) -> Any:
         self.report(name, "...")
+        if self.marker is not None and self.marker.get("stage") != name:
+            self._write_marker(stage=name)
+        self.fault("before:" + name)
         start = time.perf_counter()
         try:
             result = fn()
+            self.fault("after:" + name)
         except BaseException as exc:
             self.stages.append(Stage(name, False, round(time.perf_counter() - start, 4), str(exc)[:500]))
             self.report(name, f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
@@ -372,28 +425,65 @@ class _Run:
     def round_reporter(self, number: int, observations: Any) -> None:
         self.report("verify", f"round {number}: " + "; ".join(o.detail for o in observations))
 
+    def begin(
+        self, state: TargetState, live_blob: str | None, pushed: Bundle, kind: Kind, place: Placement, rev: str | None
+    ) -> None:
+        """Keep the in-flight record from now on (`lbctl.recovery`): the LB is about to be written to."""
+        self.place = place
+        self.marker = {
+            "op": self.op,
+            "from_rev": state.live,
+            "to_rev": rev,
+            "from_blob": live_blob,
+            "to_blob": pushed.blob(kind),
+            "rels": list(pushed.rels),
+            "started": self.started,
+            "stage": "stage",
+            **json.loads(holder_info(self.op, self.target.name)),
+        }
+        recovery.write(self.ws, self.target.name, self.marker)
+
+    def _write_marker(self, **changes: Any) -> None:
+        if self.marker is not None:
+            self.marker.update(changes)
+            recovery.write(self.ws, self.target.name, self.marker)
+
+    def discard(self, place: Placement) -> None:
+        """Remove the staged candidate; if that fails, the record says so for the next operation."""
+        try:
+            place.discard()
+        except Exception:  # must not hide the error being handled
+            self.left_staged = True
+
+    @contextlib.contextmanager
+    def settled(self) -> Iterator[None]:
+        """On the way out: an operation that ended before the swap drops its record (or leaves
+        it, marked ended, if staged files may remain); one that swapped keeps it until its
+        outcome is in the journal (`record_event`), else the next command recovers it."""
+        try:
+            yield
+        except BaseException:
+            if self.place is not None and not self.touched and self.marker is not None:
+                self.discard(self.place)
+            raise
+        finally:
+            if self.marker is not None and not self.touched:
+                if self.left_staged:
+                    self._write_marker(ended=True)
+                else:
+                    self.clear_inflight()
+
     @contextlib.contextmanager
     def inflight(self, to_rev: str, state: TargetState) -> Iterator[None]:
-        """A marker that survives a crash between swap and record, for `status` to report."""
+        """From the swap on, the record names the revision going live, for a crash to be recovered."""
+        self.touched = True
         self.landed(to_rev, state)
         yield
         # Removed by `record_event` once the outcome is in the journal.
 
     def landed(self, to_rev: str, state: TargetState) -> None:
-        """(Re)write the inflight marker: the revision now going live is `to_rev`."""
-        path = self.ws.inflight_dir / f"{self.target.name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(
-                {
-                    "op": self.op,
-                    "from_rev": state.live,
-                    "to_rev": to_rev,
-                    "started": self.started,
-                    **json.loads(holder_info(self.op, self.target.name)),
-                }
-            )
-        )
+        """(Re)write the in-flight record: the revision now going live is `to_rev`."""
+        self._write_marker(to_rev=to_rev, from_rev=state.live)
 
     def untouched(self, state: TargetState, to_rev: str, exc: LbctlError, cleanup: Callable[[], None]) -> NoReturn:
         """The LB refused the change before taking it (a transport's contract for `LbctlError`s
@@ -403,7 +493,8 @@ class _Run:
         raise exc
 
     def clear_inflight(self) -> None:
-        (self.ws.inflight_dir / f"{self.target.name}.json").unlink(missing_ok=True)
+        recovery.clear(self.ws, self.target.name)
+        self.marker = None
 
     def record_event(
         self,
@@ -439,7 +530,9 @@ class _Run:
         if live_status is not None or verdict == "good":
             new_state = state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
         new_state = new_state.marked_bad(mark_bad)
+        self.fault("before:record")
         self.ws.journal.append(event, new_state)
+        self.fault("after:record")
         self.event_ids.append(event.id)
         self.clear_inflight()
         return event.id

@@ -11,7 +11,8 @@ from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
-    from lbctl.lifecycle import Outcome, Reporter
+    from lbctl.journal import TargetState
+    from lbctl.lifecycle import Candidate, Outcome, Reporter
     from lbctl.planning import Plan
 
 Confirm = Callable[["Plan"], bool]
@@ -114,6 +115,12 @@ def rollback(
         ws.store.require_clean()
         ws.store.identity()
     candidate = rollback_candidate(ws, target, state, chosen.rev, chosen.why, message)
+
+    def rechoose(now: TargetState) -> Candidate:  # an interrupted operation was recorded meanwhile
+        nonlocal chosen
+        chosen = select(ws.store, ws.journal, now, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
+        return rollback_candidate(ws, target, now, chosen.rev, chosen.why, message)
+
     outcome = apply_change(
         ws,
         target,
@@ -125,6 +132,7 @@ def rollback(
         reason=reason,
         explain=explain,
         report=report,
+        rechoose=rechoose,
     )
     if outcome.verdict == "unchanged":
         return Outcome(

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
 from lbctl.journal import TargetState
-from lbctl.lock import current_holder
+from lbctl.lock import LockInfo, flock_holder, lock_info
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -28,6 +27,7 @@ class TargetStatus:
     lock: str | None
     crashed: dict[str, Any] | None
     problems: tuple[str, ...] = ()
+    locks: tuple[LockInfo, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         s = self.state
@@ -45,27 +45,36 @@ class TargetStatus:
             "drift": self.drift,
             "health": list(self.health),
             "lock": self.lock,
+            "locks": [lock.to_json() for lock in self.locks],
             "interrupted_operation": self.crashed,
             "problems": list(self.problems),
         }
 
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
+    from lbctl import recovery
     from lbctl.bundle import live_rels, read_live, recorded_blob
     from lbctl.checks import checks_for
     from lbctl.kinds import kind_for
+    from lbctl.lifecycle import lb_lock_path
     from lbctl.transports import transport_for
 
     results = []
     for target in ws.targets(name):
         state = ws.journal.state(target.name)
-        subject = _subject(ws, state.live)
-        lock = current_holder(ws.lock_dir / f"{target.name}.lock")
-        crashed = _crashed_operation(ws, target, lock)
+        store_lock = flock_holder(ws.lock_dir / f"{target.name}.lock", where="store")
+        locks = [store_lock] if store_lock is not None else []
         drift, health, problems = "not-checked", [], []
         if probe:
             try:
                 with transport_for(target) as transport:
+                    if recovery.pending(ws, target.name) is not None:  # an operation that died: say so first
+                        recovery.recover(ws, target, transport, locked=False)
+                        state = ws.journal.state(target.name)
+                    held = transport.lock_holder(lb_lock_path(target))
+                    if held is not None:
+                        path = lb_lock_path(target) + (".d" if target.transport == "ssh" else "")
+                        locks.append(lock_info(held[0], where="lb", path=path, age_seconds=held[1]))
                     kind = kind_for(target)
                     # Every file of the tree lbctl left live (its main file alone for most targets).
                     rels = live_rels(ws.store, kind, target, state.live)
@@ -83,6 +92,8 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
             except Exception as exc:  # status must answer even when a target is down
                 problems.append(f"could not reach {target.name}: {exc}")
                 drift = "unknown"
+        subject = _subject(ws, state.live)
+        crashed = _crashed_operation(ws, target)
         results.append(
             TargetStatus(
                 name=target.name,
@@ -93,9 +104,10 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 live_subject=subject,
                 drift=drift,
                 health=tuple(health),
-                lock=lock,
+                lock=locks[0].describe() if locks else None,
                 crashed=crashed,
                 problems=tuple(problems),
+                locks=tuple(locks),
             )
         )
     return results
@@ -110,12 +122,9 @@ def _subject(ws: Workspace, rev: str | None) -> str | None:
         return "(revision not in this store: fetch it)"
 
 
-def _crashed_operation(ws: Workspace, target: Target, lock: str | None) -> dict[str, Any] | None:
-    marker = ws.inflight_dir / f"{target.name}.json"
-    if lock is not None or not marker.exists():
-        return None
-    try:
-        data: dict[str, Any] = json.loads(marker.read_text())
-    except ValueError:
-        return {"op": "unknown", "note": f"unreadable marker {marker}"}
-    return data
+def _crashed_operation(ws: Workspace, target: Target) -> dict[str, Any] | None:
+    """The in-flight record of an operation whose process is gone (not one that merely left files)."""
+    from lbctl import recovery
+
+    data = recovery.pending(ws, target.name)
+    return None if data is None or data.get("ended") else data
