@@ -260,6 +260,29 @@ def pull(
 
 
 @app.command()
+def unlock(
+    target: Annotated[str, typer.Argument(help="The target whose stale lock to break.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Break the lock even if its holder may still be running.")
+    ] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Break a stale lock on a target (local and on the LB host); recorded in the journal."""
+    from lbctl import render
+    from lbctl.unlock import unlock as break_lock
+
+    result = break_lock(_workspace(store, connect=target), target, force=force)
+    if json_out:
+        render.emit_json(result.to_json())
+    else:
+        print(result.message)
+    return 0
+
+
+@app.command()
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's temp dir (processes still stop).")] = False,
     debug: DebugOpt = False,
