@@ -127,7 +127,7 @@ def apply_change(
     with (
         run.locked(),
         _connect(transport_for(target), target) as transport,
-        _lb_lock(transport, target, op),
+        _lb_lock(ws, transport, target, op),
         run.settled(),
     ):
         if _recover(ws, target, transport) and rechoose is not None:
@@ -280,12 +280,14 @@ def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
 
 
 @contextlib.contextmanager
-def _lb_lock(transport: Transport, target: Target, op: str) -> Iterator[None]:
+def _lb_lock(ws: Workspace, transport: Transport, target: Target, op: str) -> Iterator[None]:
     """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed)."""
     with contextlib.ExitStack() as stack:
+        info = holder_info(op, target.name)
         try:
-            stack.enter_context(transport.lock(lb_lock_path(target), holder_info(op, target.name)))
+            stack.enter_context(transport.lock(lb_lock_path(target), info))
         except TransientError as exc:
+            recovery.note_leftovers(ws, target.name, info)  # a lock directory half made, for the next one
             raise Unreachable(
                 f"{target.name}: could not take the lock on {transport.where}: {exc}",
                 hint="nothing was changed on the LB; run the same command again",

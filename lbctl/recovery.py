@@ -57,6 +57,12 @@ def write(ws: Workspace, name: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def note_leftovers(ws: Workspace, name: str, info: str) -> None:
+    """An operation that ends now may have left files on the LB host: the next deploy or rollback sweeps."""
+    if not marker_path(ws, name).exists():  # a record already there gets swept anyway
+        write(ws, name, {**json.loads(info), "ended": True})
+
+
 def clear(ws: Workspace, name: str) -> None:
     marker_path(ws, name).unlink(missing_ok=True)
 

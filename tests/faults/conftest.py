@@ -35,6 +35,7 @@ class Scene:
     dead_port: int
     backends: Backends
     transport: str
+    sshd_port: int = 0
 
     def config(self, weight: int, *, pad: int = 0) -> str:
         text = haproxy_config(
@@ -54,6 +55,21 @@ class Scene:
     @property
     def lb_dir(self) -> Path:
         return self.haproxy.config.parent
+
+    def via_port(self, port: int) -> None:
+        """Reach the LB's sshd through `port` (a relay or a blackhole on loopback) from now on."""
+        import re
+
+        toml = self.store / "lbctl.toml"
+        toml.write_text(re.sub(r"(?m)^port = \d+$", f"port = {port}", toml.read_text()))
+        known = Path(re.search(r'known_hosts = "([^"]+)"', toml.read_text()).group(1))  # type: ignore[union-attr]
+        key = known.read_text().splitlines()[0].split(" ", 1)[1]
+        with known.open("a") as f:
+            f.write(f"[127.0.0.1]:{port} {key}\n")
+        git(self.store, "commit", "-qam", f"reach edge through port {port}")
+
+    def commit_all(self, message: str) -> None:
+        git(self.store, "commit", "-qam", message)
 
     def live(self) -> str:
         return self.haproxy.config.read_text()
@@ -161,6 +177,6 @@ def ssh_scene(tmp_path: Path, sshd, backends: Backends) -> Iterator[Scene]:  # t
     store = tmp_path / "store"
     try:
         write_store(store, haproxy, sshd, frontend_port)
-        yield Scene(haproxy, store, frontend_port, dead_port, backends, "ssh")
+        yield Scene(haproxy, store, frontend_port, dead_port, backends, "ssh", sshd.port)
     finally:
         haproxy.stop()
