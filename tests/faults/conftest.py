@@ -8,6 +8,7 @@ leftovers on the LB host).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config
 from tests.conftest import git
-from tests.ssh.conftest import isolated_home, sshd, write_store  # noqa: F401 - fixtures for the ssh scenes
+from tests.ssh.conftest import Sshd, isolated_home, sshd, write_store  # noqa: F401 - fixtures for the ssh scenes
 
 LEFTOVER_MARKS = ("lbctl-stage", "lbctl-restore", ".tmp-", "lbctl-tmp", ".lbctl.lock.d.")
 
@@ -151,8 +152,9 @@ def _start(tmp_path: Path, backends: Backends) -> tuple[Haproxy, int, int]:
     return Haproxy.start(lb_dir, text), frontend_port, dead_port
 
 
-@pytest.fixture
-def local_scene(tmp_path: Path, backends: Backends) -> Iterator[Scene]:
+@contextlib.contextmanager
+def local_scene_in(tmp_path: Path, backends: Backends) -> Iterator[Scene]:
+    """A scene on the local transport, its LB in `tmp_path/lb` (which may be a mount made before)."""
     from lbctl.cli import main
     from tests.conftest import haproxy_target_toml
 
@@ -171,8 +173,9 @@ def local_scene(tmp_path: Path, backends: Backends) -> Iterator[Scene]:
         haproxy.stop()
 
 
-@pytest.fixture
-def ssh_scene(tmp_path: Path, sshd, backends: Backends) -> Iterator[Scene]:  # type: ignore[no-untyped-def]  # noqa: F811
+@contextlib.contextmanager
+def ssh_scene_in(tmp_path: Path, sshd: Sshd, backends: Backends) -> Iterator[Scene]:  # noqa: F811
+    """A scene over the private sshd, its LB in `tmp_path/lb`."""
     haproxy, frontend_port, dead_port = _start(tmp_path, backends)
     store = tmp_path / "store"
     try:
@@ -180,3 +183,15 @@ def ssh_scene(tmp_path: Path, sshd, backends: Backends) -> Iterator[Scene]:  # t
         yield Scene(haproxy, store, frontend_port, dead_port, backends, "ssh", sshd.port)
     finally:
         haproxy.stop()
+
+
+@pytest.fixture
+def local_scene(tmp_path: Path, backends: Backends) -> Iterator[Scene]:
+    with local_scene_in(tmp_path, backends) as scene:
+        yield scene
+
+
+@pytest.fixture
+def ssh_scene(tmp_path: Path, sshd: Sshd, backends: Backends) -> Iterator[Scene]:  # noqa: F811
+    with ssh_scene_in(tmp_path, sshd, backends) as scene:
+        yield scene

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lbctl.lab.netfaults import Blackhole, CuttingRelay
-from tests.faults.conftest import Scene
+from tests.faults.conftest import Scene, Sshd
 
 
-@pytest.mark.parametrize("cut_after", [2_500, 6_000, 12_000, 30_000, 90_000])
+@pytest.mark.parametrize("cut_after", [2_500, 12_000, 90_000])  # the lock, the upload, later steps
 def test_every_connection_cut_is_exit_6_or_a_restore_never_130(ssh_scene: Scene, cut_after: int) -> None:
     good = ssh_scene.file(100)
     assert ssh_scene.lbctl("deploy", "edge", "--file", str(good), "--yes")[0] == 0
@@ -35,7 +35,9 @@ def test_a_listener_that_never_answers_is_exit_6_without_a_traceback(ssh_scene: 
     hole = Blackhole()
     try:
         toml = ssh_scene.store / "lbctl.toml"
-        toml.write_text(toml.read_text().replace("[targets.edge]\n", "[targets.edge]\nconnect_timeout = 0.5\n"))
+        toml.write_text(
+            toml.read_text().replace("[targets.edge]\n", "[targets.edge]\nconnect_timeout = 0.5\nretries = 1\n")
+        )
         ssh_scene.via_port(hole.port)
         for args in (["deploy", "edge", "--file", str(ssh_scene.file(40)), "--yes"], ["status", "edge"]):
             done = ssh_scene.spawn(*args, timeout=120)
@@ -83,3 +85,39 @@ def test_an_early_connection_lost_on_its_way_is_a_transient_error(ssh_scene: Sce
         with pytest.raises(TransientError):
             transport._take_over_early()
     assert SshTransport._sftp is original
+
+
+def test_sshd_child_killed_mid_upload(ssh_scene: Scene, sshd: Sshd) -> None:
+    """The LB host's sshd session dies while the candidate streams in: a retry completes it, or exit 6."""
+    import threading
+    import time
+
+    good = ssh_scene.file(100)
+    assert ssh_scene.lbctl("deploy", "edge", "--file", str(good), "--yes")[0] == 0
+    new = ssh_scene.file(40, pad=20000)  # ~1.4 MB: long enough to be cut while it lands
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_when_staging() -> None:
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            staged = [p for p in ssh_scene.lb_dir.glob(".haproxy.cfg.lbctl-stage-*") if p.stat().st_size > 0]
+            if staged:
+                killed.append(sshd.cut_connections())
+                return
+            time.sleep(0.0005)
+
+    watcher = threading.Thread(target=kill_when_staging, daemon=True)
+    watcher.start()
+    try:
+        code, out, err = ssh_scene.lbctl("deploy", "edge", "--file", str(new), "--yes")
+    finally:
+        stop.set()
+        watcher.join()
+    assert killed and killed[0] >= 1, "the upload was never seen in flight"
+    assert code in (0, 6), out + err
+    assert "Traceback" not in err
+    live = ssh_scene.assert_complete(good.read_text(), new.read_text())
+    assert live == (new.read_text() if code == 0 else good.read_text())
+    ssh_scene.assert_clean()
+    ssh_scene.assert_recovers(live)
