@@ -41,6 +41,7 @@ from lbctl.journal import Event, Stage, TargetState, new_event_id, timestamp
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
+from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived before; adopt.py imports it from here
 from lbctl.placement import Placement, placement
 from lbctl.planning import Plan, enforce, make_plan, refuse
 from lbctl.transports import transport_for
@@ -132,6 +133,12 @@ def apply_change(
     ):
         if _recover(ws, target, transport) and rechoose is not None:
             candidate = rechoose(ws.journal.state(target.name))
+        taken = getattr(transport, "took_over", None)
+        if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
+            from lbctl.unlock import record
+
+            report("lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
+            record(ws, target.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone")
         state = ws.journal.state(target.name)
         if candidate.rollback_of is not None and candidate.rollback_of != state.live:
             # Another operation finished between the caller's read and our lock: undo what is live now.
@@ -307,12 +314,6 @@ def _recover(ws: Workspace, target: Target, transport: Transport) -> bool:
             hint="nothing was changed on the LB; run the same command again",
         ) from None
     return True
-
-
-def lb_lock_path(target: Target) -> str:
-    """The lock beside the live file: it also stops operators working from other stores."""
-    directory, _, name = (target.path or f"/tmp/lbctl-{target.name}").rpartition("/")
-    return f"{directory}/.{name}.lbctl.lock"
 
 
 def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:

@@ -15,9 +15,18 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import Locked
+
+if TYPE_CHECKING:
+    from lbctl.config import Target
+
+
+def lb_lock_path(target: Target) -> str:
+    """The lock beside the live file: it also stops operators working from other stores."""
+    directory, _, name = (target.path or f"/tmp/lbctl-{target.name}").rpartition("/")
+    return f"{directory}/.{name}.lbctl.lock"
 
 
 def holder_info(operation: str, target: str) -> str:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
 from lbctl.journal import TargetState
-from lbctl.lock import LockInfo, flock_holder, lock_info
+from lbctl.lock import LockInfo, flock_holder, lb_lock_path, lock_info
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -56,7 +56,6 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
     from lbctl.bundle import live_rels, read_live, recorded_blob
     from lbctl.checks import checks_for
     from lbctl.kinds import kind_for
-    from lbctl.lifecycle import lb_lock_path
     from lbctl.transports import transport_for
 
     results = []

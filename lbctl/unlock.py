@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lbctl.errors import Locked, TransientError, Unreachable
-from lbctl.lock import LockInfo, flock_holder, holder_info, lock_info
+from lbctl.lock import LockInfo, flock_holder, holder_info, lb_lock_path, lock_info
 from lbctl.workspace import Workspace
 
 
@@ -35,11 +35,8 @@ class UnlockResult:
 
 
 def unlock(ws: Workspace, name: str, *, force: bool = False) -> UnlockResult:
-    import json
-
     from lbctl import recovery, retry
-    from lbctl.journal import Event, new_event_id, timestamp
-    from lbctl.lifecycle import lb_lock_path
+    from lbctl.journal import timestamp
     from lbctl.transports import transport_for
 
     target = ws.target(name)
@@ -77,13 +74,22 @@ def unlock(ws: Workspace, name: str, *, force: bool = False) -> UnlockResult:
     finally:
         transport.close()
     message = f"broke the lock on {transport.where} held by {lock.describe()}" + ("" if lock.dead else " (--force)")
+    return UnlockResult(name, (lock,), message, record(ws, name, message, started=started))
+
+
+def record(ws: Workspace, name: str, message: str, *, started: str | None = None) -> str:
+    """Append an `unlocked` event (who broke which lock) to the journal; the target's state is unchanged."""
+    import json
+
+    from lbctl.journal import Event, new_event_id, timestamp
+
     state = ws.journal.state(name)
     event = Event(
         id=new_event_id(),
         op="unlock",
         target=name,
         who=json.loads(holder_info("unlock", name))["holder"],
-        started=started,
+        started=started or timestamp(),
         finished=timestamp(),
         from_rev=state.live,
         to_rev=state.live,
@@ -91,4 +97,4 @@ def unlock(ws: Workspace, name: str, *, force: bool = False) -> UnlockResult:
         message=message,
     )
     ws.journal.append(event, state)
-    return UnlockResult(name, (lock,), message, event.id)
+    return event.id
