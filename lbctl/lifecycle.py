@@ -391,6 +391,7 @@ class _Run:
         self.place: Placement | None = None
         self.touched = False  # the swap began: the LB may hold the candidate
         self.left_staged = False  # a staged candidate could not be removed
+        self.discarded = False  # discarding was tried (once is enough, even over a dead connection)
         # Fault injection for the tests and bench/faults.py: `before:STAGE` or `after:STAGE`
         # (a timed stage, or `record`) kills this process there, as a crash would.
         self.fault_at = os.environ.get("LBCTL_FAULT_AT", "")
@@ -453,6 +454,7 @@ class _Run:
 
     def discard(self, place: Placement) -> None:
         """Remove the staged candidate; if that fails, the record says so for the next operation."""
+        self.discarded = True
         try:
             place.discard()
         except Exception:  # must not hide the error being handled
@@ -466,7 +468,7 @@ class _Run:
         try:
             yield
         except BaseException:
-            if self.place is not None and not self.touched and self.marker is not None:
+            if self.place is not None and not self.touched and self.marker is not None and not self.discarded:
                 self.discard(self.place)
             raise
         finally:

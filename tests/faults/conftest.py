@@ -126,6 +126,8 @@ class Scene:
         assert fsck.returncode == 0, fsck.stdout + fsck.stderr
         left = [p.name for p in self.lb_dir.iterdir() if any(mark in p.name for mark in LEFTOVER_MARKS)]
         assert not left, left
+        records = self.store / ".git" / "lbctl" / "inflight"
+        assert not (records.is_dir() and list(records.iterdir())), list(records.iterdir())
 
     def assert_recovers(self, good: str) -> None:
         """The runbook's one command, without --force, puts `good` live and HEAD says so."""

@@ -30,6 +30,9 @@ MOMENTS = [
     ("before:record", True),
     ("after:record", True),
 ]
+# Ten moments each (bench/faults.py runs all twelve, many times): the two left out here sit next to
+# a neighbour that leaves the LB in the same state.
+LOCAL_MOMENTS = [m for m in MOMENTS if m[0] not in ("after:snapshot", "after:land commit")]
 SSH_MOMENTS = [m for m in MOMENTS if m[0] not in ("after:snapshot", "before:verify")]
 
 
@@ -62,7 +65,7 @@ def kill_and_recover(scene: Scene, moment: str, runs_new: bool) -> None:
     assert len([e for e in scene.events() if e["verdict"] == "interrupted"]) == len(interrupted)  # not twice
 
 
-@pytest.mark.parametrize(("moment", "runs_new"), MOMENTS, ids=[m for m, _ in MOMENTS])
+@pytest.mark.parametrize(("moment", "runs_new"), LOCAL_MOMENTS, ids=[m for m, _ in LOCAL_MOMENTS])
 def test_local_deploy_killed(local_scene: Scene, moment: str, runs_new: bool) -> None:
     kill_and_recover(local_scene, moment, runs_new)
 
@@ -70,3 +73,19 @@ def test_local_deploy_killed(local_scene: Scene, moment: str, runs_new: bool) ->
 @pytest.mark.parametrize(("moment", "runs_new"), SSH_MOMENTS, ids=[m for m, _ in SSH_MOMENTS])
 def test_ssh_deploy_killed(ssh_scene: Scene, moment: str, runs_new: bool) -> None:
     kill_and_recover(ssh_scene, moment, runs_new)
+
+
+def test_local_rollback_killed_after_the_swap(local_scene: Scene) -> None:
+    """A rollback is an operation like a deploy: killed half-way, the next one finishes the job."""
+    first, second = local_scene.file(100), local_scene.file(60)
+    for config in (first, second):
+        code, out, err = local_scene.lbctl("deploy", "edge", "--file", str(config), "--yes")
+        assert code == 0, out + err
+    killed = local_scene.spawn("rollback", "edge", "--to", "previous", "--yes", fault="after:swap")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert local_scene.assert_complete(first.read_text(), second.read_text()) == first.read_text()
+    status = local_scene.status()
+    assert status["status"] == "unverified" and "runs the NEW config" in str(status["interrupted_operation"])
+    [event] = [e for e in local_scene.events() if e["verdict"] == "interrupted"]
+    assert event["op"] == "rollback"
+    local_scene.assert_recovers(second.read_text())  # last-good is still the second deploy
