@@ -473,10 +473,7 @@ class _Run:
             raise
         finally:
             if self.marker is not None and not self.touched:
-                if self.left_staged:
-                    self._write_marker(ended=True)
-                else:
-                    self.clear_inflight()
+                self.clear_inflight()
 
     @contextlib.contextmanager
     def inflight(self, to_rev: str, state: TargetState) -> Iterator[None]:
@@ -498,7 +495,10 @@ class _Run:
         raise exc
 
     def clear_inflight(self) -> None:
-        recovery.clear(self.ws, self.target.name)
+        if self.left_staged and not self.touched:  # the outcome is recorded; the files still need a sweep
+            self._write_marker(ended=True)
+        else:
+            recovery.clear(self.ws, self.target.name)
         self.marker = None
 
     def record_event(
