@@ -89,3 +89,38 @@ def test_local_rollback_killed_after_the_swap(local_scene: Scene) -> None:
     [event] = [e for e in local_scene.events() if e["verdict"] == "interrupted"]
     assert event["op"] == "rollback"
     local_scene.assert_recovers(second.read_text())  # last-good is still the second deploy
+
+
+def test_sigterm_during_verification_is_an_interruption_recorded_as_such(local_scene: Scene) -> None:
+    """130 is for the user's own SIGINT/SIGTERM: the event is recorded, the new config named as unverified."""
+    import os
+    import subprocess
+    import sys
+
+    good, new = local_scene.file(100), local_scene.file(70)
+    assert local_scene.lbctl("deploy", "edge", "--file", str(good), "--yes")[0] == 0
+    toml = local_scene.store / "lbctl.toml"
+    toml.write_text(toml.read_text().replace("verify_seconds = 0", "verify_seconds = 20"))
+    local_scene.commit_all("a long verification window")
+    env = {**os.environ, "LBCTL_STORE": str(local_scene.store)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lbctl", "deploy", "edge", "--file", str(new), "--yes"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # progress lines; SIGTERM once the window is open
+        if line.strip().startswith("verify") and "round" in line:
+            proc.send_signal(signal.SIGTERM)
+            break
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=30) == 130, rest
+    assert "interrupted during verification" in rest and "Traceback" not in rest
+    assert local_scene.live() == new.read_text()
+    status = local_scene.status()
+    assert status["status"] == "unverified" and status["interrupted_operation"] is None
+    assert local_scene.events()[0]["verdict"] == "interrupted"
+    toml.write_text(toml.read_text().replace("verify_seconds = 20", "verify_seconds = 0"))
+    local_scene.commit_all("back to one round of checks")
+    local_scene.assert_recovers(good.read_text())
