@@ -106,6 +106,8 @@ def recover(ws: Workspace, target: Target, transport: Transport, *, locked: bool
             message = _record(ws, target, transport, data) or None
             data["recorded"] = True
             data["message"] = message
+            if message is None:  # its outcome was in the journal already: only files to sweep
+                data["ended"] = True
         if locked:
             sweep(transport, target)
             data["swept"] = True

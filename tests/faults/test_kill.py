@@ -53,6 +53,8 @@ def kill_and_recover(scene: Scene, moment: str, runs_new: bool) -> None:
         assert "runs the NEW config" in str(status["interrupted_operation"]), status
     elif recorded:
         assert "runs the OLD config" in str(status["interrupted_operation"]), status
+    else:
+        assert status["interrupted_operation"] is None and status["status"] == "good", status
     assert scene.content_at(str(status["live"])) == (new_text if runs_new else old_text)  # names what runs
     assert status["drift"] == "none", status
     interrupted = [e for e in scene.events() if e["verdict"] == "interrupted"]
