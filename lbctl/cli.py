@@ -302,6 +302,29 @@ def pull(
 
 
 @app.command()
+def unlock(
+    target: Annotated[str, typer.Argument(help="The target whose stale lock to break.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Break the lock even if its holder may still be running.")
+    ] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Break a stale lock on a target (local and on the LB host); recorded in the journal."""
+    from lbctl import render
+    from lbctl.unlock import unlock as break_lock
+
+    result = break_lock(_workspace(store, connect=target), target, force=force)
+    if json_out:
+        render.emit_json(result.to_json())
+    else:
+        print(result.message)
+    return 0
+
+
+@app.command()
 def demo(
     keep: Annotated[bool, typer.Option("--keep", help="Keep the demo's temp dir (processes still stop).")] = False,
     debug: DebugOpt = False,
@@ -320,15 +343,29 @@ def _masked(message: str) -> str:
     return mask_message(message)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM from the user is an interruption like ^C (exit 130)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: every path out of lbctl goes through here.
 
     With `--json`, a failure is one JSON document on stdout too (`error.code` is the exit code,
     with `error.message` and `error.hint`), so a script reads stdout whatever happened.
     """
+    import signal
+
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     json_out = "--json" in args
+    if debug:  # paramiko's own log (with its tracebacks) reaches the terminal only then
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    try:
+        previous_term = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (embedded): leave signals alone
+        previous_term = None
     try:
         result = app(args=args, prog_name="lbctl", standalone_mode=False)
         return int(result or 0)
@@ -336,7 +373,21 @@ def main(argv: list[str] | None = None) -> int:
         return int(exc.exit_code)
     except SystemExit as exc:  # shell completion ends the process its own way
         return exc.code if isinstance(exc.code, int) else 0
-    except typer.Abort:
+    except typer.Abort as exc:
+        # click turns an EOFError escaping a command into Abort too: that is a lost
+        # connection (paramiko's way of saying so), not the user stopping lbctl.
+        if isinstance(exc.__cause__ or exc.__context__, EOFError):
+            if debug:
+                import traceback
+
+                traceback.print_exception(exc.__cause__ or exc.__context__)
+            return _failed(
+                ExitCode.UNREACHABLE,
+                "unreachable",
+                "the connection to the load balancer was lost (EOF)",
+                "`lbctl status` says what runs there; run the same command again",
+                json_out=json_out,
+            )
         return _failed(ExitCode.INTERRUPTED, "aborted", "aborted: nothing was changed", None, json_out=json_out)
     except typer.TyperException as exc:  # bad flags and arguments
         if type(exc).__name__ == "NoArgsIsHelpError":
@@ -377,6 +428,8 @@ def main(argv: list[str] | None = None) -> int:
             + ("" if debug else "\n  run again with --debug for the traceback, and please report it"),
         )
     finally:
+        if previous_term is not None:
+            signal.signal(signal.SIGTERM, previous_term)
         transports = sys.modules.get("lbctl.transports")
         if transports is not None:  # loaded: a command may have connected ahead and ended first
             transports.release_ahead()

@@ -107,6 +107,14 @@ class Unreachable(LbctlError):
     exit_code = ExitCode.UNREACHABLE
 
 
+class DiskFull(Unreachable):
+    """The LB host's disk (or quota) is full: the candidate could not be staged whole; nothing was changed."""
+
+
+class DamagedStore(StoreError):
+    """A ref or object of the store cannot be read (missing, truncated or garbage): said, with the repair."""
+
+
 class TransientError(Exception):
     """A transport failure worth retrying (connection reset, timeout, socket briefly gone).
 

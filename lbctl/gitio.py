@@ -159,6 +159,10 @@ class Repo:
             name = value[4:].strip()
         return None
 
+    def ref_text(self, name: str) -> str | None:
+        """What the ref `name` holds as written (a sha, `ref: ...`, or garbage), or None if it does not exist."""
+        return None if self._reftable else self._read_ref(name)
+
     def _read_ref(self, name: str) -> str | None:
         for base in (self.git_dir, self.common_dir):
             try:
@@ -197,8 +201,12 @@ class Repo:
             raw = zlib.decompress(loose.read_bytes())
         except FileNotFoundError:
             return self._read_batch(sha)
+        except zlib.error:
+            raise GitError(f"object {sha} is corrupt (not zlib data) in {self.objects}") from None
         header, _, body = raw.partition(b"\0")
-        kind, _, _size = header.decode().partition(" ")
+        kind, _, size = header.decode("ascii", "replace").partition(" ")
+        if kind not in ("blob", "tree", "commit", "tag") or not size.isdigit() or int(size) != len(body):
+            raise GitError(f"object {sha} is corrupt (bad header) in {self.objects}")
         return kind, body
 
     def _read_batch(self, sha: str, *, again: bool = True) -> tuple[str, bytes] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lbctl.config import Target
 from lbctl.errors import LbctlError
 from lbctl.journal import Event
 from lbctl.workspace import Workspace
@@ -37,8 +38,10 @@ class LogEntry:
 
 
 def log(ws: Workspace, name: str | None, *, limit: int = 20) -> list[LogEntry]:
-    if name is not None:
-        ws.target(name)
+    targets = ws.targets(name)
+    if ws.inflight_dir.is_dir():
+        for target in targets:
+            _record_interrupted(ws, target)
     entries: list[LogEntry] = []
     for event in ws.journal.events(name):
         subject, trailers, missing = None, {}, False
@@ -52,3 +55,17 @@ def log(ws: Workspace, name: str | None, *, limit: int = 20) -> list[LogEntry]:
         if len(entries) >= limit:
             break
     return entries
+
+
+def _record_interrupted(ws: Workspace, target: Target) -> None:
+    """An operation that died on `target` goes into the journal before the log is read (`lbctl.recovery`)."""
+    from lbctl import recovery
+    from lbctl.transports import transport_for
+
+    if recovery.pending(ws, target.name) is None:
+        return
+    try:
+        with transport_for(target) as transport:
+            recovery.recover(ws, target, transport, locked=False)
+    except Exception:  # the LB is out of reach: `status` or the next operation records it
+        return

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from lbctl.errors import StoreError
+from lbctl.errors import DamagedStore, StoreError
 
 if TYPE_CHECKING:
     from lbctl.store import Store
@@ -155,13 +155,26 @@ class Journal:
         self.store = store
 
     def tip(self) -> str | None:
-        return self.store.ref(JOURNAL_REF)
+        tip = self.store.ref(JOURNAL_REF)
+        if tip is None and self.store.plumbing.ref_text(JOURNAL_REF) is not None:
+            ref_file = self.store.plumbing.common_dir / JOURNAL_REF
+            raise damaged(
+                f"it holds {self.store.plumbing.ref_text(JOURNAL_REF)!r}, not a commit id",
+                remove=f"rm -- {ref_file}" if ref_file.is_file() else None,
+            )
+        return tip
 
     def state(self, target: str) -> TargetState:
+        from lbctl.gitio import GitError
+
         tip = self.tip()
         if tip is None:
             return TargetState(target=target)
-        data = self.store.content_at(tip, f"{target}.json")
+        try:
+            self._readable(tip)
+            data = self.store.content_at(tip, f"{target}.json")
+        except GitError as exc:
+            raise damaged(str(exc)) from None
         if data is None:
             return TargetState(target=target)
         try:
@@ -171,6 +184,18 @@ class Journal:
                 f"the journal's state for {target} is corrupted ({exc})",
                 hint=f"inspect it with `git show {JOURNAL_REF}:{target}.json`",
             ) from None
+
+    def _readable(self, tip: str) -> None:
+        """The tip is a commit whose tree this store has, or `DamagedStore` says what is wrong."""
+        from lbctl.gitio import GitError
+
+        try:
+            commit = self.store.plumbing.commit(tip)
+            if commit is None:
+                raise damaged(f"it points at {tip}, which this store does not have (or not as a commit)")
+            self.store.plumbing.tree(commit.tree)
+        except GitError as exc:
+            raise damaged(str(exc)) from None
 
     def append(self, event: Event, state: TargetState) -> str:
         """Record `event` and `state` as one new journal commit; returns its sha.
@@ -211,8 +236,10 @@ class Journal:
 
     def events(self, target: str | None = None) -> Iterator[Event]:
         """Events newest first (optionally for one target), streamed from the journal."""
-        if self.tip() is None:
+        tip = self.tip()
+        if tip is None:
             return
+        self._readable(tip)
         proc = self.store.repo.git.log(JOURNAL_REF, "--format=%x1e%B", as_process=True)
         buffer = ""
         try:
@@ -224,11 +251,27 @@ class Journal:
                     if event and (target is None or event.target == target):
                         yield event
             last = _event_from_message(buffer)
+            if proc.proc is not None and proc.proc.wait() != 0:
+                error = proc.proc.stderr.read().decode("utf-8", "replace") if proc.proc.stderr else ""
+                raise damaged(error.strip().splitlines()[0] if error.strip() else "git log could not walk it")
             if last and (target is None or last.target == target):
                 yield last
         finally:
             if proc.proc is not None and proc.proc.poll() is None:
                 proc.proc.kill()  # the caller stopped early (log -n N): don't read the rest
+
+
+def damaged(what: str, *, remove: str | None = None) -> DamagedStore:
+    """The journal cannot be read: say which ref, what is wrong, and how to get it back.
+
+    `remove` is the command that drops the broken ref when git itself cannot (a garbage ref file).
+    """
+    drop = remove or f"git update-ref -d {JOURNAL_REF}"
+    return DamagedStore(
+        f"the journal {JOURNAL_REF} is damaged: {what}",
+        hint=f"get it again from the store's remote: `{drop} && git fetch origin '+refs/lbctl/*:refs/lbctl/*'` "
+        "(with no copy anywhere, the first command alone starts an empty journal: its history is lost)",
+    )
 
 
 def _event_from_message(message: str) -> Event | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from lbctl import preload, retry
+from lbctl import preload, recovery, retry
 from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
 from lbctl.checks import checks_for
 from lbctl.checks import modules_for as check_modules
@@ -118,11 +119,14 @@ def apply_change(
     expected_checksum: str | None = None,
     explain: bool = True,
     report: Reporter = lambda stage, message: None,
+    rechoose: Callable[[TargetState], Candidate] | None = None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
     The plan is judged first (planning.py): policy, blast radius, staging-first, drift and
     a reviewed checksum; what is refused leaves no commit and touches nothing on the LB.
+    An earlier operation that was interrupted is recorded first (`lbctl.recovery`); then
+    `rechoose`, if given, picks the candidate again from the state as it is now.
     """
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
@@ -130,8 +134,17 @@ def apply_change(
         run.nothing_changed_on_interrupt(),
         run.locked(),
         _connect(transport_for(target), target) as transport,
-        transport.lock(lb_lock_path(target), holder_info(op, target.name)),
+        _lb_lock(ws, transport, target, op),
+        run.settled(),
     ):
+        if _recover(ws, target, transport) and rechoose is not None:
+            candidate = rechoose(ws.journal.state(target.name))
+        taken = getattr(transport, "took_over", None)
+        if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
+            from lbctl.unlock import record
+
+            report("lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
+            record(ws, target.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone")
         _check_endpoints(kind, transport, target)
         # The file lbctl changes must be the one the LB reads: refused (exit 2) before anything else.
         run.timed("path", lambda: require_origin(kind, transport, target), detail_from_result=True)
@@ -173,16 +186,17 @@ def apply_change(
             raise Refused("not confirmed: nothing was changed")
 
         place = placement(transport, target.path or "", pushed, left_live)
+        run.begin(state, live.blob(kind) if live is not None else None, pushed, kind, place, candidate.rev)
         try:
             staged = run.timed("stage", place.stage)
         except TransientError as exc:
-            _quietly(place.discard)
+            run.discard(place)
             raise Unreachable(
                 f"{target.name}: could not stage the candidate: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
         except BaseException:
-            _quietly(place.discard)  # a tree half staged: nothing of it may stay
+            run.discard(place)  # a tree half staged: nothing of it may stay
             raise
         # While the LB validates: the checks' modules, and what the reload's polling retries with.
         preload.in_background([*check_modules(target), retry.IMPLEMENTATION, *kind.conformance_modules])
@@ -198,17 +212,17 @@ def apply_change(
                 check.baseline()
             marker = run.timed("snapshot", lambda: kind.reload_marker(transport)) if target.confirm_reload else None
         except ValidationFailed as exc:
-            place.discard()
+            run.discard(place)
             run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
             raise
         except TransientError as exc:
-            _quietly(place.discard)
+            run.discard(place)
             raise Unreachable(
                 f"{target.name}: could not prepare the change: {exc}",
                 hint="nothing was changed on the LB; run the same command again",
             ) from None
         except BaseException:
-            _quietly(place.discard)
+            run.discard(place)
             raise
 
         # The commit is written now but lands on the branch only once the LB took the change.
@@ -347,6 +361,36 @@ def _check_endpoints(kind: Kind, transport: Transport, target: Target) -> None:
         ) from None
 
 
+@contextlib.contextmanager
+def _lb_lock(ws: Workspace, transport: Transport, target: Target, op: str) -> Iterator[None]:
+    """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed)."""
+    with contextlib.ExitStack() as stack:
+        info = holder_info(op, target.name)
+        try:
+            stack.enter_context(transport.lock(lb_lock_path(target), info))
+        except TransientError as exc:
+            recovery.note_leftovers(ws, target.name, info)  # a lock directory half made, for the next one
+            raise Unreachable(
+                f"{target.name}: could not take the lock on {transport.where}: {exc}",
+                hint="nothing was changed on the LB; run the same command again",
+            ) from None
+        yield
+
+
+def _recover(ws: Workspace, target: Target, transport: Transport) -> bool:
+    """Record and clean up after an earlier operation that did not finish; True if there was one."""
+    if recovery.pending(ws, target.name) is None:
+        return False
+    try:
+        recovery.recover(ws, target, transport, locked=True)
+    except TransientError as exc:
+        raise Unreachable(
+            f"{target.name}: could not read what the LB runs after an interrupted operation: {exc}",
+            hint="nothing was changed on the LB; run the same command again",
+        ) from None
+    return True
+
+
 def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:
     """The live config: the main file and those of `rels` (included files) that exist."""
     try:
@@ -390,7 +434,7 @@ def _reload(kind: Kind, transport: Transport, marker: object) -> str:
 
 @contextlib.contextmanager
 def shielded() -> Iterator[Callable[[], bool]]:
-    """Defer SIGINT until the block ends; the yielded function says whether one came."""
+    """Defer SIGINT and SIGTERM until the block ends; the yielded function says whether one came."""
     got: list[int] = []
 
     def _note(signum: int, frame: FrameType | None) -> None:
@@ -401,10 +445,12 @@ def shielded() -> Iterator[Callable[[], bool]]:
     except ValueError:  # not the main thread: nothing to shield against
         yield lambda: False
         return
+    previous_term = signal.signal(signal.SIGTERM, _note)
     try:
         yield lambda: bool(got)
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.signal(signal.SIGTERM, previous_term)
 
 
 class _Run:
@@ -419,8 +465,15 @@ class _Run:
         self.started = timestamp()
         self.event_ids: list[str] = []
         self.forced = ""
-        self.touched = False  # set just before the swap: from then on the LB may have changed
         self.before: LiveEntry | None = None  # the store revision the LB ran before lbctl's first deploy
+        self.marker: dict[str, Any] | None = None  # the in-flight record while one is kept
+        self.place: Placement | None = None
+        self.touched = False  # the swap began: the LB may hold the candidate
+        self.left_staged = False  # a staged candidate could not be removed
+        self.discarded = False  # discarding was tried (once is enough, even over a dead connection)
+        # Fault injection for the tests and bench/faults.py: `before:STAGE` or `after:STAGE`
+        # (a timed stage, or `record`) kills this process there, as a crash would.
+        self.fault_at = os.environ.get("LBCTL_FAULT_AT", "")
 
     @contextlib.contextmanager
     def nothing_changed_on_interrupt(self) -> Iterator[None]:
@@ -441,11 +494,19 @@ class _Run:
         """The store-side lock; the LB-side one is taken through the transport."""
         return hold_flock(self.ws.lock_dir / f"{self.target.name}.lock", holder_info(self.op, self.target.name))
 
+    def fault(self, where: str) -> None:
+        if self.fault_at == where:
+            os.kill(os.getpid(), signal.SIGKILL)
+
     def timed(self, name: str, fn: Callable[[], Any], *, detail: str = "", detail_from_result: bool = False) -> Any:
         self.report(name, "...")
+        if self.marker is not None and self.marker.get("stage") != name:
+            self._write_marker(stage=name)
+        self.fault("before:" + name)
         start = time.perf_counter()
         try:
             result = fn()
+            self.fault("after:" + name)
         except BaseException as exc:
             self.stages.append(Stage(name, False, round(time.perf_counter() - start, 4), str(exc)[:500]))
             if isinstance(exc, KeyboardInterrupt):
@@ -465,29 +526,63 @@ class _Run:
     def round_reporter(self, number: int, observations: Any) -> None:
         self.report("verify", f"round {number}: " + "; ".join(o.detail for o in observations))
 
+    def begin(
+        self, state: TargetState, live_blob: str | None, pushed: Bundle, kind: Kind, place: Placement, rev: str | None
+    ) -> None:
+        """Keep the in-flight record from now on (`lbctl.recovery`): the LB is about to be written to."""
+        self.place = place
+        self.marker = {
+            "op": self.op,
+            "from_rev": state.live,
+            "to_rev": rev,
+            "from_blob": live_blob,
+            "to_blob": pushed.blob(kind),
+            "rels": list(pushed.rels),
+            "started": self.started,
+            "stage": "stage",
+            **json.loads(holder_info(self.op, self.target.name)),
+        }
+        recovery.write(self.ws, self.target.name, self.marker)
+
+    def _write_marker(self, **changes: Any) -> None:
+        if self.marker is not None:
+            self.marker.update(changes)
+            recovery.write(self.ws, self.target.name, self.marker)
+
+    def discard(self, place: Placement) -> None:
+        """Remove the staged candidate; if that fails, the record says so for the next operation."""
+        self.discarded = True
+        try:
+            place.discard()
+        except Exception:  # must not hide the error being handled
+            self.left_staged = True
+
+    @contextlib.contextmanager
+    def settled(self) -> Iterator[None]:
+        """On the way out: an operation that ended before the swap drops its record (or leaves
+        it, marked ended, if staged files may remain); one that swapped keeps it until its
+        outcome is in the journal (`record_event`), else the next command recovers it."""
+        try:
+            yield
+        except BaseException:
+            if self.place is not None and not self.touched and self.marker is not None and not self.discarded:
+                self.discard(self.place)
+            raise
+        finally:
+            if self.marker is not None and not self.touched:
+                self.clear_inflight()
+
     @contextlib.contextmanager
     def inflight(self, to_rev: str, state: TargetState) -> Iterator[None]:
-        """A marker that survives a crash between swap and record, for `status` to report."""
+        """From the swap on, the record names the revision going live, for a crash to be recovered."""
         self.touched = True
         self.landed(to_rev, state)
         yield
         # Removed by `record_event` once the outcome is in the journal.
 
     def landed(self, to_rev: str, state: TargetState) -> None:
-        """(Re)write the inflight marker: the revision now going live is `to_rev`."""
-        path = self.ws.inflight_dir / f"{self.target.name}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            json.dumps(
-                {
-                    "op": self.op,
-                    "from_rev": state.live,
-                    "to_rev": to_rev,
-                    "started": self.started,
-                    **json.loads(holder_info(self.op, self.target.name)),
-                }
-            )
-        )
+        """(Re)write the in-flight record: the revision now going live is `to_rev`."""
+        self._write_marker(to_rev=to_rev, from_rev=state.live)
 
     def untouched(self, state: TargetState, to_rev: str, exc: LbctlError, cleanup: Callable[[], None]) -> NoReturn:
         """The LB refused the change before taking it (a transport's contract for `LbctlError`s
@@ -497,7 +592,11 @@ class _Run:
         raise exc
 
     def clear_inflight(self) -> None:
-        (self.ws.inflight_dir / f"{self.target.name}.json").unlink(missing_ok=True)
+        if self.left_staged and not self.touched:  # the outcome is recorded; the files still need a sweep
+            self._write_marker(ended=True)
+        else:
+            recovery.clear(self.ws, self.target.name)
+        self.marker = None
 
     def record_event(
         self,
@@ -536,7 +635,9 @@ class _Run:
                 new_state = replace(state, history=(self.before,))
             new_state = new_state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
         new_state = new_state.marked_bad(mark_bad)
+        self.fault("before:record")
         self.ws.journal.append(event, new_state)
+        self.fault("after:record")
         self.event_ids.append(event.id)
         self.clear_inflight()
         return event.id

@@ -13,8 +13,9 @@ import json
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import Locked
 
@@ -52,6 +53,68 @@ def describe_holder(raw: str) -> str:
         return raw.strip() or "an unknown holder"
 
 
+@dataclass(frozen=True)
+class LockInfo:
+    """One lock that holds a target: where it is, who took it for what, and whether its holder is gone.
+
+    `dead` is proof, not a guess: the holder ran on this machine and its process no longer exists.
+    """
+
+    where: str  # "store" (this machine's lbctl) or "lb" (beside the live config on the LB host)
+    path: str
+    holder: str
+    operation: str
+    target: str
+    host: str
+    pid: int | None
+    started: str | None
+    age_seconds: int | None
+    dead: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    def describe(self) -> str:
+        age = f", {self.age_seconds} s ago" if self.age_seconds is not None else ""
+        pid = f" (pid {self.pid})" if self.pid is not None else ""
+        state = "; its holder is gone (stale)" if self.dead else ""
+        return f"{self.operation} of {self.target} by {self.holder}{pid} since {self.started or '?'}{age}{state}"
+
+
+def lock_info(raw: str, *, where: str, path: str, age_seconds: int | None = None) -> LockInfo:
+    """A lock's holder line (`holder_info`), read from a lock file or directory."""
+    try:
+        info = json.loads(raw)
+        holder = str(info["holder"])
+        pid: int | None = int(info["pid"])
+        operation, target, started = str(info["operation"]), str(info["target"]), str(info["started"])
+    except (ValueError, KeyError, TypeError):
+        holder, pid, operation, target, started = raw.strip() or "an unknown holder", None, "?", "?", None
+    host = holder.rpartition("@")[2]
+    return LockInfo(where, path, holder, operation, target, host, pid, started, age_seconds, holder_is_gone(host, pid))
+
+
+def holder_is_gone(host: str, pid: int | None) -> bool:
+    """True only when the holder ran on this machine and its process is gone."""
+    if pid is None or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _unlock_hint(raw: str) -> str:
+    try:
+        target = str(json.loads(raw)["target"])
+    except (ValueError, KeyError, TypeError):
+        return "wait for that operation to finish; `lbctl status` shows the holder"
+    return f"wait for that operation to finish; if its holder is gone, `lbctl unlock {target}` breaks the lock"
+
+
 @contextlib.contextmanager
 def hold_flock(path: Path, info: str) -> Iterator[None]:
     """Hold an exclusive flock on `path` or raise `Locked` (exit 5) naming the holder."""
@@ -61,11 +124,8 @@ def hold_flock(path: Path, info: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = describe_holder(path.read_text(encoding="utf-8", errors="replace"))
-            raise Locked(
-                f"locked: {holder}",
-                hint="wait for that operation to finish; `lbctl status` shows the holder",
-            ) from None
+            raw = path.read_text(encoding="utf-8", errors="replace")
+            raise Locked(f"locked: {describe_holder(raw)}", hint=_unlock_hint(raw)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, info.encode(), 0)
         try:
@@ -74,6 +134,18 @@ def hold_flock(path: Path, info: str) -> Iterator[None]:
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+def flock_holder(path: Path, *, where: str) -> LockInfo | None:
+    """The live holder of the flock at `path`, or None when it is free (see `current_holder`)."""
+    try:
+        raw = path.read_text(encoding="utf-8", errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    if not raw:
+        return None
+    found = lock_info(raw, where=where, path=str(path))
+    return None if found.dead else found  # the kernel released a dead holder's flock
 
 
 def current_holder(path: Path) -> str | None:

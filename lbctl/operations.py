@@ -13,7 +13,8 @@ from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
     from lbctl.config import Target
-    from lbctl.lifecycle import Outcome, Reporter
+    from lbctl.journal import TargetState
+    from lbctl.lifecycle import Candidate, Outcome, Reporter
     from lbctl.planning import Plan
 
 Confirm = Callable[["Plan"], bool]
@@ -128,9 +129,19 @@ def rollback(
 
         ws.store.require_clean(only=store_paths(ws.store, kind, target))
         ws.store.identity()
-    candidate = rollback_candidate(ws, target, state, chosen.rev, chosen.why, message)
-    if ticket and candidate.rev is None:  # a new commit carries the ticket as deploy's does
-        candidate = replace(candidate, trailers={**candidate.trailers, "Lbctl-Ticket": ticket})
+
+    def with_ticket(candidate: Candidate) -> Candidate:
+        if ticket and candidate.rev is None:  # a new commit carries the ticket as deploy's does
+            return replace(candidate, trailers={**candidate.trailers, "Lbctl-Ticket": ticket})
+        return candidate
+
+    candidate = with_ticket(rollback_candidate(ws, target, state, chosen.rev, chosen.why, message))
+
+    def rechoose(now: TargetState) -> Candidate:  # an interrupted operation was recorded meanwhile
+        nonlocal chosen
+        chosen = select(ws.store, ws.journal, now, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
+        return with_ticket(rollback_candidate(ws, target, now, chosen.rev, chosen.why, message))
+
     outcome = apply_change(
         ws,
         target,
@@ -142,6 +153,7 @@ def rollback(
         reason=reason,
         explain=explain,
         report=report,
+        rechoose=rechoose,
     )
     if outcome.verdict == "unchanged":
         return Outcome(

@@ -245,19 +245,17 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
                 + (_color("ok", "green") if h["ok"] else _color("FAILING", "red"))
                 + f" ({h['detail']})"
             )
-        if r.lock:
-            print(f"  lock        held: {r.lock}")
-        if r.lb_lock:
-            print(_color(f"  lock        held on the LB host: {r.lb_lock} (stale unless an operation runs)", "red"))
+        for lock in r.locks:
+            where = "on the LB" if lock.where == "lb" else "in this store"
+            line = f"  lock        held {where}: {lock.describe()}"
+            print(_color(line + f"; `lbctl unlock {r.name}` breaks it", "red") if lock.dead else line)
         if r.crashed:
-            print(
-                _color(
-                    f"  interrupted {r.crashed.get('op')} to {str(r.crashed.get('to_rev'))[:10]} started "
-                    f"{r.crashed.get('started')} by {r.crashed.get('holder')} did not finish: the LB runs a "
-                    "complete config, old or new; the drift line above says which",
-                    "red",
-                )
+            told = r.crashed.get("message") or (
+                f"{r.crashed.get('op')} to {str(r.crashed.get('to_rev'))[:10]} started {r.crashed.get('started')} "
+                f"by {r.crashed.get('holder')} did not finish: the LB runs a complete config, old or new "
+                f"(`lbctl status {r.name}` without --offline reads which)"
             )
+            print(_color(f"  interrupted {told}", "red"))
         for problem in r.problems:
             print(_color(f"  problem     {mask_message(str(problem))}", "red"))
         for problem in r.config_problems:

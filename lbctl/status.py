@@ -9,14 +9,13 @@ target's `path` is not the file the LB reads). `exit_code` turns them into 0, 1,
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
 from lbctl.errors import ConfigError, ExitCode
 from lbctl.journal import TargetState
-from lbctl.lock import current_holder
+from lbctl.lock import LockInfo, flock_holder, lb_lock_path, lock_info
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -46,6 +45,7 @@ class TargetStatus:
     where_path: str | None = None  # the target's `path`
     lb_lock: str | None = None  # the lock beside the live file on the LB host, when held
     config_problems: tuple[str, ...] = ()  # the target's settings are wrong (a socket, the API): exit 2
+    locks: tuple[LockInfo, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         s = self.state
@@ -63,6 +63,7 @@ class TargetStatus:
             "drift": self.drift,
             "health": list(self.health),
             "lock": self.lock,
+            "locks": [lock.to_json() for lock in self.locks],
             "interrupted_operation": self.crashed,
             "problems": list(self.problems),
             "running": self.running.to_json() if self.running else None,
@@ -86,6 +87,7 @@ def exit_code(results: list[TargetStatus]) -> int:
 
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
+    from lbctl import recovery
     from lbctl.bundle import live_rels, read_live, recorded_blob
     from lbctl.checks import checks_for
     from lbctl.conformance import check_origin
@@ -95,9 +97,8 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
     results = []
     for target in ws.targets(name):
         state = ws.journal.state(target.name)
-        subject = _subject(ws, state.live)
-        lock = current_holder(ws.lock_dir / f"{target.name}.lock")
-        crashed = _crashed_operation(ws, target, lock)
+        store_lock = flock_holder(ws.lock_dir / f"{target.name}.lock", where="store")
+        locks = [store_lock] if store_lock is not None else []
         drift, health, problems = "not-checked", [], []
         misconfigured: list[str] = []
         running_state: Conformance | None = None
@@ -107,6 +108,13 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         if probe:
             try:
                 with transport_for(target) as transport:
+                    if recovery.pending(ws, target.name) is not None:  # an operation that died: say so first
+                        recovery.recover(ws, target, transport, locked=False)
+                        state = ws.journal.state(target.name)
+                    held = transport.lock_holder(lb_lock_path(target))
+                    if held is not None:
+                        path = lb_lock_path(target) + (".d" if target.transport == "ssh" else "")
+                        locks.append(lock_info(held[0], where="lb", path=path, age_seconds=held[1]))
                     kind = kind_for(target)
                     kind.check_endpoints(transport)  # a wrong socket or API: ConfigError, below
                     # Every file of the tree lbctl left live (its main file alone for most targets).
@@ -120,7 +128,6 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                     else:
                         drift = "none" if running.blob(kind) == recorded else "drifted"
                     origin = check_origin(kind, transport, target)
-                    lb_lock = None if lock else _lb_lock(transport, target)
                     running_state = _conformance(ws, kind, transport, target, state.live, running)
                     for check in checks_for(target, transport):
                         obs = check.observe()
@@ -132,13 +139,18 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 problems.append(f"could not reach {target.name}: {exc}")
                 drift = "unknown"
                 reach = "unreachable"
+        subject = _subject(ws, state.live)
+        crashed = _crashed_operation(ws, target)
+        lock = store_lock.describe() if store_lock is not None else None
+        held_on_lb = next((held for held in locks if held.where == "lb"), None)
+        lb_lock = held_on_lb.describe() if held_on_lb is not None and store_lock is None else None
         verdict, reasons = _verdict(
             state, drift, health, running_state, origin, lock, crashed, reach, [*misconfigured, *problems]
         )
         if lb_lock and verdict == "healthy":
             verdict = "degraded"
         if lb_lock:
-            reasons.append(f"the lock on the LB host is held ({lb_lock}): stale unless an operation runs there")
+            reasons.append(f"the lock on the LB host is held ({lb_lock}): `lbctl unlock {target.name}` if it is stale")
         results.append(
             TargetStatus(
                 name=target.name,
@@ -149,7 +161,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 live_subject=subject,
                 drift=drift,
                 health=tuple(health),
-                lock=lock,
+                lock=locks[0].describe() if locks else None,
                 crashed=crashed,
                 problems=tuple(problems),
                 running=running_state,
@@ -159,24 +171,10 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 where_path=target.path,
                 lb_lock=lb_lock,
                 config_problems=tuple(misconfigured),
+                locks=tuple(locks),
             )
         )
     return results
-
-
-def _lb_lock(transport: Transport, target: Target) -> str | None:
-    """Who holds the lock beside the live file on the LB host (another machine's lbctl, or a dead one's)."""
-    from pathlib import Path
-
-    from lbctl.lock import describe_holder, lb_lock_path
-
-    path = lb_lock_path(target)
-    if target.transport == "local":
-        return current_holder(Path(path))
-    if target.transport == "ssh":  # a lock directory holding its holder's line (lbctl.transports.ssh)
-        raw = transport.read_file(path + ".d/info")
-        return describe_holder(raw.decode("utf-8", "replace")) if raw else None
-    return None
 
 
 def _conformance(
@@ -237,12 +235,9 @@ def _subject(ws: Workspace, rev: str | None) -> str | None:
         return "(revision not in this store: fetch it)"
 
 
-def _crashed_operation(ws: Workspace, target: Target, lock: str | None) -> dict[str, Any] | None:
-    marker = ws.inflight_dir / f"{target.name}.json"
-    if lock is not None or not marker.exists():
-        return None
-    try:
-        data: dict[str, Any] = json.loads(marker.read_text())
-    except ValueError:
-        return {"op": "unknown", "note": f"unreadable marker {marker}"}
-    return data
+def _crashed_operation(ws: Workspace, target: Target) -> dict[str, Any] | None:
+    """The in-flight record of an operation whose process is gone (not one that merely left files)."""
+    from lbctl import recovery
+
+    data = recovery.pending(ws, target.name)
+    return None if data is None or data.get("ended") else data

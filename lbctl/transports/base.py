@@ -18,7 +18,8 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 - `unix_request(socket, command)` sends one line to a UNIX socket on the LB host
   (HAProxy's master CLI and runtime API) and returns the whole answer; `SocketUnavailable`
   (a `TransientError`) when nothing answers there (no such file, refused, not permitted).
-- `lock(name, info)` holds an exclusive lock on the LB host for the operation's life.
+- `lock(name, info)` holds an exclusive lock on the LB host for the operation's life;
+  `lock_holder(name)` reads who holds it, `break_lock(name, holder)` removes a stale one.
 - Failures worth retrying raise `TransientError`; a command that ran and failed returns
   its exit code (or raises `CommandFailed` with `check=True`).
 """
@@ -124,6 +125,14 @@ class Transport(ABC):
     @abstractmethod
     def lock(self, name: str, info: str) -> AbstractContextManager[None]:
         """Hold an exclusive lock named `name` on the LB host; `Locked` if someone has it."""
+
+    def lock_holder(self, name: str) -> tuple[str, int | None] | None:
+        """(holder line, age in seconds or None) of the lock `name` on the LB host, or None if free."""
+        return None
+
+    def break_lock(self, name: str, holder: str) -> bool:
+        """Remove the lock `name` if `holder` (as `lock_holder` read it) still holds it; True if free now."""
+        return self.lock_holder(name) is None
 
     def files(self, paths: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
         for p in paths:

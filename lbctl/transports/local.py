@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import socket
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from lbctl.errors import CommandFailed, TransientError
-from lbctl.lock import hold_flock
+from lbctl.errors import CommandFailed, DiskFull, TransientError
+from lbctl.lock import flock_holder, hold_flock
 from lbctl.transports.base import RunResult, SocketUnavailable, Transport
 
 _TRANSIENT_ERRNOS = (ConnectionResetError, BrokenPipeError)
@@ -46,7 +47,12 @@ class LocalTransport(Transport):
         live = Path(path)
         live.parent.mkdir(parents=True, exist_ok=True)
         staged = live.with_name(f".{live.name}.lbctl-stage-{os.getpid()}")
-        _write_new(staged, data, _mode_of(live))
+        try:
+            _write_new(staged, data, _mode_of(live))
+        except BaseException:
+            with contextlib.suppress(OSError):  # a partial file must not stay
+                staged.unlink()
+            raise
         return str(staged)
 
     def put_file(self, path: str, data: bytes, *, like: str) -> None:
@@ -97,14 +103,46 @@ class LocalTransport(Transport):
         with hold_flock(Path(name), info):
             yield
 
+    def lock_holder(self, name: str) -> tuple[str, int | None] | None:
+        found = flock_holder(Path(name), where="lb")  # a dead holder's flock is released by the kernel
+        return None if found is None else (Path(name).read_text(encoding="utf-8", errors="replace").strip(), None)
+
+    def break_lock(self, name: str, holder: str) -> bool:
+        return self.lock_holder(name) is None  # a live flock cannot be broken, only its holder stopped
+
 
 def _write_new(path: Path, data: bytes, mode: int) -> None:
+    """Write `data` as `path` whole, and prove it (size and sha256 read back), or raise.
+
+    A full disk is `DiskFull` (exit 6, nothing changed): `os.write` may write less than asked
+    (then ENOSPC on the next call), and a quota may only show on `fsync`.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _disk_full(path, len(data)) from None
+        raise
     finally:
         os.close(fd)
+    landed = path.read_bytes()
+    if len(landed) != len(data) or hashlib.sha256(landed).digest() != hashlib.sha256(data).digest():
+        raise _disk_full(path, len(data))
+
+
+def _disk_full(path: Path, size: int) -> DiskFull:
+    free = ""
+    with contextlib.suppress(OSError):
+        st = os.statvfs(path.parent)
+        free = f" ({st.f_bavail * st.f_frsize} bytes free, the candidate needs {size})"
+    return DiskFull(
+        f"the LB's disk is full: {path.parent}{free} could not hold the candidate: nothing was changed",
+        hint="free space on the LB host, then run the same command again",
+    )
 
 
 def _mode_of(path: Path) -> int:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lbctl import retry
 from lbctl.config import Target
-from lbctl.errors import CommandFailed, ConfigError, ExitCode, LbctlError, Locked, TransientError
+from lbctl.errors import CommandFailed, ConfigError, DiskFull, ExitCode, LbctlError, Locked, TransientError
 from lbctl.lock import describe_holder
 from lbctl.transports.base import SOCKET_UNAVAILABLE, RunResult, SocketUnavailable, Transport
 from lbctl.transports.ssh_config import Route, resolve
@@ -87,6 +87,17 @@ dir=$1 info=$2
 [ "$(cat -- "$dir/info" 2>/dev/null)" = "$info" ] || exit 0
 rm -rf -- "$dir"
 """
+_HOLDER = r"""
+dir=$1
+[ -d "$dir" ] || exit 0
+now=$(date +%s)
+echo $((now - $(stat -c %Y -- "$dir" 2>/dev/null || echo "$now")))
+cat -- "$dir/info" 2>/dev/null
+exit 75
+"""
+_FREE_BYTES = r"""
+stat -f -c '%a %S' -- "$1"
+"""
 _LOCK = r"""
 dir=$1 info=$2
 if mkdir -- "$dir" 2>/dev/null; then
@@ -131,6 +142,7 @@ class SshTransport(Transport):
         self._early_error: Exception | None = None  # how a connection started ahead failed
         self._early_done = False  # the early attempt ended (connected or not)
         self._early_abandoned = False  # nobody will take it over: whoever comes last closes it
+        self.took_over: str | None = None  # the dead holder whose LB lock `lock` broke to take it
 
     # -- connection ------------------------------------------------------------------
 
@@ -176,6 +188,9 @@ class SshTransport(Transport):
                 early._sftp()
             except Exception as exc:  # raised by the transport that takes this attempt over
                 early._drop()
+                if not isinstance(exc, LbctlError | TransientError) and _is_connection_error(exc):
+                    # paramiko's EOFError would escape as click's "aborted" (exit 130): it is a lost link
+                    exc = TransientError(f"{early.where}: {_describe(exc)}")
                 early._early_error = exc
             with cls._ahead_lock:
                 early._early_done = True
@@ -350,7 +365,12 @@ class SshTransport(Transport):
             return staged
 
         self._staged[staged] = (len(data), hashlib.sha256(data).digest())
-        return self._step("upload to " + staged, upload)
+        try:
+            return self._step("upload to " + staged, upload)
+        except BaseException:
+            with contextlib.suppress(Exception):  # a partial file must not stay; else the next operation sweeps
+                self._sftp().remove(staged)
+            raise
 
     def put_file(self, path: str, data: bytes, *, like: str) -> None:
         self._step("upload to " + path, lambda: self._upload(path, data, like=like))
@@ -368,14 +388,40 @@ class SshTransport(Transport):
             f = sftp.open(dest, "wb")
         except FileNotFoundError:
             raise RemoteFileError(f"cannot create {dest} on {self.where}: its directory is missing") from None
-        with f:
-            f.set_pipelined(True)
-            f.write(data)
-            f.chmod(mode)
-        # close() waited for every pipelined write's answer; the size proves it all landed.
-        size = sftp.stat(dest).st_size
-        if size != len(data):
-            raise EOFError(f"staged {dest} has {size} of {len(data)} bytes")
+        try:
+            with f:
+                f.set_pipelined(True)
+                f.write(data)
+                f.chmod(mode)
+        except OSError as exc:
+            if not _is_connection_error(exc) or not self._alive():
+                raise
+            self._if_disk_full(dest, len(data))  # SFTP says only "Failure" for ENOSPC
+            raise
+        # close() waited for every pipelined write's answer; reading the file back proves it all
+        # landed as sent (size and sha256), before anything validates or swaps it.
+        with sftp.open(dest, "rb") as check:
+            check.prefetch()
+            landed = check.read()
+        if landed != data:
+            self._if_disk_full(dest, len(data))
+            raise EOFError(f"staged {dest} has {len(landed)} of {len(data)} bytes, or other bytes")
+
+    def _if_disk_full(self, dest: str, size: int) -> None:
+        """Raise `DiskFull` when the filesystem of `dest` has no room for `size` bytes."""
+        try:
+            with contextlib.suppress(Exception):  # the staged part takes room: measure without it
+                self._sftp().remove(dest)
+            free = self._exec(["sh", "-c", _FREE_BYTES, "lbctl-df", posixpath.dirname(dest) or "."], b"", 30.0)
+            available, block = (int(x) for x in free.stdout.split()[:2])
+        except Exception:  # cannot tell: the write's own error is reported
+            return
+        if available * block < size + 4096:
+            raise DiskFull(
+                f"the LB's disk is full: {posixpath.dirname(dest)} on {self.where} has "
+                f"{available * block} bytes free, the candidate needs {size}: nothing was changed",
+                hint="free space on the LB host, then run the same command again",
+            )
 
     def swap(self, staged: str, path: str, keep: str) -> None:
         _, digest = self._staged.get(staged, (-1, b""))
@@ -434,14 +480,23 @@ class SshTransport(Transport):
         one remote command, so a cut connection cannot leave an empty lock behind.
         """
         directory = name + ".d"
-        if not self._step("lock " + directory, lambda: self._sftp_lock(directory, info)):
+        for attempt in range(2):
+            if self._step("lock " + directory, lambda: self._sftp_lock(directory, info)):
+                break
             result = self._script(_LOCK, [directory, info], "lock")
             if result.code == 75:
                 age_text, _, holder = result.stdout.partition("\n")
-                if holder.strip() != info:  # our own first attempt may have taken it and lost the answer
-                    raise self._locked(directory, holder, age_text)
-            elif result.code != 0:
+                if holder.strip() == info:  # our own first attempt took it and lost the answer
+                    break
+                if attempt == 0 and _holder_is_dead_here(holder.strip()):
+                    # Its holder was an lbctl on this machine that died: no one can be using it.
+                    self._script(_UNLOCK, [directory, holder.strip()], "unlock")
+                    self.took_over = describe_holder(holder)
+                    continue
+                raise self._locked(directory, holder, age_text)
+            if result.code != 0:
                 raise LbctlError(f"cannot take the lock {directory} on {self.where}: {result.output}")
+            break
         try:
             yield
         finally:
@@ -473,13 +528,37 @@ class SshTransport(Transport):
             return False
         return True
 
+    def lock_holder(self, name: str) -> tuple[str, int | None] | None:
+        """(holder line, age in seconds by the host's clock) of the lock `name`, or None if free."""
+
+        def held() -> bool:  # one SFTP round trip when it is free, the usual case
+            try:
+                self._sftp().stat(name + ".d")
+            except FileNotFoundError:
+                return False
+            return True
+
+        if not self._step("lock " + name, held):
+            return None
+        result = self._script(_HOLDER, [name + ".d"], "lock-holder")
+        if result.code != 75:
+            return None
+        age_text, _, holder = result.stdout.partition("\n")
+        age = int(age_text) if age_text.strip().lstrip("-").isdigit() else None
+        return holder.strip(), age
+
+    def break_lock(self, name: str, holder: str) -> bool:
+        """Remove the lock `name` if `holder` still holds it; True if it is gone now."""
+        self._script(_UNLOCK, [name + ".d", holder], "unlock")
+        return self.lock_holder(name) is None
+
     def _locked(self, directory: str, holder: str, age_text: str) -> Locked:
         age = int(age_text) if age_text.strip().lstrip("-").isdigit() else None
         since = f", taken {age} s ago" if age is not None else ""
         stale = age is not None and age > STALE_LOCK_SECONDS
         if _holder_is_dead_here(holder):
             stale = True
-        breaker = f"ssh {shlex.quote(self.route.target.where.rsplit(':', 1)[0])} rm -r -- {shlex.quote(directory)}"
+        breaker = f"`lbctl unlock {self.target.name}`"
         if stale:
             hint = f"this lock looks stale (its holder is gone or it is too old); if so, break it: {breaker}"
         else:

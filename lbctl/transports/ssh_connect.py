@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     import paramiko
 
 log = logging.getLogger("lbctl.ssh")
+# paramiko logs a lost or silent connection with its traceback; Python's last-resort handler would
+# print that on the terminal. lbctl reports the failure itself; `--debug` shows paramiko's log.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 TRUST_NEW_ENV = "LBCTL_SSH_TRUST_NEW"
 

@@ -176,7 +176,7 @@ def test_lb_side_lock_names_its_holder_and_how_to_break_it(sshd: Sshd, tmp_path:
         with first.lock(name, holder_info("deploy", "edge")), pytest.raises(Locked) as caught:
             second.lock(name, holder_info("rollback", "edge")).__enter__()
         text = str(caught.value)
-        assert "deploy of edge by" in text and f"rm -r -- {name}.d" in text
+        assert "deploy of edge by" in text and "`lbctl unlock edge`" in text and "ssh " not in text
         assert re.search(r"taken [0-5] s ago", text), text  # its age, seconds at most on a busy machine
         with second.lock(name, holder_info("rollback", "edge")):  # released by the first: free again
             pass
@@ -186,15 +186,30 @@ def test_stale_lb_lock_is_reported_as_stale(sshd: Sshd, tmp_path: Path) -> None:
     name = str(tmp_path / ".haproxy.cfg.lbctl.lock")
     lock_dir = Path(name + ".d")
     lock_dir.mkdir()
-    dead = json.loads(holder_info("deploy", "edge"))
-    dead["pid"] = 2**22 + 12345  # no such process on this host
-    (lock_dir / "info").write_text(json.dumps(dead) + "\n")
+    old = json.loads(holder_info("deploy", "edge"))
+    old["holder"] = "deploy@another-machine"  # its process cannot be checked from here: not taken over
+    (lock_dir / "info").write_text(json.dumps(old) + "\n")
     hour_ago = time.time() - 3600
     os.utime(lock_dir, (hour_ago, hour_ago))
     with SshTransport(_target(sshd)) as t, pytest.raises(Locked) as caught:
         t.lock(name, holder_info("deploy", "edge")).__enter__()
     # The host's clock in whole seconds: a second may tick between the test's utime and lbctl's reading.
     assert "looks stale" in str(caught.value) and re.search(r"taken 360[01] s ago", str(caught.value))
+    assert "`lbctl unlock edge`" in str(caught.value)
+
+
+def test_lb_lock_of_a_dead_lbctl_on_this_machine_is_taken_over(sshd: Sshd, tmp_path: Path) -> None:
+    name = str(tmp_path / ".haproxy.cfg.lbctl.lock")
+    lock_dir = Path(name + ".d")
+    lock_dir.mkdir()
+    dead = json.loads(holder_info("deploy", "edge"))
+    dead["pid"] = 2**22 + 12345  # no such process on this host
+    (lock_dir / "info").write_text(json.dumps(dead) + "\n")
+    mine = holder_info("rollback", "edge")
+    with SshTransport(_target(sshd)) as t, t.lock(name, mine):
+        assert (lock_dir / "info").read_text().strip() == mine
+        assert t.took_over is not None and str(dead["pid"]) in t.took_over
+    assert not lock_dir.exists()
 
 
 def test_cli_exits_5_when_the_lb_is_locked_from_elsewhere(ssh_lab: Lab, tmp_path: Path) -> None:
