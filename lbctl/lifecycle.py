@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from lbctl import preload, retry
 from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
@@ -46,6 +46,9 @@ from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
 from lbctl.verify import Verification, verify
 from lbctl.workspace import Workspace
+
+if TYPE_CHECKING:
+    from lbctl.routing_counters import BackendCounts
 
 Reporter = Callable[[str, str], None]  # (stage, message): progress for a human, never parsed
 
@@ -134,8 +137,17 @@ def apply_change(
         managed = (*candidate.bundle.rels, *left_live)
         live = run.timed("read live", lambda: _read(transport, target, managed))
         pushed = candidate.bundle.with_main(kind.prepare(candidate.bundle.main))
+
+        def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
+            from lbctl.routing_counters import sample
+
+            return sample(kind, transport)
+
         plan = run.timed(
-            "plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain)
+            "plan",
+            lambda: make_plan(
+                ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain, counters=counters
+            ),
         )
         if plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live:
             return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")

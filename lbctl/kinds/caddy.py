@@ -98,8 +98,11 @@ class CaddyKind(Kind):
     # -- validate -----------------------------------------------------------------------------
 
     def validate(self, transport: Transport, staged: str) -> str:
-        """`caddy validate` here, on the JSON that will be loaded, and the admin endpoint kept."""
-        self._api(transport)
+        """`caddy validate` here, on the JSON that will be loaded, and the admin endpoint kept.
+
+        It runs where lbctl runs whatever `transport` is (the admin API has no dry run), so
+        `lbctl check` validates a Caddy target exactly as its deploy does.
+        """
         with open(staged, "rb") as handle:
             data = handle.read()
         self._check_admin(data)

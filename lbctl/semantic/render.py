@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from lbctl.semantic.model import Finding, mask
 from lbctl.semantic.result import Change, SemanticDiff
+from lbctl.semantic.routing import RoutingReport
 from lbctl.semantic.traffic import PoolShare, TrafficPreview
 
 _SYMBOL = {"added": "+", "removed": "-"}
@@ -31,6 +32,7 @@ def render_text(diff: SemanticDiff, *, color: bool = False) -> str:
         for change in changes:
             style = _STYLE.get(change.action, "yellow") + (" bold" if change.traffic else "")
             lines.append((f"  {_SYMBOL.get(change.action, '~')} {mask(change.description)}", style))
+    lines.extend(_routing_lines(diff.routing))
     lines.extend(_traffic_lines(diff.traffic, color=color))
     lines.extend(_finding_lines(diff.findings))
     return _emit(lines, color)
@@ -57,6 +59,7 @@ def render_markdown(diff: SemanticDiff) -> str:
         for change in diff.changes:
             symbol = _SYMBOL.get(change.action, "~")
             out.append(f"| {symbol} | {_cell(change.section)} | {_cell(change.description)} |")
+    out += _routing_markdown(diff.routing)
     pools = _shown_pools(diff.traffic)
     if pools:
         out += ["", "#### Traffic shares (new requests)"]
@@ -81,6 +84,38 @@ def render_markdown(diff: SemanticDiff) -> str:
             icon = _SEVERITY_ICON.get(finding.severity, "")
             out.append(f"- {icon} **{finding.severity}** {_cell(finding.message)}{where}")
     return "\n".join(out) + "\n"
+
+
+def render_routing_text(routing: RoutingReport) -> str:
+    """The routing changes and their traffic figures on their own."""
+    return _emit(_routing_lines(routing), False)
+
+
+def _routing_lines(routing: RoutingReport) -> list[tuple[str, str]]:
+    if not routing.changes:
+        return []
+    lines: list[tuple[str, str]] = [("", ""), ("Routing changes (where requests go now):", "bold")]
+    for change in routing.changes:
+        lines.append((f"  {mask(change.entry)}: {mask(change.statement)}", "yellow bold"))
+    if routing.moves:
+        lines.append((f"Traffic moved ({mask(routing.basis_note)}):", "bold"))
+        for move in routing.moves:
+            style = "bold red" if move.share is not None and move.share >= 0.5 else "yellow"
+            lines.append((f"  {mask(move.detail)}", style))
+    return lines
+
+
+def _routing_markdown(routing: RoutingReport) -> list[str]:
+    if not routing.changes:
+        return []
+    out = ["", "#### Routing changes", ""]
+    out += [f"- **{_cell(c.entry)}**: {_cell(c.statement)}" for c in routing.changes]
+    if routing.moves:
+        out += ["", f"#### Traffic moved ({_cell(routing.basis_note)})", ""]
+        for move in routing.moves:
+            icon = "⚠️ " if move.share is not None and move.share >= 0.5 else ""
+            out.append(f"- {icon}{_cell(move.detail)}")
+    return out
 
 
 def _grouped(changes: Iterable[Change]) -> list[tuple[str, list[Change]]]:

@@ -231,7 +231,9 @@ class RoutingMove:
     `basis` says where the figure comes from: "counters" (the LB's own per-backend counts),
     "replay" (real requests replayed through both versions), or "bound" (no live data: the
     upper bound; `share` is None when not even a bound short of 100 % of the entry is known,
-    i.e. part of a backend's traffic moves). `detail` is the figure as a person reads it.
+    i.e. part of a backend's traffic moves). `pool_share` is the fraction of `from_backend`'s
+    requests through this entry that move (1.0 when all of them do; None when unknown).
+    `detail` is the figure as a person reads it.
     """
 
     frontend: str
@@ -241,6 +243,10 @@ class RoutingMove:
     basis: str  # counters | bound | replay
     whole: bool = True
     detail: str = ""
+    # the busiest server of `to_backend` after the move, and its share of the entry's requests
+    peak_server: str | None = None
+    peak_share: float | None = None
+    pool_share: float | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -251,6 +257,9 @@ class RoutingMove:
             "basis": self.basis,
             "whole": self.whole,
             "detail": mask(self.detail),
+            "peak_server": None if self.peak_server is None else mask(self.peak_server),
+            "peak_share": None if self.peak_share is None else round(self.peak_share, 6),
+            "pool_share": None if self.pool_share is None else round(self.pool_share, 6),
         }
 
 
@@ -262,6 +271,7 @@ class RoutingReport:
     moves: tuple[RoutingMove, ...] = ()
     unmodelled: tuple[Finding, ...] = ()
     basis_note: str = ""  # where the figures came from ("counters sampled over 1.0 s", ...)
+    reached: tuple[tuple[str, tuple[str, ...]], ...] = ()  # entry → backends it reached before
 
     @property
     def is_empty(self) -> bool:
@@ -307,6 +317,7 @@ def compare(old: ConfigModel, new: ConfigModel) -> RoutingReport:
         return EMPTY  # nothing was live to compare with: there is no move, only a config
     changes: list[RoutingChange] = []
     unmodelled: list[Finding] = []
+    reached: list[tuple[str, tuple[str, ...]]] = []
     for entry, table in after.items():
         was = before.get(entry)
         if was is None or was.signature == table.signature:
@@ -316,12 +327,21 @@ def compare(old: ConfigModel, new: ConfigModel) -> RoutingReport:
                 unmodelled.append(
                     Finding("warning", "routing-not-modelled", f"routing not modelled for {entry}: {reason}", entry)
                 )
-        changes.extend(_changes(was, table, old, new))
-    moves = tuple(bound_move(c) for c in changes)
-    return RoutingReport(tuple(changes), moves, tuple(unmodelled), "bound (no live counters)")
+        found, dests = _changes(was, table, old, new)
+        changes.extend(found)
+        reached.append((entry, tuple(d.name for d in dests if d.kind == "backend")))
+    from lbctl.semantic.routing_figures import bound_figures
+
+    moves = tuple(bound_figures(c, old, new) for c in changes)
+    return RoutingReport(tuple(changes), moves, tuple(unmodelled), BOUND_NOTE, tuple(reached))
 
 
-def _changes(old: Table, new: Table, old_model: ConfigModel, new_model: ConfigModel) -> list[RoutingChange]:
+BOUND_NOTE = "bounds: no live counters were read"
+
+
+def _changes(
+    old: Table, new: Table, old_model: ConfigModel, new_model: ConfigModel
+) -> tuple[list[RoutingChange], list[Dest]]:
     same = _equivalent_pools(old_model, new_model)
     reached: dict[Dest, int] = {}
     by_clause: dict[tuple[str, str] | None, int] = {}
@@ -346,7 +366,7 @@ def _changes(old: Table, new: Table, old_model: ConfigModel, new_model: ConfigMo
         statement = _statement(new.entry, a, b, was, now, old, new, bool(scope))
         examples = tuple(dict.fromkeys(h[0].text for h in hits))[:3]
         out.append(RoutingChange(new.entry, a, b, statement, scope or "part", examples, now.line if now else None))
-    return out
+    return out, list(reached)
 
 
 def _equivalent_pools(old: ConfigModel, new: ConfigModel) -> Callable[[Dest, Dest], bool]:
@@ -380,9 +400,9 @@ def _statement(
 ) -> str:
     going = f"now go to {b.shown} (was {a.shown})"
     if was is not None and now is not None and was.role == "default" and now.role == "default":
-        return f"default traffic of {entry} now goes to {b.shown} (was {a.shown})"
+        return f"default traffic now goes to {b.shown} (was {a.shown})"
     if was is None and now is not None and now.role == "default":
-        return f"default traffic of {entry} now goes to {b.shown} (was {a.shown})"
+        return f"default traffic now goes to {b.shown} (was {a.shown})"
     old_keys = [c.key for c in old.clauses]
     new_keys = [c.key for c in new.clauses]
     if (
@@ -426,25 +446,6 @@ def _counterpart(now: Clause, old: Sequence[Clause], new: Sequence[Clause]) -> C
         return old[at]
     gone = [c for c in old if c.dest == now.dest and c.key not in new_keys]
     return gone[0] if len(gone) == 1 else None
-
-
-def bound_move(change: RoutingChange) -> RoutingMove:
-    """The figure without live data: a whole class of traffic may be all of the entry's."""
-    frm, to = change.frm.shown, change.to.shown
-    if change.scope == "backend":
-        detail = f"up to 100% of {change.entry}'s traffic: all that went to {frm} now goes to {to}"
-    elif change.scope == "class":
-        detail = (
-            f"up to 100% of {change.entry}'s traffic: every request of one class that went to {frm} "
-            f"(e.g. {', '.join(change.examples)}) now goes to {to}"
-        )
-    else:
-        detail = (
-            f"part of {frm}'s traffic through {change.entry} (e.g. {', '.join(change.examples)}) "
-            f"now goes to {to}; without live data lbctl cannot say how much"
-        )
-        return RoutingMove(change.entry, change.frm.name, change.to.name, None, "bound", False, detail)
-    return RoutingMove(change.entry, change.frm.name, change.to.name, 1.0, "bound", True, detail)
 
 
 # -- witnesses -------------------------------------------------------------------------------
