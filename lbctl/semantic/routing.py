@@ -364,7 +364,7 @@ def _changes(
             scope = "class"
         req, was, now = hits[0]
         statement = _statement(new.entry, a, b, was, now, old, new, bool(scope))
-        examples = tuple(dict.fromkeys(h[0].text for h in hits))[:3]
+        examples = tuple(dict.fromkeys(h[0].text for h in hits))[:2]
         out.append(RoutingChange(new.entry, a, b, statement, scope or "part", examples, now.line if now else None))
     return out, list(reached)
 

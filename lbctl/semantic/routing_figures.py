@@ -129,14 +129,17 @@ def _server_effect(
     peak_share = (s_to + moved) * peak.weight / w_to
     parts = []
     if givers:
+        # against what the server carried before, or (new to this traffic) what one server of the old backend did
         w_from = sum(s.weight for s in givers)
-        busiest_before = s_from * max(s.weight for s in givers) / w_from
-        if busiest_before > 0:
-            ratio = peak_share / busiest_before
-            if ratio >= 1.05:
-                parts.append(f"load per server ×{ratio:.1f}".replace(".0", "") + f" on {peak.name}")
+        before = s_to * peak.weight / w_to or s_from * max(s.weight for s in givers) / w_from
+        if before > 0 and peak_share / before >= 1.05:
+            parts.append(f"load per server ×{_ratio(peak_share / before)} on {peak.name}")
         if whole:
             names = [s.name for s in givers]
             shown = ", ".join(names) if len(names) <= 4 else f"{names[0]} … {names[-1]} ({len(names)} servers)"
             parts.append(f"{shown} get none" if len(names) > 1 else f"{shown} gets none")
     return "; ".join(parts), peak.name, peak_share
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"
