@@ -137,9 +137,11 @@ class Dest:
 
     @property
     def shown(self) -> str:
-        if self.kind == "backend":
-            return f"backend {self.name}" if self.pool is None or self.pool.startswith("backend ") else self.name
-        return self.name
+        if self.kind != "backend":
+            return self.name
+        if self.pool is None:
+            return f"backend {self.name}" if " " not in self.name else self.name
+        return self.pool if self.pool.startswith(("backend ", "listen ", "upstream ")) else self.name
 
 
 NO_BACKEND = Dest("no backend (503)", "none")
@@ -422,7 +424,10 @@ def _statement(
         counterpart = _counterpart(now, old.clauses, new.clauses)
         if counterpart is not None and counterpart.dest == now.dest and now.role != "default":
             return f"requests matching `{_cond(now)}` (was `{_cond(counterpart)}`) {going}"
-        return f"requests matching `{_cond(now)}` {going} (new: `{now.text}`)"
+        if was is not None and _shadows(now, was):
+            return f"requests matching `{_cond(was)}` {going}: the regex `{_cond(now)}` is tried first and shadows it"
+        added = " (a new rule)" if _cond(now) == now.text else f" (new: `{now.text}`)"
+        return f"requests matching `{_cond(now)}` {going}{added}"
     if was is not None and was.key not in new_keys:
         now_at = _counterpart(was, new.clauses, old.clauses)
         if now_at is not None and now_at.dest == was.dest and was.role != "default":
@@ -432,6 +437,13 @@ def _statement(
     via = f"`{now.text}`" if now is not None else "no rule"
     part = "all requests" if whole else "some requests"
     return f"{part} that reached {a.shown} {going}, by {via}"
+
+
+def _shadows(now: Clause, was: Clause) -> bool:
+    """nginx: a regex location that now takes requests a prefix location had."""
+    if now.role != "location" or was.role != "location":
+        return False
+    return any(t.op == "reg" for t in now.cond.tests()) and any(t.op == "beg" for t in was.cond.tests())
 
 
 def _cond(clause: Clause) -> str:

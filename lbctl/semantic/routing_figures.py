@@ -135,9 +135,11 @@ def _server_effect(
         if before > 0 and peak_share / before >= 1.05:
             parts.append(f"load per server ×{_ratio(peak_share / before)} on {peak.name}")
         if whole:
-            names = [s.name for s in givers]
+            staying = {s.endpoint for s in takers}
+            names = [s.name for s in givers if s.endpoint not in staying]
             shown = ", ".join(names) if len(names) <= 4 else f"{names[0]} … {names[-1]} ({len(names)} servers)"
-            parts.append(f"{shown} get none" if len(names) > 1 else f"{shown} gets none")
+            if names:
+                parts.append(f"{shown} get none" if len(names) > 1 else f"{shown} gets none")
     return "; ".join(parts), peak.name, peak_share
 
 
