@@ -424,6 +424,8 @@ def _statement(
         counterpart = _counterpart(now, old.clauses, new.clauses)
         if counterpart is not None and counterpart.dest == now.dest and now.role != "default":
             return f"requests matching `{_cond(now)}` (was `{_cond(counterpart)}`) {going}"
+        if counterpart is not None and counterpart.cond.text == now.cond.text and now.role != "default":
+            return f"requests matching `{_cond(now)}` {going}"
         if was is not None and _shadows(now, was):
             return f"requests matching `{_cond(was)}` {going}: the regex `{_cond(now)}` is tried first and shadows it"
         added = " (a new rule)" if _cond(now) == now.text else f" (new: `{now.text}`)"

@@ -143,6 +143,9 @@ def _location(section: Section, args: list[str], server: str, upstreams: dict[st
             break
         if rule.chain == "rewrite" and rule.text.startswith(("if ", "rewrite ")):
             notes.append(f"server {server} location {test.text}: `{rule.text}` is not modelled")
+    lua = [s.key for s in section.settings if "_by_lua" in s.key]
+    if lua:
+        notes.append(f"server {server} location {test.text}: `{lua[0]}` runs Lua, which may answer or reroute")
     if dest is NO_BACKEND:
         passes = [s for s in section.settings if s.key in _PASSES]
         if passes:

@@ -130,6 +130,14 @@ def test_listen_defaults_and_no_backend() -> None:
             "backend",
         ),
         (
+            "use_backend api if is_api",
+            "use_backend legacy if is_api",
+            "requests matching `path_beg /api` now go to backend legacy (was backend api)",
+            "api",
+            "legacy",
+            "backend",
+        ),
+        (
             "admin.example.com",
             "admin.exmaple.com",
             "requests matching `hdr(host) -i admin.example.com` now go to backend web (was backend admin): "
@@ -280,6 +288,20 @@ def test_nginx_location_precedence_and_server_names() -> None:
     assert dest(model, entry, "/other") == "web"
     assert dest(model, entry, "/", host="v1.api.example.com") == "api"
     assert dest(model, entry, "/", host="unknown.example.com") == "web"  # the default server
+
+
+def test_nginx_lua_and_variables_are_named() -> None:
+    old = parse_config("nginx", NGINX, filename="nginx.conf")
+    new = parse_config(
+        "nginx",
+        NGINX.replace(
+            "location /api/ { proxy_pass http://api; }", "location /api/ { proxy_pass http://$api_pool; }"
+        ).replace("location = /exact { return 204; }", "location = /exact { content_by_lua_block { ngx.say(1) } }"),
+        filename="nginx.conf",
+    )
+    messages = [f.message for f in semantic_diff(old, new).findings if f.code == "routing-not-modelled"]
+    assert any("`content_by_lua_block` runs Lua" in m for m in messages), messages
+    assert any("`http://$api_pool` holds a variable" in m for m in messages), messages
 
 
 def test_nginx_regex_shadowing_a_prefix() -> None:
