@@ -47,7 +47,7 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
     import shutil
     import tempfile
 
-    from lbctl.bundle import bundle_at, expand, materialized
+    from lbctl.bundle import bundle_at, bundle_in_worktree, expand, materialized
     from lbctl.errors import ValidationFailed
     from lbctl.kinds import kind_for
     from lbctl.preflight import analyze
@@ -56,6 +56,7 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
 
     target = ws.target(name)
     kind = kind_for(target)
+    seen = ""  # a note on what was checked, when it is not what the user may assume
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together")
     if file is not None:
@@ -68,9 +69,17 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
         state = ws.journal.state(name)
         sha = select(ws.store, ws.journal, state, rev).rev if rev else ws.store.resolve("HEAD")
         at_rev = bundle_at(ws.store, kind, target, sha)
-        if at_rev is None:
+        edited = None if rev else bundle_in_worktree(ws.root, kind, target)
+        if edited is not None and edited != at_rev:  # as `git diff`: what you are editing, not HEAD
+            bundle, label = edited, f"working tree:{target.source}"
+            seen = (
+                f"checked the working tree: {target.source} (or a file it includes) has uncommitted edits; "
+                f"`lbctl check {name} --rev HEAD` checks the commit"
+            )
+        elif at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
-        bundle, label = at_rev, f"{sha[:10]}:{target.source}"
+        else:
+            bundle, label = at_rev, f"{sha[:10]}:{target.source}"
     state = ws.journal.state(name)
     baseline = bundle_at(ws.store, kind, target, state.live) if state.live else None
     findings: list[str] = []
@@ -124,4 +133,5 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
                     place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
-    return CheckReport(name, label, where, output, tuple(findings), analysis.notes, analysis.semantic)
+    notes = (seen, *analysis.notes) if seen else analysis.notes
+    return CheckReport(name, label, where, output, tuple(findings), notes, analysis.semantic)
