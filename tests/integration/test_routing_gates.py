@@ -87,7 +87,7 @@ def test_the_outage_is_refused_with_figures(store: Path, lab: Lab, lbctl: LbctlR
     assert "default traffic now goes to backend legacy (was backend web)" in out
     assert (
         "~100% of frontend www's requests move from backend web (3 servers, weight 300) to backend legacy "
-        "(1 server): load per server ×3 on old1; web1, web2, web3 get none"
+        "(1 server): load per server ×3 on old1; web2, web3 get none"  # old1 is web1's address: it keeps some
     ) in out
     assert "the LB's counters, sampled over 1 s" in out or "cumulative counters" in out
     data = json.loads(lbctl("check", "edge", "--file", str(outage), "--json").out)
