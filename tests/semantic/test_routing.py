@@ -385,3 +385,17 @@ def test_corpus_routing_changes_never_break(kind: str, rel: str) -> None:
     assert diff.routing.to_json() is not None
     if changed == text:
         assert diff.routing.is_empty
+
+
+def test_text_and_markdown_read_one_line_per_rule() -> None:
+    from lbctl.semantic import render_markdown, render_text
+
+    new = haproxy(FRONTEND.replace("    acl is_api", "    use_backend legacy if { src 10.0.0.0/8 }\n    acl is_api"))
+    diff = semantic_diff(haproxy(), new)
+    assert len(diff.routing.changes) == 4  # from web, admin, api_v2 and api: one line says it
+    text = render_text(diff)
+    assert text.count("now go to backend legacy") == 1
+    assert "(was backend web, backend admin, backend api_v2, backend api)" in text
+    assert "part of the requests that went to web, admin, api_v2, api through frontend www now goes to legacy" in text
+    markdown = render_markdown(diff)
+    assert "#### Routing changes" in markdown and markdown.count("now go to backend legacy") == 1
