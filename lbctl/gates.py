@@ -169,7 +169,8 @@ def routing_radius(safety: Safety, max_share: float | None, routing: RoutingRepo
     the LB's counters or a replay, else bounded (a whole backend or class of requests
     redirected counts as up to 100 %; part of one has no figure and is only shown).
     `max_share` weighs the busiest server of a backend that receives the traffic, as a
-    share of the entry's requests, when the counters or a replay measured it.
+    share of the entry's requests, when the counters or a replay measured it and the move
+    takes it above the limit (a server already above it is the balance check's business).
     """
     found: list[Problem] = []
     entries: dict[str, list[Any]] = {}
@@ -202,7 +203,8 @@ def routing_radius(safety: Safety, max_share: float | None, routing: RoutingRepo
                 )
             )
         for move in moves:
-            if max_share is not None and move.peak_share is not None and move.peak_share > max_share + 1e-9:
+            over = max_share is not None and move.peak_share is not None and move.peak_share > max_share + 1e-9
+            if over and (move.peak_before is None or move.peak_before <= (max_share or 0.0) + 1e-9):
                 found.append(
                     Problem(
                         ExitCode.REFUSED,

@@ -249,6 +249,7 @@ class RoutingMove:
     peak_server: str | None = None
     peak_share: float | None = None
     pool_share: float | None = None
+    peak_before: float | None = None  # the busiest server's share of the entry's requests before the move
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -262,6 +263,7 @@ class RoutingMove:
             "peak_server": None if self.peak_server is None else mask(self.peak_server),
             "peak_share": None if self.peak_share is None else round(self.peak_share, 6),
             "pool_share": None if self.pool_share is None else round(self.pool_share, 6),
+            "peak_before": None if self.peak_before is None else round(self.peak_before, 6),
         }
 
 

@@ -32,7 +32,7 @@ def with_counters(
             moves.append(bound_figures(change, old, new))
             continue
         s_from = counts[change.frm.name] / total
-        s_to = counts.get(change.to.name, 0) / total
+        s_to = counts.get(change.to.name, 0) / total if change.to.name in names else 0.0  # others' traffic aside
         moves.append(_measured(change, s_from, s_to, old_pools, new_pools))
     return report.with_moves(moves, note)
 
@@ -52,7 +52,7 @@ def bound_figures(change: RoutingChange, old: ConfigModel, new: ConfigModel) -> 
         return RoutingMove(entry, change.frm.name, change.to.name, None, "bound", False, detail)
     what = "all that went to" if change.scope == "backend" else "a whole class of requests that went to"
     detail = f"up to 100% of {entry}'s requests ({what} {frm}) now go to {to}"
-    effect, peak, _ = _server_effect(frm_pool, to_pool, 1.0, 0.0, 1.0, whole=change.scope == "backend")
+    effect, peak, _, _ = _server_effect(frm_pool, to_pool, 1.0, 0.0, 1.0, whole=change.scope == "backend")
     if effect:
         detail += f": {effect}"
     pool_share = 1.0 if change.scope == "backend" else None
@@ -78,7 +78,7 @@ def _measured(
     whole = change.scope == "backend"
     lead = f"~{s_from:.0%}" if whole else f"up to {s_from:.0%}"
     detail = f"{lead} of {entry}'s requests move from {frm} to {to}"
-    effect, peak, peak_share = _server_effect(frm_pool, to_pool, s_from, s_to, s_from, whole=whole)
+    effect, peak, peak_share, peak_before = _server_effect(frm_pool, to_pool, s_from, s_to, s_from, whole=whole)
     if effect:
         detail += f": {effect}"
     return RoutingMove(
@@ -92,6 +92,7 @@ def _measured(
         peak,
         peak_share if whole else None,
         1.0 if whole else None,
+        peak_before if whole else None,
     )
 
 
@@ -119,11 +120,11 @@ def _described(shown: str, section: Section | None) -> str:
 
 def _server_effect(
     frm: Section | None, to: Section | None, s_from: float, s_to: float, moved: float, *, whole: bool
-) -> tuple[str, str | None, float | None]:
-    """'load per server ×3 on old1; web1, web2, web3 get none', the busiest new server and its share."""
+) -> tuple[str, str | None, float | None, float | None]:
+    """'load per server ×3 on old1; web1, web2, web3 get none', the busiest new server, its share after and before."""
     givers, takers = _active(frm), _active(to)
     if not takers:
-        return "", None, None
+        return "", None, None, None
     w_to = sum(s.weight for s in takers)
     peak = max(takers, key=lambda s: s.weight)
     peak_share = (s_to + moved) * peak.weight / w_to
@@ -140,7 +141,7 @@ def _server_effect(
             shown = ", ".join(names) if len(names) <= 4 else f"{names[0]} … {names[-1]} ({len(names)} servers)"
             if names:
                 parts.append(f"{shown} get none" if len(names) > 1 else f"{shown} gets none")
-    return "; ".join(parts), peak.name, peak_share
+    return "; ".join(parts), peak.name, peak_share, s_to * peak.weight / w_to
 
 
 def _ratio(value: float) -> str:

@@ -219,6 +219,12 @@ def test_counters_turn_the_outage_into_figures() -> None:
     assert [p.rule for p in problems] == ["max_traffic_moved", "max_share"]
     assert problems[1].message == "server old1 of legacy would take ~96% of its requests (max_share 60%)"
     assert routing_radius(Safety(max_traffic_moved=1.0), None, report) == []
+    # a receiving server already above max_share before the move is not this gate's to judge
+    old = haproxy(FRONTEND.replace("    acl is_api", "    use_backend legacy if { path_beg /old }\n    acl is_api"))
+    new = haproxy(FRONTEND.replace("default_backend web", "default_backend legacy"))
+    busy = with_counters(compare(old, new), {"web": 10, "legacy": 90}, "sampled", old, new)
+    assert busy.moves[0].peak_before == pytest.approx(0.9)
+    assert routing_radius(Safety(max_traffic_moved=1.0), 0.6, busy) == []
 
 
 def test_a_frontend_share_above_the_threshold_is_refused_without_a_whole_backend() -> None:
@@ -249,6 +255,7 @@ def test_diff_json_carries_the_routing_report() -> None:
         "peak_server": "old1",
         "peak_share": None,
         "pool_share": 1.0,
+        "peak_before": None,
     }
 
 
