@@ -106,7 +106,8 @@ def test_the_outage_is_refused_with_figures(store: Path, lab: Lab, lbctl: LbctlR
             "catch-all ACL",
             "acl is_api path_beg /api",
             "acl is_api path_beg /",
-            "requests matching `path_beg /` (was `path_beg /api`) now go to backend api (was backend web, backend admin)",
+            "requests matching `path_beg /` (was `path_beg /api`) now go to backend api "
+            "(was backend web, backend admin)",
         ),
         (
             "swapped use_backend order",
