@@ -326,11 +326,10 @@ def compare(old: ConfigModel, new: ConfigModel) -> RoutingReport:
         was = before.get(entry)
         if was is None or was.signature == table.signature:
             continue
-        for reason in table.unmodelled:
-            if reason not in was.unmodelled or was.signature != table.signature:
-                unmodelled.append(
-                    Finding("warning", "routing-not-modelled", f"routing not modelled for {entry}: {reason}", entry)
-                )
+        for reason in table.unmodelled:  # this entry's routing changed: say what lbctl could not read of it
+            unmodelled.append(
+                Finding("warning", "routing-not-modelled", f"routing not modelled for {entry}: {reason}", entry)
+            )
         found, dests = _changes(was, table, old, new)
         changes.extend(found)
         reached.append((entry, tuple(d.name for d in dests if d.kind == "backend")))
