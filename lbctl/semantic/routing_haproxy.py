@@ -9,7 +9,7 @@ ACLs, each negatable with `!`; an ACL is named (every `acl NAME` line adds alter
 or anonymous (`{ path_beg /api }`).
 
 Fetches lbctl reads: path, url, base, the Host header (`hdr(host)`, `req.hdr(host)`, ...)
-and method, with their matching methods (`_beg`, `_end`, `_sub`, `_reg`, `_dir`, `_dom`,
+or TLS SNI (`req.ssl_sni`) and method, with their matching methods (`_beg`, `_end`, `_sub`, `_reg`, `_dir`, `_dom`,
 `-m`, `-i`). Any other fetch (`src`, `ssl_fc`, a cookie, a variable) is an opaque test
 tried both true and false, and named as not modelled; so are maps, pattern files, Lua
 actions, a backend chosen by a sample expression and rewrites that run before routing.
@@ -259,6 +259,8 @@ def _fetch(fetch: str) -> tuple[str | None, str]:
         return "false", "false"
     if name in ("method", "req.method"):
         return "method", "eq"
+    if name in ("req.ssl_sni", "req_ssl_sni", "ssl_fc_sni"):
+        return "host", "eq"  # TLS SNI: the host a TCP-mode frontend routes on
     for base, field in (("path", "path"), ("url", "path"), ("base", "base")):
         if name == base or (name.startswith(base + "_") and name[len(base) :] in _SUFFIX_OP):
             return field, _SUFFIX_OP[name[len(base) :]]

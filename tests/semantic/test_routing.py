@@ -90,6 +90,15 @@ frontend www
     assert any("`src`" in reason for reason in table.unmodelled)
 
 
+def test_tcp_frontends_route_on_sni() -> None:
+    frontend = "frontend tls\n    mode tcp\n    use_backend api if { req.ssl_sni -i api.example.com }\n"
+    frontend += "    default_backend web\n"
+    model = haproxy(frontend)
+    assert dest(model, "frontend tls", host="api.example.com") == "api"
+    assert dest(model, "frontend tls", host="www.example.com") == "web"
+    assert not tables(model)["frontend tls"].unmodelled
+
+
 def test_listen_defaults_and_no_backend() -> None:
     text = (
         "defaults\n    default_backend web\nfrontend a\n    bind :1\nfrontend b\n    bind :2\n    default_backend api\n"
