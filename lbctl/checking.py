@@ -11,6 +11,9 @@ from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
+    from lbctl.config import Target
+    from lbctl.conformance import Origin
+    from lbctl.kinds.base import Kind
     from lbctl.routing_counters import BackendCounts
     from lbctl.semantic import SemanticDiff
 
@@ -133,5 +136,24 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
                     place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
-    notes = (seen, *analysis.notes) if seen else analysis.notes
+    notes = (*((seen,) if seen else ()), *analysis.notes, f"path: {_origin(target, kind)}")
     return CheckReport(name, label, where, output, tuple(findings), notes, analysis.semantic)
+
+
+def _origin(target: Target, kind: Kind) -> Origin:
+    """The file the running LB reads; a `path` that is not it is refused (exit 2)."""
+    from lbctl.conformance import check_origin, origin_unknown, wrong_path
+    from lbctl.errors import TransientError, Unreachable
+    from lbctl.lifecycle import _connect
+    from lbctl.transports import transport_for
+
+    if not target.path or target.transport == "http":
+        return origin_unknown("the target has no config file")
+    try:
+        with _connect(transport_for(target), target) as transport:
+            origin = check_origin(kind, transport, target)
+    except (Unreachable, TransientError) as exc:
+        return origin_unknown(f"could not reach the LB to ask which file it reads: {exc.args[0] if exc.args else exc}")
+    if origin.matches is False:
+        raise wrong_path(target, origin)
+    return origin

@@ -27,6 +27,7 @@ from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, s
 from lbctl.checks import checks_for
 from lbctl.checks import modules_for as check_modules
 from lbctl.config import Target
+from lbctl.conformance import require_origin, settled
 from lbctl.errors import (
     ExitCode,
     Interrupted,
@@ -36,10 +37,11 @@ from lbctl.errors import (
     Unreachable,
     ValidationFailed,
 )
-from lbctl.journal import Event, Stage, TargetState, new_event_id, timestamp
+from lbctl.journal import Event, LiveEntry, Stage, TargetState, new_event_id, timestamp
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
+from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived first: adopt.py imports it from here
 from lbctl.placement import Placement, placement
 from lbctl.planning import Plan, enforce, make_plan, refuse
 from lbctl.transports import transport_for
@@ -49,7 +51,9 @@ from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
     from lbctl.routing_counters import BackendCounts
+    from lbctl.store import Store
 
+BEFORE_SEARCHED = 20  # store revisions compared with what a target runs before its first deploy
 Reporter = Callable[[str, str], None]  # (stage, message): progress for a human, never parsed
 
 
@@ -129,6 +133,8 @@ def apply_change(
         _connect(transport_for(target), target) as transport,
         transport.lock(lb_lock_path(target), holder_info(op, target.name)),
     ):
+        # The file lbctl changes must be the one the LB reads: refused (exit 2) before anything else.
+        run.timed("path", lambda: require_origin(kind, transport, target), detail_from_result=True)
         state = ws.journal.state(target.name)
         if candidate.rollback_of is not None and candidate.rollback_of != state.live:
             # Another operation finished between the caller's read and our lock: undo what is live now.
@@ -150,8 +156,19 @@ def apply_change(
                 ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain, counters=counters
             ),
         )
-        if plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live:
-            return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
+        if state.live is None and live is not None and not plan.unchanged:
+            run.before = ran_before_lbctl(ws.store, kind, target, live)
+        at_live = (
+            plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live
+        )
+        if at_live and not force:
+            # "Nothing to do" only when nothing is wrong: the LB runs it, and (a rollback) it is healthy.
+            wrong = run.timed("recheck", lambda: _what_is_wrong(kind, transport, target, pushed, op == "rollback"))
+            if not wrong:
+                return run.outcome(
+                    "unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do"
+                )
+            report("recheck", f"pushing it again: {wrong}")
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:
             verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
@@ -177,7 +194,7 @@ def apply_change(
             _quietly(place.discard)  # a tree half staged: nothing of it may stay
             raise
         # While the LB validates: the checks' modules, and what the reload's polling retries with.
-        preload.in_background([*check_modules(target), retry.IMPLEMENTATION])
+        preload.in_background([*check_modules(target), retry.IMPLEMENTATION, *kind.conformance_modules])
         try:
             run.timed(
                 "validate",
@@ -231,6 +248,10 @@ def apply_change(
                 run.landed(to_rev, state)
         if interrupted():
             return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="the reload")
+        conformance = run.timed("conform", lambda: settled(kind, transport, pushed), detail_from_result=True)
+        if conformance.differences:
+            reason = "the LB does not run the pushed config: " + "; ".join(conformance.differences)
+            return run.undo(state, lb, checks, live, to_rev, reason, plan)
 
         try:
             verification = run.timed(
@@ -284,10 +305,35 @@ def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
         transport.close()
 
 
-def lb_lock_path(target: Target) -> str:
-    """The lock beside the live file: it also stops operators working from other stores."""
-    directory, _, name = (target.path or f"/tmp/lbctl-{target.name}").rpartition("/")
-    return f"{directory}/.{name}.lbctl.lock"
+def ran_before_lbctl(store: Store, kind: Kind, target: Target, live: Bundle) -> LiveEntry | None:
+    """The newest store revision whose content the LB runs, before lbctl ever deployed to it.
+
+    It was live from its commit (at the earliest) until lbctl's first deploy replaces it.
+    """
+    wanted = live.blob(kind)
+    try:
+        revisions = store.revisions(target.source, limit=BEFORE_SEARCHED)
+    except LbctlError:
+        return None
+    for revision in revisions:
+        at_rev = bundle_at(store, kind, target, revision.sha)
+        if at_rev is not None and at_rev.blob(kind) == wanted:  # blob() compares canonical forms
+            return LiveEntry(revision.sha, revision.date.isoformat(timespec="milliseconds"), "before lbctl")
+    return None
+
+
+def _what_is_wrong(kind: Kind, transport: Transport, target: Target, pushed: Bundle, with_checks: bool) -> str:
+    """Why a target already at the candidate still needs it pushed again ("" when nothing is wrong)."""
+    running = kind.conformance(transport, pushed)
+    if running.differences:
+        return "running drift: " + "; ".join(running.differences)
+    if not with_checks:
+        return ""
+    checks = checks_for(target, transport)
+    for check in checks:
+        check.baseline()
+    one_round = verify(checks, window=0, interval=target.check_interval)
+    return "" if one_round.ok else f"its checks fail: {one_round.summary}"
 
 
 def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:
@@ -360,6 +406,7 @@ class _Run:
         self.event_ids: list[str] = []
         self.forced = ""
         self.touched = False  # set just before the swap: from then on the LB may have changed
+        self.before: LiveEntry | None = None  # the store revision the LB ran before lbctl's first deploy
 
     @contextlib.contextmanager
     def nothing_changed_on_interrupt(self) -> Iterator[None]:
@@ -460,7 +507,7 @@ class _Run:
             who=json.loads(holder_info(self.op, self.target.name))["holder"],
             started=self.started,
             finished=timestamp(),
-            from_rev=from_rev if op else state.live,
+            from_rev=from_rev if op else (state.live or (self.before.rev if self.before else None)),
             to_rev=to_rev,
             verdict=verdict,
             stages=tuple(self.stages),
@@ -470,7 +517,10 @@ class _Run:
         )
         new_state = state
         if live_status is not None or verdict == "good":
-            new_state = state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
+            if state.live is None and not state.history and self.before is not None:
+                # What ran before lbctl's first deploy stays reachable: `previous`, `~1`, `@time`.
+                new_state = replace(state, history=(self.before,))
+            new_state = new_state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
         new_state = new_state.marked_bad(mark_bad)
         self.ws.journal.append(event, new_state)
         self.event_ids.append(event.id)

@@ -14,8 +14,12 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lbctl.errors import Locked
+
+if TYPE_CHECKING:
+    from lbctl.config import Target
 
 
 def holder_info(operation: str, target: str) -> str:
@@ -30,6 +34,12 @@ def holder_info(operation: str, target: str) -> str:
             "started": timestamp(),
         }
     )
+
+
+def lb_lock_path(target: Target) -> str:
+    """The lock beside the live file: it also stops operators working from other stores."""
+    directory, _, name = (target.path or f"/tmp/lbctl-{target.name}").rpartition("/")
+    return f"{directory}/.{name}.lbctl.lock"
 
 
 def describe_holder(raw: str) -> str:

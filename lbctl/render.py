@@ -185,9 +185,12 @@ def check_report(report: CheckReport, *, json_out: bool) -> int:
 
 
 def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
+    from lbctl.status import exit_code
+
+    code = exit_code(list(results))
     if json_out:
-        emit_json({"targets": [r.to_json() for r in results]})
-        return 0
+        emit_json({"targets": [r.to_json() for r in results], "exit_code": code})
+        return code
     if not results:
         print("no targets in lbctl.toml")
     for r in results:
@@ -208,6 +211,19 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
             "not-checked": "not checked (--offline)",
         }
         print(f"  drift       {drift_text.get(r.drift, r.drift)}")
+        if r.origin is not None:
+            if r.origin.matches is False:
+                text = _color(f"WRONG: {r.origin.summary}, not {r.where_path}", "red")
+            else:
+                text = r.origin.summary
+            print(f"  path        {text}")
+        if r.running is not None:
+            if r.running.differences:
+                print("  running     " + _color("RUNNING DRIFT: the LB does not run the live revision", "red"))
+                for difference in r.running.differences:
+                    print(_color(f"                {difference}", "red"))
+            else:
+                print(f"  running     {r.running.summary}")
         for h in r.health:
             print(
                 f"  health      {h['check']}: "
@@ -216,6 +232,8 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
             )
         if r.lock:
             print(f"  lock        held: {r.lock}")
+        if r.lb_lock:
+            print(_color(f"  lock        held on the LB host: {r.lb_lock} (stale unless an operation runs)", "red"))
         if r.crashed:
             print(
                 _color(
@@ -227,7 +245,12 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
             )
         for problem in r.problems:
             print(_color(f"  problem     {problem}", "red"))
-    return 0
+        verdict = {"healthy": _color("healthy", "green")}.get(r.verdict, _color(r.verdict.upper(), "red"))
+        print(f"  verdict     {verdict}" + (f": {len(r.reasons)} reason(s)" if r.reasons else ""))
+        if r.verdict in ("degraded", "misconfigured"):
+            for reason in r.reasons:
+                print(f"                {reason}")
+    return code
 
 
 def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:

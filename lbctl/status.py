@@ -1,4 +1,11 @@
-"""`lbctl status`: what is live on each target, its state, drift, health and lock holder."""
+"""`lbctl status`: what is live on each target, its state, drift, health and lock holder.
+
+It is also a gate: each target gets a verdict, `healthy` (every check passes, the file
+and the running state are the live revision's, nothing is pending), `degraded` (anything
+else worth a human: a failing check, drift, running drift, an interrupted operation, a
+lock, a live revision whose state is not `good`), `unreachable`, or `misconfigured` (the
+target's `path` is not the file the LB reads). `exit_code` turns them into 0, 1, 6 or 2.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
+from lbctl.errors import ConfigError, ExitCode
 from lbctl.journal import TargetState
 from lbctl.lock import current_holder
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
-    pass
+    from lbctl.bundle import Bundle
+    from lbctl.conformance import Conformance, Origin
+    from lbctl.kinds.base import Kind
+    from lbctl.transports.base import Transport
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,12 @@ class TargetStatus:
     lock: str | None
     crashed: dict[str, Any] | None
     problems: tuple[str, ...] = ()
+    running: Conformance | None = None  # running state vs the live revision (None: not probed)
+    origin: Origin | None = None  # the file the LB reads (None: not probed)
+    verdict: str = "healthy"  # healthy | degraded | unreachable | misconfigured
+    reasons: tuple[str, ...] = ()
+    where_path: str | None = None  # the target's `path`
+    lb_lock: str | None = None  # the lock beside the live file on the LB host, when held
 
     def to_json(self) -> dict[str, Any]:
         s = self.state
@@ -47,12 +64,29 @@ class TargetStatus:
             "lock": self.lock,
             "interrupted_operation": self.crashed,
             "problems": list(self.problems),
+            "running": self.running.to_json() if self.running else None,
+            "origin": self.origin.to_json() if self.origin else None,
+            "lb_lock": self.lb_lock,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
         }
+
+
+_EXIT = {"misconfigured": ExitCode.USAGE, "unreachable": ExitCode.UNREACHABLE, "degraded": ExitCode(1)}
+
+
+def exit_code(results: list[TargetStatus]) -> int:
+    """0 when every target shown is healthy; else 2 (misconfigured), 6 (unreachable) or 1 (degraded)."""
+    for verdict in ("misconfigured", "unreachable", "degraded"):
+        if any(r.verdict == verdict for r in results):
+            return int(_EXIT[verdict])
+    return 0
 
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
     from lbctl.bundle import live_rels, read_live, recorded_blob
     from lbctl.checks import checks_for
+    from lbctl.conformance import check_origin
     from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
 
@@ -63,6 +97,10 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         lock = current_holder(ws.lock_dir / f"{target.name}.lock")
         crashed = _crashed_operation(ws, target, lock)
         drift, health, problems = "not-checked", [], []
+        running_state: Conformance | None = None
+        origin: Origin | None = None
+        lb_lock: str | None = None
+        reach = "ok"
         if probe:
             try:
                 with transport_for(target) as transport:
@@ -77,12 +115,24 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                         drift = "unknown"
                     else:
                         drift = "none" if running.blob(kind) == recorded else "drifted"
+                    origin = check_origin(kind, transport, target)
+                    lb_lock = None if lock else _lb_lock(transport, target)
+                    running_state = _conformance(ws, kind, transport, target, state.live, running)
                     for check in checks_for(target, transport):
                         obs = check.observe()
                         health.append({"check": check.name, "ok": obs.ok, "detail": obs.detail})
+            except ConfigError as exc:
+                problems.append(f"{target.name}: {exc}")
+                reach = "misconfigured"
             except Exception as exc:  # status must answer even when a target is down
                 problems.append(f"could not reach {target.name}: {exc}")
                 drift = "unknown"
+                reach = "unreachable"
+        verdict, reasons = _verdict(state, drift, health, running_state, origin, lock, crashed, reach, problems)
+        if lb_lock and verdict == "healthy":
+            verdict = "degraded"
+        if lb_lock:
+            reasons.append(f"the lock on the LB host is held ({lb_lock}): stale unless an operation runs there")
         results.append(
             TargetStatus(
                 name=target.name,
@@ -96,9 +146,79 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 lock=lock,
                 crashed=crashed,
                 problems=tuple(problems),
+                running=running_state,
+                origin=origin,
+                verdict=verdict,
+                reasons=tuple(reasons),
+                where_path=target.path,
+                lb_lock=lb_lock,
             )
         )
     return results
+
+
+def _lb_lock(transport: Transport, target: Target) -> str | None:
+    """Who holds the lock beside the live file on the LB host (another machine's lbctl, or a dead one's)."""
+    from pathlib import Path
+
+    from lbctl.lock import describe_holder, lb_lock_path
+
+    path = lb_lock_path(target)
+    if target.transport == "local":
+        return current_holder(Path(path))
+    if target.transport == "ssh":  # a lock directory holding its holder's line (lbctl.transports.ssh)
+        raw = transport.read_file(path + ".d/info")
+        return describe_holder(raw.decode("utf-8", "replace")) if raw else None
+    return None
+
+
+def _conformance(
+    ws: Workspace, kind: Kind, transport: Transport, target: Target, live: str | None, running: Bundle | None
+) -> Conformance:
+    """The LB's running state vs the live revision (as pushed), or vs its file when lbctl deployed nothing."""
+    from lbctl.bundle import bundle_at
+    from lbctl.conformance import unknown
+
+    deployed = bundle_at(ws.store, kind, target, live) if live else None
+    if deployed is not None:
+        deployed = deployed.with_main(kind.prepare(deployed.main))
+    elif running is not None:
+        deployed = running
+    else:
+        return unknown("no config to compare the running state with")
+    return kind.conformance(transport, deployed)
+
+
+def _verdict(
+    state: TargetState,
+    drift: str,
+    health: list[dict[str, Any]],
+    running: Conformance | None,
+    origin: Origin | None,
+    lock: str | None,
+    crashed: dict[str, Any] | None,
+    reach: str,
+    problems: list[str],
+) -> tuple[str, list[str]]:
+    if reach != "ok":
+        return reach, list(problems)
+    if origin is not None and origin.matches is False:
+        return "misconfigured", [f"path is not the file the LB reads: it reads {', '.join(origin.files)}"]
+    reasons = []
+    if state.live is not None and state.status != "good":
+        reasons.append(f"the live revision is {state.status}, not good")
+    if drift in ("drifted", "missing"):
+        reasons.append(
+            "the config file is missing" if drift == "missing" else "drift: the file differs from the live revision"
+        )
+    if running is not None and running.differences:
+        reasons.append("running drift: " + "; ".join(running.differences))
+    reasons += [f"check {h['check']} failing: {h['detail']}" for h in health if not h["ok"]]
+    if crashed is not None:
+        reasons.append(f"an interrupted {crashed.get('op')} did not finish")
+    if lock is not None:
+        reasons.append(f"locked: {lock}")
+    return ("degraded" if reasons else "healthy"), reasons
 
 
 def _subject(ws: Workspace, rev: str | None) -> str | None:

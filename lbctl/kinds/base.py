@@ -14,6 +14,9 @@ the LB's own commands, and does all I/O through the target's transport. Contract
   in which a running config and the store's are compared.
 - `include_patterns(content)`: the relative paths (globs allowed) a config includes, for a
   kind whose configs span several files (`lbctl.bundle` deploys the store's ones with it).
+- `config_origin(transport)`: the config file(s) the running LB was started with, or why
+  that cannot be known (`lbctl.conformance`).
+- `conformance(transport, deployed)`: whether the LB's running state is `deployed`'s.
 - `validate_argv` / `reload_argv`: a target's `validate` / `reload` strings are split
   like a shell would (no shell runs them) and `{path}` is replaced as one argument.
 """
@@ -23,12 +26,16 @@ from __future__ import annotations
 import posixpath
 import shlex
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, ValidationFailed
 from lbctl.transports.base import Transport
+
+if TYPE_CHECKING:
+    from lbctl.bundle import Bundle
+    from lbctl.conformance import Conformance, Origin
 
 
 class ReloadFailed(Exception):
@@ -44,6 +51,8 @@ class Kind(ABC):
     # A kind whose configs may `include` other files: its targets deploy a bundle (`lbctl.bundle`).
     follows_includes: ClassVar[bool] = False
     probes_sent: int = 0
+    # What `conformance` imports, loaded in the background while the LB validates.
+    conformance_modules: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, target: Target) -> None:
         self.target = target
@@ -123,3 +132,15 @@ class Kind(ABC):
     @abstractmethod
     def confirm_reload(self, transport: Transport, marker: object) -> str:
         """Block until the reload took; returns a one-line detail for the record."""
+
+    def config_origin(self, transport: Transport) -> Origin:
+        """The file(s) the running LB reads (its master's command line), or why that is unknown."""
+        from lbctl.conformance import origin_unknown
+
+        return origin_unknown(f"lbctl cannot ask a running {self.name} which file it reads")
+
+    def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
+        """Whether what the LB runs is `deployed` (as pushed); never raises for what cannot be known."""
+        from lbctl.conformance import unknown
+
+        return unknown(f"lbctl cannot read a running {self.name}'s state")

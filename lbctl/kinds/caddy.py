@@ -34,12 +34,14 @@ from urllib.parse import urlsplit
 
 from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
-from lbctl.errors import ConfigError, ValidationFailed
+from lbctl.errors import ConfigError, LbctlError, ValidationFailed
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.transports.base import Transport
 from lbctl.transports.http import ApiRefused, HttpTransport, canonical_json
 
 if TYPE_CHECKING:
+    from lbctl.bundle import Bundle
+    from lbctl.conformance import Conformance
     from lbctl.kinds import caddy_traffic
 
 VALIDATE_TIMEOUT = 60
@@ -168,6 +170,25 @@ class CaddyKind(Kind):
             raise ReloadFailed(f"{api.where}/config/ does not return the config lbctl loaded")
         return "Caddy answered 200 and GET /config/ returns the loaded config"
 
+    # -- what the running Caddy holds (lbctl.conformance) -------------------------------------
+
+    def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
+        """`GET /config/` vs the deployed JSON, compared canonically; differences named by the differ."""
+        from lbctl.conformance import Conformance, unknown
+        from lbctl.errors import TransientError
+
+        try:
+            running = self._api(transport).read_file("")
+        except (TransientError, LbctlError) as exc:
+            return unknown(f"cannot read {self.target.api}/config/: {exc}")
+        how = f"GET {self.target.api}/config/"
+        expected = self.canonical(deployed.main)
+        if running is None:
+            return Conformance(True, ("Caddy runs no config",), how)
+        if self.canonical(running) == expected:
+            return Conformance(True, (), f"{how} returns the deployed config")
+        return Conformance(True, tuple(_named_changes(expected, running)), how)
+
     # -- traffic ------------------------------------------------------------------------------
 
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
@@ -187,6 +208,22 @@ class CaddyKind(Kind):
         from lbctl.kinds import caddy_traffic
 
         return caddy_traffic.algorithms(self._api(transport).running())
+
+
+def _named_changes(expected: bytes, running: bytes) -> list[str]:
+    """What the running config does differently, as the differ names it ("deployed → running")."""
+    from lbctl.errors import ParseError
+    from lbctl.semantic import diff_texts
+
+    fallback = ["GET /config/ differs from the deployed config"]
+    try:
+        diff = diff_texts(
+            "caddy", expected.decode("utf-8", "replace"), running.decode("utf-8", "replace"), filename="caddy.json"
+        )
+    except (ParseError, ValueError):
+        return fallback
+    named = [f"{c.text} (deployed → running)" for c in diff.changes]
+    return named or fallback
 
 
 def _same_endpoint(listen: str, wanted: str) -> bool:

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lbctl import retry
 from lbctl.checks.counters import ServerCounters, Snapshot
 from lbctl.errors import ConfigError, TransientError
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.transports.base import Transport
+
+if TYPE_CHECKING:
+    from lbctl.bundle import Bundle
+    from lbctl.conformance import Conformance, Origin
 
 _MASTER = re.compile(r"^(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]", re.M)
 
@@ -130,6 +135,7 @@ def balance_algorithms(text: str) -> dict[str, str]:
 class HaproxyKind(Kind):
     name = "haproxy"
     default_validate = ("haproxy", "-c", "-q", "-f", "{path}")
+    conformance_modules = ("lbctl.semantic.haproxy", "lbctl.kinds.haproxy_runtime")
 
     def _master(self) -> str:
         if not self.target.master_socket:
@@ -193,3 +199,86 @@ class HaproxyKind(Kind):
             raise ReloadFailed(f"no new HAProxy worker appeared within {retry.POLL.deadline:.0f} s ({exc})") from None
         new = ", ".join(str(p) for p in sorted(after.workers - before.workers))
         return f"reload #{after.reloads} took: new worker {new}, [failed: {after.failed}]"
+
+    # -- what the running HAProxy holds (lbctl.conformance) -------------------------------
+
+    def config_origin(self, transport: Transport) -> Origin:
+        """The `-f` files on the command line of the running master (or worker)."""
+        from lbctl.conformance import judge, origin_unknown, read_started
+
+        if self.target.master_socket:
+            pid = self.show_proc(transport).master_pid
+            how = f"master pid {pid}, from `show proc` on {self.target.master_socket}"
+        elif self.target.stats_socket:
+            sock = self.target.stats_socket
+            info = retry.call(retry.MASTER_SOCKET, lambda: transport.unix_request(sock, "show info"))
+            pid = _info_pid(info)
+            how = f"pid {pid}, from `show info` on {sock}"
+        else:
+            return origin_unknown(
+                "neither master_socket nor stats_socket is set:"
+                " lbctl cannot ask the running HAProxy which file it reads"
+            )
+        started = read_started(transport, self.target, pid, how)
+        if started is None:
+            return origin_unknown(f"cannot read the command line of HAProxy's pid {pid} on {transport.where}")
+        files = config_files(started.argv, started.cwd)
+        if not files:
+            return origin_unknown(f"HAProxy's pid {pid} was started without -f")
+        if not all(f.startswith("/") for f in files):  # relative, and its working directory unreadable
+            return origin_unknown(f"HAProxy's pid {pid} reads {', '.join(files)} from a directory lbctl cannot see")
+        return judge(transport, self.target, started, files)
+
+    def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
+        """Servers, addresses, weights and admin states from the runtime API vs `deployed`."""
+        from lbctl.conformance import Conformance, unknown
+        from lbctl.errors import ParseError
+        from lbctl.kinds.haproxy_runtime import QUERY, differences, parse_runtime
+        from lbctl.semantic.haproxy import parse
+
+        if self.target.stats_socket:
+            sock, query, how = self.target.stats_socket, QUERY, f"the runtime API on {self.target.stats_socket}"
+        elif self.target.master_socket:
+            sock, query = self.target.master_socket, "@1 show servers state;@1 show stat"
+            how = f"the current worker through {self.target.master_socket}"
+        else:
+            return unknown("neither stats_socket nor master_socket is set: lbctl cannot read the running servers")
+        try:
+            model = parse(deployed.main.decode("utf-8", "replace"), filename=self.target.path or self.target.source)
+        except ParseError as exc:
+            return unknown(f"the deployed config does not parse: {exc}")
+        try:
+            running = parse_runtime(retry.call(retry.MASTER_SOCKET, lambda: transport.unix_request(sock, query)))
+        except TransientError as exc:
+            return unknown(f"could not read the running servers: {exc}")
+        return Conformance(True, tuple(differences(model, running)), f"servers, weights and states from {how}")
+
+
+def _info_pid(info: str) -> int:
+    for line in info.splitlines():
+        if line.startswith("Pid:") and line.split(":", 1)[1].strip().isdigit():
+            return int(line.split(":", 1)[1])
+    raise TransientError(f"unexpected `show info` answer: {info.strip()[:200]!r}")
+
+
+def config_files(argv: tuple[str, ...], cwd: str) -> list[str]:
+    """The config files and directories on a HAProxy command line (`-f X`, or after `--`), made absolute."""
+    from lbctl.conformance import absolute
+
+    files: list[str] = []
+    base = cwd
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            files += argv[i + 1 :]
+            break
+        if arg in ("-f", "-C") and i + 1 < len(argv):
+            if arg == "-f":
+                files.append(argv[i + 1])
+            else:
+                base = absolute(argv[i + 1], cwd)  # -C: HAProxy changes to it before reading the files
+            i += 2
+            continue
+        i += 1
+    return [absolute(f, base) for f in files]

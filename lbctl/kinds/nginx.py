@@ -19,6 +19,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lbctl import retry
 from lbctl.checks.counters import Snapshot
@@ -28,7 +29,19 @@ from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.kinds.nginx_traffic import TAIL_BYTES, LiveView, Tally, pick_log, read_view
 from lbctl.transports.base import Transport
 
+if TYPE_CHECKING:
+    from lbctl.bundle import Bundle
+    from lbctl.conformance import Conformance, Origin
+
 _SHUTTING_DOWN = "is shutting down"
+# The LB host's clock now, its uptime, the clock tick, each worker's start (ticks since boot),
+# then each config file's modification time: whether the workers loaded the files as they are.
+_AGES = (
+    'date +%s.%N; cut -d" " -f1 /proc/uptime; getconf CLK_TCK; '
+    'for p in $1; do cut -d" " -f22 "/proc/$p/stat" 2>/dev/null || echo -; done; echo --; '
+    'shift; stat -L -c "%.9Y %n" -- "$@" 2>/dev/null; exit 0'
+)
+_SLACK = 0.05  # seconds: the LB host's boot time is known to ~10 ms
 _BUILD_OPTION = re.compile(r"--([a-z-]+)=(\S+)")
 
 
@@ -159,6 +172,86 @@ class NginxKind(Kind):
         view = self.live_view(transport)
         pid = view.pid if view and view.pid else self.build_options(transport).get("pid-path", "/run/nginx.pid")
         return self.resolve(transport, pid)
+
+    # -- what the running nginx holds (lbctl.conformance) -------------------------------
+
+    def config_origin(self, transport: Transport) -> Origin:
+        """The `-c` file on the master's command line (nginx shows it in its process title)."""
+        from lbctl.conformance import absolute, judge, origin_unknown, read_started
+
+        try:
+            master = self.generation(transport).master
+        except (ReloadFailed, ConfigError) as exc:
+            return origin_unknown(str(exc))
+        started = read_started(transport, self.target, master, f"master pid {master}")
+        if started is None:
+            return origin_unknown(f"cannot read the command line of nginx's master (pid {master})")
+        words = " ".join(started.argv).split()  # "nginx: master process /usr/sbin/nginx -c FILE"
+        conf = prefix = None
+        for i, word in enumerate(words):
+            for flag in ("-c", "-p"):
+                if word == flag and i + 1 < len(words):
+                    value: str | None = words[i + 1]
+                elif word.startswith(flag) and len(word) > 2:
+                    value = word[2:]
+                else:
+                    continue
+                if flag == "-c":
+                    conf = value
+                else:
+                    prefix = value
+        build = self.build_options(transport)
+        conf = conf or build.get("conf-path", "conf/nginx.conf")
+        base = prefix or build.get("prefix", "/usr/share/nginx")
+        origin = judge(transport, self.target, started, [absolute(conf, base)])
+        cut = origin.matches is False and (self.target.path or "").startswith(origin.files[0])
+        if cut and transport.run(["test", "-e", origin.files[0]], timeout=10).code != 0:
+            # nginx's title is cut to the size of its original argv and environment: a cut path proves nothing.
+            return origin_unknown(f"nginx's process title shows a cut path ({origin.files[0]})")
+        return origin
+
+    def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
+        """The current worker generation started after the config files last changed."""
+        from datetime import UTC, datetime
+
+        from lbctl.conformance import Conformance, unknown
+
+        try:
+            generation = self.generation(transport)
+        except (ReloadFailed, ConfigError) as exc:
+            return unknown(str(exc))
+        if not generation.workers or not self.target.path:
+            return unknown("nginx runs no workers")
+        base = posixpath.dirname(self.target.path)
+        files = [self.target.path, *(posixpath.join(base, rel) for rel in deployed.rels)]
+        workers = " ".join(str(p) for p in sorted(generation.workers))
+        result = transport.run(["sh", "-c", _AGES, "lbctl-ages", workers, *files], timeout=15)
+        head, _, tail = result.stdout.partition("--\n")
+        lines = head.split()
+        try:
+            now, uptime, tick = float(lines[0]), float(lines[1]), float(lines[2])
+            starts = [now - uptime + int(t) / tick for t in lines[3:] if t.isdigit()]
+            changed = {name: float(at) for at, _, name in (line.partition(" ") for line in tail.splitlines())}
+        except (ValueError, IndexError):
+            return unknown(f"cannot read the workers' start times on {transport.where}: {result.output[:200]}")
+        if not starts or not changed:
+            return unknown("cannot read the workers' start times or the config files' times")
+        oldest, (name, newest) = min(starts), max(changed.items(), key=lambda kv: kv[1])
+        how = f"worker generation {workers} under master {generation.master}"
+        if oldest + _SLACK >= newest:
+            return Conformance(True, (), f"{how} started after its config files last changed")
+
+        def clock(at: float) -> str:
+            return datetime.fromtimestamp(at, tz=UTC).strftime("%H:%M:%S.%f")[:-3] + " UTC"
+
+        return Conformance(
+            True,
+            (
+                f"nginx's workers started {clock(oldest)}, before {name} changed ({clock(newest)}): "
+                "nginx runs the config it loaded before that (no reload since)",
+            ),
+            how,
+        )
 
     # -- traffic -------------------------------------------------------------------------
 

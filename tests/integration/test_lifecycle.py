@@ -32,8 +32,10 @@ def http_get(port: int) -> int:
 
 def status_json(lbctl: LbctlRunner) -> dict:  # type: ignore[type-arg]
     result = lbctl("status", "edge", "--json")
-    assert result.code == 0, result.err
-    return json.loads(result.out)["targets"][0]  # type: ignore[no-any-return]
+    edge = json.loads(result.out)["targets"][0]
+    # status is a gate: 0 when healthy and in sync, 1 when degraded (drift, a lock, not verified...)
+    assert result.code == (0 if edge["verdict"] == "healthy" else 1), result.err + str(edge["reasons"])
+    return edge  # type: ignore[no-any-return]
 
 
 def test_deploy_ok_is_live_verified_and_recorded(store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path) -> None:
@@ -56,7 +58,7 @@ def test_deploy_ok_is_live_verified_and_recorded(store: Path, lab: Lab, lbctl: L
     events = json.loads(lbctl("log", "edge", "--json").out)["events"]
     assert events[0]["verdict"] == "good" and events[0]["to_rev"] == sha
     stage_names = [s["name"] for s in events[0]["stages"]]
-    assert stage_names[:3] == ["read live", "plan", "stage"]
+    assert stage_names[:4] == ["path", "read live", "plan", "stage"]
     assert "validate" in stage_names and "verify" in stage_names
     assert all(s["ok"] for s in events[0]["stages"])
     # The journal travels with the repo: it is a plain git ref.
