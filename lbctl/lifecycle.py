@@ -51,6 +51,7 @@ from lbctl.verify import Verification, verify
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
+    from lbctl.routing_counters import BackendCounts
     from lbctl.store import Store
 
 BEFORE_SEARCHED = 20  # store revisions compared with what a target runs before its first deploy
@@ -157,8 +158,17 @@ def apply_change(
         managed = (*candidate.bundle.rels, *left_live)
         live = run.timed("read live", lambda: _read(transport, target, managed))
         pushed = candidate.bundle.with_main(kind.prepare(candidate.bundle.main))
+
+        def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
+            from lbctl.routing_counters import sample
+
+            return sample(kind, transport)
+
         plan = run.timed(
-            "plan", lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain)
+            "plan",
+            lambda: make_plan(
+                ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain, counters=counters
+            ),
         )
         if state.live is None and live is not None and not plan.unchanged:
             run.before = ran_before_lbctl(ws.store, kind, target, live)

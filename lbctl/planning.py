@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from lbctl.bundle import Bundle
     from lbctl.config import Target
     from lbctl.kinds.base import Kind
-    from lbctl.preflight import Analysis
+    from lbctl.preflight import Analysis, CounterReader
     from lbctl.workspace import Workspace
 
 
@@ -70,6 +70,7 @@ def make_plan(
     candidate_rev: str | None,
     *,
     explain: bool = True,
+    counters: CounterReader | None = None,
 ) -> Plan:
     """The plan; a rollback nobody is shown (`--yes`) skips the semantic analysis.
 
@@ -81,7 +82,7 @@ def make_plan(
 
     policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
     if explain or op == "deploy":
-        analysis = analyze(target, policy, safety, live, pushed)
+        analysis = analyze(target, policy, safety, live, pushed, counters=counters)
     else:
         hint = f"`lbctl diff {target.name} {(state.live or '')[:10]} {(candidate_rev or 'HEAD')[:10]}` shows it"
         analysis = Analysis(f"restores {candidate_rev[:10] if candidate_rev else 'a previous revision'}; {hint}", None)

@@ -7,18 +7,32 @@ traffic cannot be previewed, so `--force` is needed to ship it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Policy, Safety, Target
 from lbctl.errors import ExitCode, ParseError
-from lbctl.gates import Problem, blast_radius, effective_max_share, policy_lint
+from lbctl.gates import Problem, blast_radius, effective_max_share, policy_lint, routing_radius
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from lbctl.bundle import Bundle
-    from lbctl.semantic import SemanticDiff
+    from lbctl.routing_counters import BackendCounts
+    from lbctl.semantic import ConfigModel, SemanticDiff
+    from lbctl.semantic.routing import RoutingMove
+
+# Reads the LB's per-backend counters (or says why it cannot): called only when routing changes.
+CounterReader = Callable[[], "BackendCounts | str"]
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """Figures from requests replayed through both versions: they replace the estimate."""
+
+    moves: Sequence[RoutingMove]
+    note: str  # e.g. "a replay of 10,000 requests from access.log"
 
 
 @dataclass(frozen=True)
@@ -32,17 +46,28 @@ class Analysis:
         return self.semantic.to_json() if self.semantic is not None else None
 
 
-def analyze(target: Target, policy: Policy, safety: Safety, old: Bundle | None, new: Bundle) -> Analysis:
+def analyze(
+    target: Target,
+    policy: Policy,
+    safety: Safety,
+    old: Bundle | None,
+    new: Bundle,
+    *,
+    counters: CounterReader | None = None,
+    replay: Replayed | None = None,
+) -> Analysis:
     """The semantic diff of live `old` → candidate `new`, judged against policy and thresholds.
 
     A bundle's includes are followed (each side from its own files), so a change in an
-    included file is seen as the change it makes to the main config.
+    included file is seen as the change it makes to the main config. When the change moves
+    requests between backends, `replay`'s figures judge it, else the LB's `counters`, else
+    the bounds the config alone gives.
     """
     from lbctl.bundle import materialized
 
     filename = target.path or target.source
     with materialized(old, filename) as old_root, materialized(new, filename) as new_root:
-        return _analyze(target, policy, safety, old, new, filename, old_root, new_root)
+        return _analyze(target, policy, safety, old, new, filename, old_root, new_root, counters, replay)
 
 
 def _analyze(
@@ -54,6 +79,8 @@ def _analyze(
     filename: str,
     old_root: Path | None,
     new_root: Path | None,
+    counters: CounterReader | None = None,
+    replay: Replayed | None = None,
 ) -> Analysis:
     from lbctl.semantic import parse_config, semantic_diff
 
@@ -74,14 +101,43 @@ def _analyze(
             raise ParseError("there is no live config")
         old_model = parse_config(target.kind, old.main.decode("utf-8", "replace"), filename=filename, root=old_root)
         diff = semantic_diff(old_model, new_model, max_share=max_share)
+        diff = _figures(diff, old_model, new_model, counters, replay, notes)
     except ParseError as exc:
         notes.append(f"the live config could not be compared ({exc}); the preview covers the candidate only")
         diff = semantic_diff(parse_config(target.kind, "", filename=filename), new_model, max_share=max_share)
-    problems = [*policy_lint(policy, target, new_model, diff), *blast_radius(safety, diff)]
+    problems = [
+        *policy_lint(policy, target, new_model, diff),
+        *blast_radius(safety, diff),
+        *routing_radius(safety, max_share, diff.routing),
+    ]
     judged = {p.message for p in problems}
     notes.extend(f.message for f in diff.findings if f.message not in judged)
     text = "" if old == new else "\n".join(c.text for c in diff.changes) or _only_cosmetic(old, new)
     return Analysis(text, diff, tuple(problems), tuple(notes))
+
+
+def _figures(
+    diff: SemanticDiff,
+    old: ConfigModel,
+    new: ConfigModel,
+    counters: CounterReader | None,
+    replay: Replayed | None,
+    notes: list[str],
+) -> SemanticDiff:
+    """The routing changes judged on the best figures there are: a replay, the LB's counters, bounds."""
+    if not diff.routing.changes:
+        return diff
+    if replay is not None:
+        return replace(diff, routing=diff.routing.with_moves(replay.moves, replay.note))
+    if counters is None:
+        return diff
+    from lbctl.semantic.routing_figures import with_counters
+
+    read = counters()
+    if isinstance(read, str):
+        notes.append(read)
+        return diff
+    return replace(diff, routing=with_counters(diff.routing, read.counts, read.note, old, new))
 
 
 def _only_cosmetic(old: Bundle | None, new: Bundle) -> str:

@@ -102,8 +102,8 @@ class CaddyKind(Kind):
     def validate(self, transport: Transport, staged: str) -> str:
         """`caddy validate` here, on the JSON that will be loaded, and the admin endpoint kept.
 
-        Local work on a local file whatever the transport (the http transport stages here), so
-        `lbctl check` validates with its local transport too.
+        It runs where lbctl runs whatever `transport` is (the admin API has no dry run), so
+        `lbctl check` validates a Caddy target exactly as its deploy does.
         """
         with open(staged, "rb") as handle:
             data = handle.read()

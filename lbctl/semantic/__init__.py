@@ -6,6 +6,7 @@ The public API the CLI and the deploy plan call::
     diff_texts(kind, old, new, filename=..., root=None, max_share=None) -> SemanticDiff
     semantic_diff(old_model, new_model, max_share=None) -> SemanticDiff
     traffic_preview(model, max_share=None, baseline=None) -> TrafficPreview
+    diff.routing -> RoutingReport: routing changes as traffic (see `lbctl.semantic.routing`)
     render_text(diff, color=False) / render_markdown(diff) -> str;  diff.to_json() -> dict
 
 `kind` is "haproxy", "nginx" or "caddy". Malformed input raises
@@ -79,12 +80,13 @@ def refuse_nul(text: str, filename: str) -> None:
 
 
 def semantic_diff(old: ConfigModel, new: ConfigModel, *, max_share: float | None = None) -> SemanticDiff:
-    """What changed from `old` to `new`, and each pool's traffic shares before and after."""
+    """What changed from `old` to `new`, each pool's traffic shares before and after, and routing moves."""
     from lbctl.semantic.differ import semantic_diff_changes
+    from lbctl.semantic.routing import compare
 
     changes = semantic_diff_changes(old, new)
     preview = traffic_preview(new, max_share=max_share, baseline=old)
-    return SemanticDiff(new.kind, old.filename, new.filename, changes, preview)
+    return SemanticDiff(new.kind, old.filename, new.filename, changes, preview, compare(old, new))
 
 
 def diff_texts(

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from lbctl.semantic.model import Finding, mask
 from lbctl.semantic.result import Change, SemanticDiff
+from lbctl.semantic.routing import RoutingReport
 from lbctl.semantic.traffic import PoolShare, TrafficPreview
 
 _SYMBOL = {"added": "+", "removed": "-"}
@@ -31,6 +32,7 @@ def render_text(diff: SemanticDiff, *, color: bool = False) -> str:
         for change in changes:
             style = _STYLE.get(change.action, "yellow") + (" bold" if change.traffic else "")
             lines.append((f"  {_SYMBOL.get(change.action, '~')} {mask(change.description)}", style))
+    lines.extend(_routing_lines(diff.routing))
     lines.extend(_traffic_lines(diff.traffic, color=color))
     lines.extend(_finding_lines(diff.findings))
     return _emit(lines, color)
@@ -57,6 +59,7 @@ def render_markdown(diff: SemanticDiff) -> str:
         for change in diff.changes:
             symbol = _SYMBOL.get(change.action, "~")
             out.append(f"| {symbol} | {_cell(change.section)} | {_cell(change.description)} |")
+    out += _routing_markdown(diff.routing)
     pools = _shown_pools(diff.traffic)
     if pools:
         out += ["", "#### Traffic shares (new requests)"]
@@ -81,6 +84,79 @@ def render_markdown(diff: SemanticDiff) -> str:
             icon = _SEVERITY_ICON.get(finding.severity, "")
             out.append(f"- {icon} **{finding.severity}** {_cell(finding.message)}{where}")
     return "\n".join(out) + "\n"
+
+
+def render_routing_text(routing: RoutingReport) -> str:
+    """The routing changes and their traffic figures on their own."""
+    return _emit(_routing_lines(routing), False)
+
+
+def _routing_lines(routing: RoutingReport) -> list[tuple[str, str]]:
+    if not routing.changes:
+        return []
+    lines: list[tuple[str, str]] = [("", ""), ("Routing changes (where requests go now):", "bold")]
+    for entry, statement in _statements(routing):
+        lines.append((f"  {mask(entry)}: {mask(statement)}", "yellow bold"))
+    if routing.moves:
+        lines.append((f"Traffic moved ({mask(routing.basis_note)}):", "bold"))
+        for share, detail in _move_lines(routing):
+            style = "bold red" if share is not None and share >= 0.5 else "yellow"
+            lines.append((f"  {mask(detail)}", style))
+    return lines
+
+
+def _move_lines(routing: RoutingReport) -> list[tuple[float | None, str]]:
+    """Each move's figure; moves of part of several backends' requests to one place read as one line."""
+    out: list[tuple[float | None, str]] = []
+    groups: dict[tuple[str, str], tuple[int, list[str]]] = {}
+    for move in routing.moves:
+        if move.share is None and not move.whole:
+            key = (move.frontend, move.to_backend)
+            if key in groups:
+                groups[key][1].append(move.from_backend)
+                continue
+            groups[key] = (len(out), [move.from_backend])
+        out.append((move.share, move.detail))
+    for (entry, to), (at, sources) in groups.items():
+        if len(sources) > 1:
+            out[at] = (
+                None,
+                f"part of the requests that went to {', '.join(sources)} through {entry} now goes to {to}; "
+                "how much, only a replay can say",
+            )
+    return out
+
+
+def _statements(routing: RoutingReport) -> list[tuple[str, str]]:
+    """One line per routing change; changes that differ only in where requests came from read as one."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    first: dict[tuple[str, str], str] = {}
+    for change in routing.changes:
+        was = f"(was {change.frm.shown})"
+        key = (change.entry, change.statement.replace(was, "(was …)", 1))
+        grouped.setdefault(key, []).append(change.frm.shown)
+        first.setdefault(key, change.statement)
+    out = []
+    for (entry, statement), sources in grouped.items():
+        if len(sources) > 1:
+            statement = statement.replace("(was …)", f"(was {', '.join(sources)})", 1)
+        else:
+            statement = first[(entry, statement)]
+        out.append((entry, statement))
+    return out
+
+
+def _routing_markdown(routing: RoutingReport) -> list[str]:
+    if not routing.changes:
+        return []
+    out = ["", "#### Routing changes", ""]
+    out += [f"- **{_cell(entry)}**: {_cell(statement)}" for entry, statement in _statements(routing)]
+    if routing.moves:
+        out += ["", f"#### Traffic moved ({_cell(routing.basis_note)})", ""]
+        for share, detail in _move_lines(routing):
+            icon = "⚠️ " if share is not None and share >= 0.5 else ""
+            out.append(f"- {icon}{_cell(detail)}")
+    return out
 
 
 def _grouped(changes: Iterable[Change]) -> list[tuple[str, list[Change]]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lbctl.semantic.model import Finding, mask
+from lbctl.semantic.routing import EMPTY, RoutingReport
 from lbctl.semantic.traffic import TrafficPreview
 
 SCHEMA_VERSION = 1
@@ -64,10 +65,11 @@ class SemanticDiff:
     new_file: str
     changes: tuple[Change, ...]
     traffic: TrafficPreview
+    routing: RoutingReport = EMPTY  # where each class of request goes now, and what moves
 
     @property
     def findings(self) -> tuple[Finding, ...]:
-        return self.traffic.findings
+        return self.traffic.findings + self.routing.unmodelled
 
     @property
     def is_empty(self) -> bool:
@@ -82,5 +84,6 @@ class SemanticDiff:
             "is_empty": self.is_empty,
             "changes": [c.to_json() for c in self.changes],
             "traffic": self.traffic.to_json(),
+            "routing": self.routing.to_json(),
             "findings": [f.to_json() for f in self.findings],
         }

@@ -124,7 +124,9 @@ def test_c_routing_change_that_starves_a_backend(outage: Outage, lbctl: LbctlRun
     bad = write(tmp_path / "bad.cfg", outage.config(route_to="legacy"))  # weights untouched
 
     started = time.monotonic()
-    result = lbctl("deploy", "edge", "--file", str(bad), "--yes", "-m", "route www to legacy")
+    # --force: the plan refuses this routing change before the push; here it gets through, and the
+    # balance check must catch it
+    result = lbctl("deploy", "edge", "--file", str(bad), "--yes", "-m", "route www to legacy", "--force")
     elapsed = time.monotonic() - started
 
     assert result.code == 1, result.out + result.err

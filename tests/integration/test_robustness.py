@@ -79,7 +79,7 @@ def test_previous_never_selects_a_revision_that_failed(
     assert lbctl("deploy", "edge", "--file", str(first), "--yes").code == 0
     assert lbctl("deploy", "edge", "--file", str(second), "--yes").code == 0
     bad = write(tmp_path / "bad.cfg", lab.config(route_to="maintenance"))
-    assert lbctl("deploy", "edge", "--file", str(bad), "--yes").code == 1
+    assert lbctl("deploy", "edge", "--file", str(bad), "--yes", "--force").code == 1  # past the routing gate
     state = json.loads(lbctl("status", "edge", "--json", "--offline").out)["targets"][0]
     assert len(state["bad"]) == 1
     assert lbctl("rollback", "edge", "--to", "previous", "--yes").code == 0

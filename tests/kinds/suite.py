@@ -192,7 +192,8 @@ def test_failed_check_rolls_back_automatically(store: Path, lab: Lab, lbctl: Lbc
     good_sha = git(store, "rev-parse", "HEAD").strip()
     bad = write(tmp_path / "bad.cfg", lab.config(route_to="maintenance"))
 
-    result = lbctl("deploy", "edge", "--file", str(bad), "-m", "route to the new pool", "--yes")
+    # --force: the plan refuses this routing change; one that gets through is caught by verification
+    result = lbctl("deploy", "edge", "--file", str(bad), "-m", "route to the new pool", "--yes", "--force")
 
     assert result.code == 1, result.out + result.err
     assert lab.live_text() == good.read_text()  # the previous config is back

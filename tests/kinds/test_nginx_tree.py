@@ -135,6 +135,11 @@ source = "{SOURCE_DIR}/nginx.conf"
 path = "{tree_lab.nginx.config}"
 prefix = "{tree_lab.nginx.prefix}"
 
+# These tests move traffic between upstreams on purpose (a new file, a cutover, a dead pool):
+# the routing gate would refuse each as a whole upstream's traffic moved; they test trees.
+[targets.edge.safety]
+max_traffic_moved = 1.0
+
 [[targets.edge.checks]]
 type = "http"
 url = "http://127.0.0.1:{tree_lab.fe_port}/"

@@ -48,7 +48,8 @@ def test_failed_check_rolls_back_automatically_then_rollback_to_last_good(ssh_la
     bad = tmp_path / "bad.cfg"
     bad.write_text(ssh_lab.config(route_to="maintenance"))  # every request goes to a dead server
 
-    assert ssh_lab.lbctl("deploy", "edge", "--file", str(bad), "--yes") == 1
+    assert ssh_lab.lbctl("deploy", "edge", "--file", str(bad), "--yes") == 4  # the routing gate refuses it
+    assert ssh_lab.lbctl("deploy", "edge", "--file", str(bad), "--yes", "--force") == 1  # verification catches it
 
     assert ssh_lab.live() == good.read_text()
     assert "[failed: 0]" in ssh_lab.workers()
