@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +11,9 @@ from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
+    from lbctl.bundle import Bundle
+    from lbctl.config import Target
+    from lbctl.routing_gate import RoutingJudgement
     from lbctl.semantic import SemanticDiff
 
 
@@ -23,6 +26,7 @@ class CheckReport:
     findings: tuple[str, ...]  # refusing
     notes: tuple[str, ...]
     semantic: SemanticDiff | None
+    routing: RoutingJudgement | None = None  # routing cases and replay, when the target has them
 
     @property
     def ok(self) -> bool:
@@ -38,10 +42,13 @@ class CheckReport:
             "findings": list(self.findings),
             "notes": list(self.notes),
             "semantic": self.semantic.to_json() if self.semantic else None,
+            **(self.routing.to_json() if self.routing else {"routing": None, "replay": None}),
         }
 
 
-def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None = None) -> CheckReport:
+def check(
+    ws: Workspace, name: str, *, file: Path | None = None, rev: str | None = None, replay: Path | None = None
+) -> CheckReport:
     """Everything `deploy` would judge before the push, without pushing: fit for a PR's CI job."""
     import shutil
     import tempfile
@@ -70,6 +77,7 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
         if at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
         bundle, label = at_rev, f"{sha[:10]}:{target.source}"
+    at = "HEAD" if file is not None else sha
     state = ws.journal.state(name)
     baseline = bundle_at(ws.store, kind, target, state.live) if state.live else None
     analysis = analyze(target, ws.config.policy_for(target), ws.config.safety_for(target), baseline, bundle)
@@ -105,4 +113,48 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
                     place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
-    return CheckReport(name, label, where, output, tuple(findings), analysis.notes, analysis.semantic)
+    routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
+    findings += [p.text for p in routing.problems]
+    notes = (*analysis.notes, *routing.notes)
+    return CheckReport(name, label, where, output, tuple(findings), notes, analysis.semantic, routing)
+
+
+def _routing(
+    ws: Workspace,
+    target: Target,
+    live: Bundle | None,
+    live_rev: str | None,
+    candidate: Bundle,
+    at: str,
+    label: str,
+    replay: Path | None,
+) -> RoutingJudgement:
+    """Routing cases and replay; the target's `replay_log` is read over its transport (else a note)."""
+    from contextlib import ExitStack
+
+    from lbctl.errors import LbctlError
+    from lbctl.routing_gate import judge
+    from lbctl.transports import transport_for
+
+    note = None
+    with ExitStack() as stack:
+        transport = None
+        if replay is None and target.replay_log:
+            from lbctl.lifecycle import _connect
+
+            try:
+                transport = stack.enter_context(_connect(transport_for(target), target))
+            except LbctlError as exc:
+                note = f"replay skipped: {exc.message}"
+        verdict = judge(
+            ws,
+            target,
+            live=live,
+            live_rev=live_rev,
+            candidate=candidate,
+            candidate_rev=at,
+            label=label,
+            replay_file=replay,
+            transport=transport,
+        )
+    return replace(verdict, notes=(*verdict.notes, note)) if note else verdict

@@ -139,6 +139,8 @@ def apply_change(
         )
         if plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live:
             return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
+        if op == "deploy" and not plan.unchanged:  # routing cases and replay, in sandboxes on this machine
+            plan = run.timed("routing", lambda: _with_routing(ws, target, plan, live, pushed, candidate, transport))
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:
             verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
@@ -269,6 +271,14 @@ def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
         yield transport
     finally:
         transport.close()
+
+
+def _with_routing(
+    ws: Workspace, target: Target, plan: Plan, live: Bundle | None, pushed: Bundle, candidate: Candidate, t: Transport
+) -> Plan:
+    from lbctl.routing_gate import with_routing
+
+    return with_routing(ws, target, plan, live=live, candidate=pushed, candidate_rev=candidate.rev, transport=t)
 
 
 def lb_lock_path(target: Target) -> str:

@@ -149,6 +149,7 @@ class Sandbox:
         self.listeners = tuple(setup.listeners)
         self._procs: list[subprocess.Popen[bytes]] = []
         self._local = threading.local()
+        self._connections: list[Connection] = []  # every client connection, closed with the sandbox
 
     def __enter__(self) -> Self:
         return self
@@ -238,6 +239,9 @@ class Sandbox:
         return f"{self.kind} refused the sandbox's copy of the config:\n{shown}"
 
     def close(self) -> None:
+        for conn in self._connections:
+            with contextlib.suppress(OSError):
+                conn.close()
         for proc in reversed(self._procs):
             _stop(proc)
         self._procs.clear()
@@ -273,6 +277,7 @@ class Sandbox:
         if conn is None:
             name = request.host if listener.tls and request.host and not request.host[0].isdigit() else None
             conn = Connection(listener.address, tls=listener.tls, server_name=name)
+            self._connections.append(conn)
             if not listener.tls:  # TLS connections carry one SNI: not shared between hosts
                 pool[listener.address] = conn
         headers = dict(request.headers)
