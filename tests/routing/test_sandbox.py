@@ -31,7 +31,8 @@ frontend www
     acl api path_beg /api
     acl internal src 10.0.0.0/8
     http-request deny if { path_beg /admin } !internal
-    use_backend %[req.hdr(host),lower,map(/etc/haproxy/hosts.map)] if { req.hdr(host),lower,map(/etc/haproxy/hosts.map) -m found }
+    acl mapped req.hdr(host),lower,map(/etc/haproxy/hosts.map) -m found
+    use_backend %[req.hdr(host),lower,map(/etc/haproxy/hosts.map)] if mapped
     use_backend api if api
     default_backend web
 backend web
