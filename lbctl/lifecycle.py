@@ -139,7 +139,8 @@ def apply_change(
         )
         if plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live:
             return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
-        if op == "deploy" and not plan.unchanged:  # routing cases and replay, in sandboxes on this machine
+        if op == "deploy" and not plan.unchanged and (ws.config.routes_for(target) or target.replay_log):
+            # routing cases and a replay of the LB's log, in sandboxes on this machine
             plan = run.timed("routing", lambda: _with_routing(ws, target, plan, live, pushed, candidate, transport))
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:

@@ -337,7 +337,17 @@ def open_sandbox(
     setup = Setup(directory, _loopback_address(), dict(includes or {}), find_file)
     sandbox: Sandbox | None = None
     try:
-        launch: Launch = module.rewrite(main, setup, filename=filename)
+        try:
+            launch: Launch = module.rewrite(main, setup, filename=filename)
+        except SandboxUnavailable:
+            raise
+        except LbctlError as exc:  # e.g. a config that does not parse
+            raise SandboxUnavailable(f"the config could not be prepared for a sandbox: {exc.message}") from None
+        except Exception as exc:  # the routing gate must not stop a deploy on lbctl's own bug: say it
+            raise SandboxUnavailable(
+                f"lbctl could not rewrite this {kind} config for a sandbox ({type(exc).__name__}: {exc})",
+                hint="please report it with the config; run with --debug for details",
+            ) from exc
         sandbox = Sandbox(kind, setup, launch)
         sandbox.start()
         yield sandbox

@@ -135,7 +135,7 @@ def rewrite(main: bytes, setup: Setup, *, filename: str) -> Launch:
         out.append(_with_files(raw, setup, files))
     setup.write("haproxy.cfg", ("\n".join(out) + "\n").encode())
     haproxy = binary("haproxy")
-    return Launch([haproxy, "-db", "-f", "haproxy.cfg"], SOURCE_HEADER)
+    return Launch([haproxy, "-db", "-f", str(setup.directory / "haproxy.cfg")], SOURCE_HEADER)
 
 
 def _binds(words: list[str], setup: Setup, section: str) -> list[str]:
