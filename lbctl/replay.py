@@ -244,8 +244,9 @@ def replay(
             for future in opening:
                 future.exception()  # wait for both, so that a failed start leaves nothing running
         old_box, new_box = (future.result() for future in opening)
-        before = old_box.send_all(requests)
-        after = new_box.send_all(requests)
+        with ThreadPoolExecutor(max_workers=2) as pool:  # each sandbox's LB has its own process: run both at once
+            sending = [pool.submit(box.send_all, requests) for box in (old_box, new_box)]
+            before, after = (future.result() for future in sending)
     result = compare(source, skipped, before, after)
     from dataclasses import replace
 

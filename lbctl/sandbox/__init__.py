@@ -96,6 +96,7 @@ class Setup:
     find_file: FindFile
     stubs: list[tuple[socket.socket, str, str]] = field(default_factory=list)
     listeners: list[Listener] = field(default_factory=list)
+    reserved: list[socket.socket] = field(default_factory=list)  # listener ports, held until the LB starts
     _cert: Path | None = None
 
     def stub(self, backend: str, server: str) -> str:
@@ -109,11 +110,20 @@ class Setup:
 
     def listen(self, label: str, port: int | None, *, tls: bool = False) -> tuple[str, int]:
         """A free port on the sandbox's address for the listener `label` (original `port`)."""
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind((self.address, 0))
-            address = (self.address, int(probe.getsockname()[1]))
+        # Bound (not listening) until the LB starts, so that no stub's port-0 bind is given the same port.
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        probe.bind((self.address, 0))
+        self.reserved.append(probe)
+        address = (self.address, int(probe.getsockname()[1]))
         self.listeners.append(Listener(label, port, address, tls))
         return address
+
+    def release(self) -> None:
+        """Close what the sandbox's process holds now (or will never need): reserved ports, stub sockets."""
+        for sock in (*self.reserved, *(s for s, _, _ in self.stubs)):
+            with contextlib.suppress(OSError):
+                sock.close()
+        self.reserved.clear()
 
     def certificate(self) -> Path:
         """A throwaway self-signed certificate and key, in one PEM file (HAProxy's `crt` form)."""
@@ -177,6 +187,9 @@ class Sandbox:
             )
             if checked.returncode != 0:
                 raise SandboxUnavailable(self._refusal(checked.stdout + checked.stderr))
+        for sock in self.setup.reserved:  # the LB binds these ports now
+            sock.close()
+        self.setup.reserved.clear()
         log = (self.setup.directory / "lb.log").open("wb")
         proc = subprocess.Popen(
             self.launch.argv,
@@ -245,9 +258,7 @@ class Sandbox:
         for proc in reversed(self._procs):
             _stop(proc)
         self._procs.clear()
-        for sock, _, _ in self.setup.stubs:
-            with contextlib.suppress(OSError):
-                sock.close()
+        self.setup.release()
         shutil.rmtree(self.setup.directory, ignore_errors=True)
 
     # -- requests --------------------------------------------------------------------------
@@ -355,8 +366,7 @@ def open_sandbox(
         if sandbox is not None:
             sandbox.close()
         else:
-            for sock, _, _ in setup.stubs:
-                sock.close()
+            setup.release()
             shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -1,7 +1,8 @@
 """HAProxy's config, rewritten to run in a sandbox (see `lbctl.sandbox`).
 
 Line by line, so that the binary reads the config as written everywhere else:
-- `global`: no user, group, chroot, daemon, pid file, sockets, logs, CPU map or state file;
+- `global`: no user, group, chroot, daemon, pid file, sockets, logs, CPU map, state file, or
+  connection limits sized for the LB host's file limits; one thread;
 - every `bind` of a frontend or listen section becomes one bind on the sandbox's address per
   port it had (`ssl` kept, with a generated certificate; PROXY protocol and the like dropped);
 - every `server` (and each one a `server-template` names) points at its stub, keeping only
@@ -66,6 +67,11 @@ _GLOBAL_DROPPED = frozenset(
         "ca-base",
         "crt-base",
         "log-tag",
+        "nbthread",  # one thread: two sandboxes side by side use two cores without spinning on each other
+        "thread-groups",
+        "maxconn",  # sized for the LB host's file limits, not this machine's
+        "ulimit-n",
+        "fd-hard-limit",
     ]
 )
 _PROXY_DROPPED = frozenset(["log", "source", "external-check", "dispatch", "load-server-state-from-file"])
@@ -94,6 +100,7 @@ def rewrite(main: bytes, setup: Setup, *, filename: str) -> Launch:
     out: list[str] = []
     section, name = "", ""
     files: dict[str, str] = {}
+    has_global = False
     for lineno, raw in enumerate(text.splitlines(), start=1):
         words = split_words(raw, filename=filename, lineno=lineno)
         if not words:
@@ -104,6 +111,9 @@ def rewrite(main: bytes, setup: Setup, *, filename: str) -> Launch:
         if keyword in _SECTIONS:  # as HAProxy reads it: a section keyword starts a section, indented or not
             section, name = keyword, (words[1] if len(words) > 1 else "")
             out.append(raw)
+            if section == "global":
+                out.append("    nbthread 1")
+                has_global = True
             if section in ("frontend", "listen"):
                 out.append(
                     f"    http-request set-src req.hdr({SOURCE_HEADER}) if {{ req.hdr({SOURCE_HEADER}) -m found }}"
@@ -133,6 +143,8 @@ def rewrite(main: bytes, setup: Setup, *, filename: str) -> Launch:
             out.append(f"{indent}errorfile {words[1]} {_errorfile(words[1], words[2], setup)}")
             continue
         out.append(_with_files(raw, setup, files))
+    if not has_global:
+        out[:0] = ["global", "    nbthread 1"]
     setup.write("haproxy.cfg", ("\n".join(out) + "\n").encode())
     haproxy = binary("haproxy")
     return Launch([haproxy, "-db", "-f", str(setup.directory / "haproxy.cfg")], SOURCE_HEADER)
