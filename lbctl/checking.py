@@ -137,6 +137,12 @@ def _routing(
     from lbctl.transports import transport_for
 
     note = None
+    if live is None and (replay is not None or target.replay_log) and ws.store.has_commits():
+        from lbctl.bundle import bundle_at
+        from lbctl.kinds import kind_for
+
+        live, live_rev = bundle_at(ws.store, kind_for(target), target, "HEAD"), ws.store.resolve("HEAD")
+        note = f"nothing is recorded live on {target.name}: the replay compares the candidate with HEAD"
     with ExitStack() as stack:
         transport = None
         if replay is None and target.replay_log:
