@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from lbctl.bundle import Bundle
     from lbctl.config import Route, Target
     from lbctl.gates import Problem
-    from lbctl.sandbox import Answer, FindFile
+    from lbctl.sandbox import Answer, FindFile, Sandbox
     from lbctl.store import Store
     from lbctl.workspace import Workspace
 
@@ -157,17 +157,27 @@ def run_cases(
     target: Target, bundle: Bundle, routes: Sequence[Route], *, find_file: FindFile, label: str
 ) -> RoutingReport:
     """Each case through `bundle` in a sandbox; a sandbox that cannot run is the report's `unavailable`."""
-    from lbctl.sandbox import SandboxUnavailable, open_sandbox, request_of
+    from lbctl.sandbox import SandboxUnavailable, open_sandbox
 
     try:
         with open_sandbox(
             target.kind, bundle.main, filename=_filename(target), includes=bundle.files(), find_file=find_file
         ) as sandbox:
-            answers = [sandbox.send(request_of(route)) for route in routes]
+            answers = [_send(sandbox, route) for route in routes]
     except SandboxUnavailable as exc:
         return RoutingReport(target.name, label, target.kind, unavailable=str(exc))
     cases = tuple(judge_case(route, answer) for route, answer in zip(routes, answers, strict=True))
     return RoutingReport(target.name, label, target.kind, cases)
+
+
+def _send(sandbox: Sandbox, route: Route) -> Answer:
+    """The case's answer; a case that names a port the config does not listen on fails on its own."""
+    from lbctl.sandbox import Answer, SandboxUnavailable, request_of
+
+    try:
+        return sandbox.send(request_of(route))
+    except SandboxUnavailable as exc:
+        return Answer("-", None, None, None, error=str(exc).replace("\n  hint: ", "; "))
 
 
 def store_files(store: Store, target: Target, rev: str, bundle: Bundle | None = None) -> FindFile:

@@ -263,3 +263,11 @@ def test_deploy_replays_the_targets_own_log_and_refuses_a_big_move(
     result = lbctl("deploy", "edge", "--file", str(outage), "--yes")
     assert result.code == 4 and "default_backend web" in lab.live_text()
     assert leftovers() == []
+
+
+def test_a_case_on_a_port_the_config_does_not_listen_on_fails_alone(tmp_path: Path, lbctl: LbctlRunner) -> None:
+    extra = ROUTES + '\n[[targets.edge.routes]]\npath = "/"\nport = 8443\nbackend = "web"\n'
+    store = offline_store(tmp_path, lbctl, "haproxy", "configs/edge/haproxy.cfg", HAPROXY, extra)
+    result = lbctl("test", "edge", "--store", str(store))
+    assert result.code == 3
+    assert "no listener on port 8443" in result.out and "1 of 3 routing case(s) fail" in result.out
