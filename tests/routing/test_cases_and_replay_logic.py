@@ -139,3 +139,13 @@ def test_a_case_is_judged_on_each_expectation() -> None:
         "expected server web2, got legacy/old1, status 200",
     )
     assert judge_case(Route(path="/", status=403), Answer("www", None, None, None, "ConnectionRefusedError")).failures
+
+
+def test_a_sandbox_that_could_not_run_is_a_note_for_the_gate_and_a_failure_for_lbctl_test() -> None:
+    from lbctl.routing import RoutingReport, problems
+
+    report = RoutingReport("edge", "HEAD", "haproxy", unavailable="haproxy refused ...: cannot open /etc/x.lua")
+    assert not report.ok and report.exit_code == 3
+    assert problems(report) == ([], ["routing tests could not run: haproxy refused ...: cannot open /etc/x.lua"])
+    junit = report.to_junit()
+    assert 'errors="1"' in junit and "cannot open /etc/x.lua" in junit
