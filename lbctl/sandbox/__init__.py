@@ -160,6 +160,8 @@ class Sandbox:
         self._procs: list[subprocess.Popen[bytes]] = []
         self._local = threading.local()
         self._connections: list[Connection] = []  # every client connection, closed with the sandbox
+        self._lb_pid: int | None = None
+        self._reader: threading.Thread | None = None  # the keeper's news (`exited CODE`)
 
     def __enter__(self) -> Self:
         return self
@@ -171,11 +173,10 @@ class Sandbox:
 
     @property
     def pids(self) -> tuple[int, ...]:
-        return tuple(p.pid for p in self._procs)
+        """The keeper's (stubs) and the LB's process ids."""
+        return (*(p.pid for p in self._procs), *((self._lb_pid,) if self._lb_pid else ()))
 
     def start(self) -> None:
-        if self.setup.stubs:
-            self._start_stubs()
         if self.launch.check_argv is not None:
             checked = subprocess.run(
                 self.launch.check_argv,
@@ -187,25 +188,29 @@ class Sandbox:
             )
             if checked.returncode != 0:
                 raise SandboxUnavailable(self._refusal(checked.stdout + checked.stderr))
+        keeper = self._start_keeper()
         for sock in self.setup.reserved:  # the LB binds these ports now
             sock.close()
         self.setup.reserved.clear()
-        log = (self.setup.directory / "lb.log").open("wb")
-        proc = subprocess.Popen(
-            self.launch.argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.launch.env},
-            cwd=self.setup.directory,
-            start_new_session=True,
-        )
-        log.close()
-        self._procs.append(proc)
+        spec = {
+            "argv": self.launch.argv,
+            "env": self.launch.env,
+            "cwd": str(self.setup.directory),
+            "log": str(self.setup.directory / "lb.log"),
+        }
+        said = self._tell(keeper, json.dumps(spec))
+        if not said.startswith("started "):
+            raise SandboxUnavailable(f"{self.kind} could not be started: {said or 'no answer'}")
+        self._lb_pid = int(said.split()[1])
+        exited: list[str] = []
+        assert keeper.stdout is not None
+        stdout = keeper.stdout
+        self._reader = threading.Thread(target=lambda: exited.extend(line.decode() for line in stdout), daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + START_TIMEOUT
         waiting = list(self.listeners)
         while waiting:
-            if proc.poll() is not None:
+            if exited:
                 raise SandboxUnavailable(self._refusal(self._log()))
             try:
                 with socket.create_connection(waiting[0].address, timeout=0.5):
@@ -217,7 +222,8 @@ class Sandbox:
                 raise SandboxUnavailable(f"{self.kind} did not listen within {START_TIMEOUT:.0f} s\n{self._log()}")
             time.sleep(0.005)
 
-    def _start_stubs(self) -> None:
+    def _start_keeper(self) -> subprocess.Popen[bytes]:
+        """The process that serves the stubs and starts, watches and stops the LB (`lbctl.sandbox.stub`)."""
         fds = [sock.fileno() for sock, _, _ in self.setup.stubs]
         proc = subprocess.Popen(
             [sys.executable, "-m", "lbctl.sandbox.stub"],
@@ -227,14 +233,22 @@ class Sandbox:
             start_new_session=True,
         )
         self._procs.append(proc)
-        assert proc.stdin is not None and proc.stdout is not None
         plan = [[sock.fileno(), backend, server] for sock, backend, server in self.setup.stubs]
-        proc.stdin.write(json.dumps(plan).encode() + b"\n")
-        proc.stdin.flush()
-        if proc.stdout.readline().strip() != b"ready":
+        if self._tell(proc, json.dumps(plan)) != "ready":
             raise SandboxUnavailable("the sandbox's server stubs did not start")
         for sock, _, _ in self.setup.stubs:
-            sock.close()  # the stub process holds them now
+            sock.close()  # the keeper holds them now
+        return proc
+
+    @staticmethod
+    def _tell(proc: subprocess.Popen[bytes], line: str) -> str:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(line.encode() + b"\n")
+            proc.stdin.flush()
+        except OSError:
+            return ""
+        return proc.stdout.readline().decode().strip()
 
     def _log(self) -> str:
         try:
@@ -255,9 +269,17 @@ class Sandbox:
         for conn in self._connections:
             with contextlib.suppress(OSError):
                 conn.close()
-        for proc in reversed(self._procs):
-            _stop(proc)
+        for proc in self._procs:
+            _stop(proc)  # closing its stdin makes the keeper stop the LB, then itself
+            if self._reader is not None:
+                self._reader.join(2)
+            if proc.stdout is not None:
+                proc.stdout.close()
         self._procs.clear()
+        if self._lb_pid is not None:  # in case the keeper could not
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._lb_pid, signal.SIGKILL)
+            self._lb_pid = None
         self.setup.release()
         shutil.rmtree(self.setup.directory, ignore_errors=True)
 
@@ -386,24 +408,17 @@ def _loopback_address() -> str:
     return f"127.{rng.randint(64, 127)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.stdin is not None:
+def _stop(keeper: subprocess.Popen[bytes]) -> None:
+    """End of stdin tells the keeper to stop the LB and the stubs; a keeper that does not is killed."""
+    if keeper.stdin is not None:
         with contextlib.suppress(OSError):
-            proc.stdin.close()
-    if proc.poll() is None:
+            keeper.stdin.close()
+    try:
+        keeper.wait(15)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-    else:
-        with contextlib.suppress(ProcessLookupError):  # a daemonised child left in the group
-            os.killpg(proc.pid, signal.SIGKILL)
-    if proc.stdout is not None:
-        proc.stdout.close()
+            os.killpg(keeper.pid, signal.SIGKILL)
+        keeper.wait(5)
 
 
 def _self_signed() -> bytes:

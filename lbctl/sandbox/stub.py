@@ -1,9 +1,12 @@
-"""The stand-in for every server of a sandboxed config: it answers with its backend and server name.
+"""The stand-in for every server of a sandboxed config, and the keeper of the sandbox's LB.
 
 Run as `python -m lbctl.sandbox.stub`, with the listening sockets already bound by the
-parent (inherited file descriptors, so no port can be taken in between) and, on stdin,
-one JSON line `[[fd, backend, server], ...]`. It prints `ready` once it serves, and exits
-when stdin closes: the parent's death ends it too, so no stub outlives a sandbox.
+parent (inherited file descriptors, so no port can be taken in between). On stdin:
+one JSON line `[[fd, backend, server], ...]`, answered `ready` once it serves; then one
+JSON line `{"argv", "env", "cwd", "log"}`, the LB to start in a session of its own,
+answered `started PID` (and `exited CODE` when it ends). When stdin closes, the stubs stop
+and the LB's process group is terminated: lbctl's end of the pipe closes however lbctl
+ends (SIGKILL too), so neither the stubs nor the LB outlive it.
 
 Each answer is `200` with `X-Lbctl-Backend` and `X-Lbctl-Server` headers (and the same
 as its body), over HTTP/1.1 keep-alive. asyncio protocols keep it to a few tens of
@@ -13,9 +16,15 @@ microseconds a request, in a process of its own so that it does not share the cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
 import sys
+import threading
+from typing import Any
 
 from lbctl.sandbox import BACKEND_HEADER, SERVER_HEADER
 
@@ -73,6 +82,44 @@ def _responses(backend: str, server: str) -> tuple[bytes, bytes]:
     return head + body, head
 
 
+_said = threading.Lock()
+
+
+def _say(line: str) -> None:
+    with _said:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
+def _start_lb(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
+    with open(spec["log"], "wb") as log:
+        proc = subprocess.Popen(
+            spec["argv"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **spec["env"]},
+            cwd=spec["cwd"],
+            start_new_session=True,
+        )
+    _say(f"started {proc.pid}")
+    threading.Thread(target=lambda: _say(f"exited {proc.wait()}"), daemon=True).start()
+    return proc
+
+
+def _stop_lb(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):  # anything it left in its group
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 async def _serve(plan: list[list[object]]) -> None:
     loop = asyncio.get_running_loop()
     servers = []
@@ -81,10 +128,18 @@ async def _serve(plan: list[list[object]]) -> None:
         sock.setblocking(False)
         full, head = _responses(str(backend), str(server))
         servers.append(await loop.create_server(lambda f=full, h=head: _Answer(f, h), sock=sock))  # type: ignore[misc]
-    print("ready", flush=True)
-    await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin (or dies)
-    for server in servers:
-        server.close()
+    _say("ready")
+    lb = None
+    try:
+        line = await loop.run_in_executor(None, sys.stdin.readline)
+        if line.strip():
+            lb = _start_lb(json.loads(line))
+        await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin (or dies)
+    finally:
+        if lb is not None:
+            _stop_lb(lb)
+        for server in servers:
+            server.close()
 
 
 def main() -> None:

@@ -175,3 +175,32 @@ def test_a_sandbox_that_cannot_start_names_what_is_missing(kind: str, config: by
     assert named in str(caught.value) and caught.value.exit_code == 3
     assert "Traceback" not in str(caught.value)
     assert not [name for name in set(os.listdir("/tmp")) - before if name.startswith("lbctl-sandbox-")]
+
+
+SMALL = b"defaults\n    mode http\nfrontend www\n    bind :80\n    default_backend web\n"
+SMALL += b"backend web\n    server a 10.0.0.1:80\n"
+
+
+def test_nothing_outlives_lbctl_even_killed(tmp_path: object) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import sys, time\n"
+        "from lbctl.sandbox import open_sandbox\n"
+        f"with open_sandbox('haproxy', {SMALL!r}, filename='haproxy.cfg') as box:\n"
+        "    print(*box.pids, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    pids = [int(p) for p in holder.stdout.readline().split()]
+    assert len(pids) == 2 and all(alive(pid) for pid in pids)  # the keeper (stubs) and HAProxy
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    deadline = time.monotonic() + 20
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in pids)
