@@ -10,8 +10,9 @@ the files a config loads (maps, ACL lists) come from the store when it has them.
 kind's module cannot neutralise, the binary refuses, and its words become the reason the
 sandbox could not run (`SandboxUnavailable`): a Lua file, a module, a file that is missing.
 
-A sandbox is a context manager: leaving it stops the LB and the stubs (their process
-groups) and removes its directory, whatever happened.
+A sandbox is a context manager: leaving it stops the LB and the stubs and removes its
+directory, whatever happened. The stub process keeps the LB (it starts it, and stops its
+process group when lbctl's end of the pipe closes), so even a killed lbctl leaves neither.
 """
 
 from __future__ import annotations
