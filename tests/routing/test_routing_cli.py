@@ -271,3 +271,71 @@ def test_a_case_on_a_port_the_config_does_not_listen_on_fails_alone(tmp_path: Pa
     result = lbctl("test", "edge", "--store", str(store))
     assert result.code == 3
     assert "no listener on port 8443" in result.out and "1 of 3 routing case(s) fail" in result.out
+
+
+ROUTED = """\
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 5s
+    timeout server 5s
+frontend www
+    bind :80
+    acl api path_beg /api
+    acl static path_beg /api/static
+    acl shop hdr(host) -i shop.example.com
+    use_backend assets if static
+    use_backend api if api
+    use_backend shop if shop
+    default_backend web
+backend web
+    server web1 10.0.0.1:80
+backend api
+    server api1 10.0.0.9:80
+backend assets
+    server cdn1 10.0.0.7:80
+backend shop
+    server shop1 10.0.0.8:80
+"""
+
+ROUTED_CASES = """
+[[targets.edge.routes]]
+path = "/"
+backend = "web"
+
+[[targets.edge.routes]]
+path = "/api/orders"
+backend = "api"
+
+[[targets.edge.routes]]
+path = "/api/static/logo.png"
+backend = "assets"
+
+[[targets.edge.routes]]
+path = "/"
+host = "shop.example.com"
+backend = "shop"
+"""
+
+
+def test_routing_cases_catch_each_kind_of_haproxy_routing_mistake(tmp_path: Path, lbctl: LbctlRunner) -> None:
+    store = offline_store(tmp_path, lbctl, "haproxy", "configs/edge/haproxy.cfg", ROUTED, ROUTED_CASES)
+    assert lbctl("test", "edge", "--store", str(store)).code == 0
+    mistakes = {
+        "catch-all ACL": ("acl api path_beg /api\n", "acl api path_beg /\n", "GET / → api/api1"),
+        "swapped use_backend order": (
+            "    use_backend assets if static\n    use_backend api if api\n",
+            "    use_backend api if api\n    use_backend assets if static\n",
+            "GET /api/static/logo.png → api/api1",
+        ),
+        "host rule typo": ("shop.example.com\n", "shop.exmaple.com\n", "GET shop.example.com/ → web/web1"),
+        "the outage": ("default_backend web", "default_backend api", "GET / → api/api1"),
+    }
+    for name, (before, after, failed) in mistakes.items():
+        changed = write(tmp_path / f"{name}.cfg", ROUTED.replace(before, after))
+        result = lbctl("test", "edge", "--store", str(store), "--file", str(changed))
+        assert result.code == 3, name
+        assert f"✗ {failed}" in result.out, (name, result.out)
+    harmless = write(tmp_path / "harmless.cfg", ROUTED.replace("timeout client 5s", "timeout client 50s"))
+    assert lbctl("test", "edge", "--store", str(store), "--file", str(harmless)).code == 0
+    assert leftovers() == []
