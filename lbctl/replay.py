@@ -229,7 +229,8 @@ def replay(
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from lbctl.sandbox import Sandbox, open_sandbox
+    from lbctl.sandbox import open_sandbox
+    from lbctl.sandbox.running import Sandbox
 
     started = time.monotonic()
     filename = (target.path or target.source).rsplit("/", 1)[-1]

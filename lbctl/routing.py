@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from lbctl.bundle import Bundle
     from lbctl.config import Route, Target
     from lbctl.gates import Problem
-    from lbctl.sandbox import Answer, FindFile, Sandbox
+    from lbctl.sandbox import Answer, FindFile
+    from lbctl.sandbox.running import Sandbox
     from lbctl.store import Store
     from lbctl.workspace import Workspace
 

@@ -133,7 +133,10 @@ async def _serve(plan: list[list[object]]) -> None:
     try:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if line.strip():
-            lb = _start_lb(json.loads(line))
+            try:
+                lb = _start_lb(json.loads(line))
+            except OSError as exc:  # e.g. the binary vanished: lbctl says so
+                _say(f"failed {exc}")
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin (or dies)
     finally:
         if lb is not None:
