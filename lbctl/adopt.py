@@ -20,18 +20,36 @@ class PullResult:
     rev: str
     committed: bool
     previous: str | None
+    created: tuple[str, ...] = ()  # store files the pull added (adopting a new LB, new included files)
 
     def to_json(self) -> dict[str, Any]:
-        return {"target": self.target, "rev": self.rev, "committed": self.committed, "previous_live": self.previous}
+        return {
+            "target": self.target,
+            "rev": self.rev,
+            "committed": self.committed,
+            "previous_live": self.previous,
+            "created": list(self.created),
+        }
 
 
 def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
     """Commit the config running on the target as its source (`Lbctl-Source: pull`).
 
     Adopts a brownfield LB, or records a hand edit so that deploys stop refusing for drift.
+    A source the store does not have yet is created, with every file the running config
+    includes from beside it (nginx), in the same one commit.
     The running config is recorded as live but `unverified`: lbctl did not judge it.
     """
-    from lbctl.bundle import bundle_at, expand, live_rels, reachable, revision_of, store_changes
+    from lbctl.bundle import (
+        bundle_at,
+        expand,
+        included_on_lb,
+        live_rels,
+        reachable,
+        revision_of,
+        store_changes,
+        store_paths,
+    )
     from lbctl.journal import new_event_id, timestamp
     from lbctl.kinds import kind_for
     from lbctl.lifecycle import _connect, _read, lb_lock_path
@@ -40,7 +58,7 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
 
     target = ws.target(name)
     kind = kind_for(target)
-    ws.store.require_clean()
+    ws.store.require_clean(only=store_paths(ws.store, kind, target))
     who, _ = ws.store.identity()
     info = holder_info("pull", name)
     started = timestamp()
@@ -62,12 +80,18 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
             *expand(ws.store, kind, target, "HEAD", main.main).rels,
         }
         read = _read(transport, target, rels) or main
-        running = reachable(kind, target, read.main, read.files())
+        on_lb = included_on_lb(transport, kind, target, read.main)  # what the store may lack
+        running = reachable(kind, target, read.main, {**on_lb, **read.files()})
         committed = head != running
+        created: tuple[str, ...] = ()
         if committed:
+            changes = store_changes(ws.store, kind, target, running)
+            created = tuple(
+                p for p, data in changes.items() if data is not None and ws.store.content_at("HEAD", p) is None
+            )
             trailers = {"Lbctl-Target": name, "Lbctl-Source": "pull"}
             rev = ws.store.commit_files(
-                store_changes(ws.store, kind, target, running),
+                changes,
                 message or f"Pull {name}: record the config running on it",
                 trailers,
             )
@@ -87,4 +111,4 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
         )
         blob = running.blob(kind)
         ws.journal.append(event, state.moved_to(rev, blob, "unverified", event.id, event.finished))
-    return PullResult(name, rev, committed, state.live)
+    return PullResult(name, rev, committed, state.live, created)

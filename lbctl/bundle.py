@@ -173,7 +173,70 @@ def reachable(kind: Kind, target: Target, main: bytes, files: Mapping[str, bytes
     return Bundle.of(main, _follow(kind, main, set(files), files.get, _own_name(target)))
 
 
+def store_paths(store: Store, kind: Kind, target: Target) -> list[str]:
+    """git pathspecs of the store files that are `target`'s, at HEAD or in the work tree: the
+    files whose uncommitted edits concern an operation on it (and no other target's)."""
+    specs = [target.source]
+    head = bundle_at(store, kind, target, "HEAD") if store.has_commits() else None
+    for bundle in (head, bundle_in_worktree(store.root, kind, target)):
+        if bundle is not None:
+            specs.extend(pathspecs(kind, target, bundle))
+    return list(dict.fromkeys(specs))
+
+
+# -- from the work tree and the index (not committed yet) -----------------------------------
+
+
+def bundle_in_worktree(root: Path, kind: Kind, target: Target) -> Bundle | None:
+    """`target`'s bundle as the files in the store's work tree are now (None: no source file)."""
+    main_path = root / target.source
+    if not main_path.is_file():
+        return None
+    main = main_path.read_bytes()
+    if not _follows(kind, target) or not kind.include_patterns(main):
+        return Bundle(main)
+    base = root / posixpath.dirname(target.source)
+    names = set()
+    for path in base.rglob("*"):
+        rel = path.relative_to(base)
+        if ".git" not in rel.parts and path.is_file():
+            names.add(rel.as_posix())
+
+    def read(rel: str) -> bytes | None:
+        path = base / rel
+        return path.read_bytes() if path.is_file() else None
+
+    return Bundle.of(main, _follow(kind, main, names, read, _own_name(target)))
+
+
+def bundle_in_index(store: Store, kind: Kind, target: Target) -> Bundle | None:
+    """`target`'s bundle as staged in the index (`git diff --cached`'s side); None: not staged."""
+    base = posixpath.dirname(target.source)
+    staged = store.index_entries(base)
+    own = _own_name(target)
+    main = store.blob(staged[own]) if own in staged else None
+    if main is None:
+        return None
+    if not _follows(kind, target) or not kind.include_patterns(main):
+        return Bundle(main)
+    found = _follow(kind, main, set(staged), lambda rel: store.blob(staged[rel]) if rel in staged else None, own)
+    return Bundle.of(main, found)
+
+
 # -- from the LB ---------------------------------------------------------------------------
+
+
+def included_on_lb(transport: Transport, kind: Kind, target: Target, main: bytes) -> dict[str, bytes]:
+    """The files beside the live config that its includes reach on the LB host, store or not
+    (what adopting an nginx host must record). Lists the live directory with `find`."""
+    if not _follows(kind, target) or not kind.include_patterns(main) or not target.path:
+        return {}
+    live_dir = posixpath.dirname(target.path) or "/"
+    listed = transport.run(["find", live_dir, "-type", "f"], timeout=30.0)
+    prefix = live_dir.rstrip("/") + "/"
+    names = {line[len(prefix) :] for line in listed.stdout.splitlines() if line.startswith(prefix)}
+    own = posixpath.basename(target.path)
+    return _follow(kind, main, names, lambda rel: transport.read_file(_join(live_dir, rel)), own)
 
 
 def read_live(transport: Transport, target: Target, rels: Iterable[str]) -> Bundle | None:

@@ -53,7 +53,7 @@ def check(
     import shutil
     import tempfile
 
-    from lbctl.bundle import bundle_at, expand, materialized
+    from lbctl.bundle import bundle_at, bundle_in_worktree, expand, materialized
     from lbctl.errors import ValidationFailed
     from lbctl.kinds import kind_for
     from lbctl.preflight import analyze
@@ -62,6 +62,7 @@ def check(
 
     target = ws.target(name)
     kind = kind_for(target)
+    seen = ""  # a note on what was checked, when it is not what the user may assume
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together")
     if file is not None:
@@ -74,9 +75,17 @@ def check(
         state = ws.journal.state(name)
         sha = select(ws.store, ws.journal, state, rev).rev if rev else ws.store.resolve("HEAD")
         at_rev = bundle_at(ws.store, kind, target, sha)
-        if at_rev is None:
+        edited = None if rev else bundle_in_worktree(ws.root, kind, target)
+        if edited is not None and edited != at_rev:  # as `git diff`: what you are editing, not HEAD
+            bundle, label = edited, f"working tree:{target.source}"
+            seen = (
+                f"checked the working tree: {target.source} (or a file it includes) has uncommitted edits; "
+                f"`lbctl check {name} --rev HEAD` checks the commit"
+            )
+        elif at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
-        bundle, label = at_rev, f"{sha[:10]}:{target.source}"
+        else:
+            bundle, label = at_rev, f"{sha[:10]}:{target.source}"
     at = "HEAD" if file is not None else sha
     state = ws.journal.state(name)
     baseline = bundle_at(ws.store, kind, target, state.live) if state.live else None
@@ -115,7 +124,7 @@ def check(
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
     routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
     findings += [p.text for p in routing.problems]
-    notes = (*analysis.notes, *routing.notes)
+    notes = (*((seen,) if seen else ()), *analysis.notes, *routing.notes)
     return CheckReport(name, label, where, output, tuple(findings), notes, analysis.semantic, routing)
 
 

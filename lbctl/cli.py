@@ -25,7 +25,7 @@ app = typer.Typer(
     help="Load-balancer configs as safe to change as code: versioned in git, diffed by meaning, "
     "deployed with verification, rolled back in one command.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain help: the rich formatter alone costs ~130 ms of start-up
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -36,12 +36,31 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+SELECTORS = "last-good | previous | prev-N (or ~N: N deploys back) | <git rev> | @<ISO time>"
 
 
-def _workspace(store: str | None, connect: str | None = None):  # type: ignore[no-untyped-def]
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"lbctl {version('lbctl')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", help="Print lbctl's version and exit.", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """Load-balancer configs as safe to change as code."""
+
+
+def _workspace(store: str | None, connect: str | None = None, require_sources: bool = True):  # type: ignore[no-untyped-def]
     from lbctl.workspace import open_workspace
 
-    return open_workspace(store, connect=connect)
+    return open_workspace(store, connect=connect, require_sources=require_sources)
 
 
 def _require_consent(yes: bool, dry_run: bool, what: str) -> None:
@@ -68,7 +87,8 @@ def init(
         emit_json({"store": str(root)})
     else:
         say(
-            f"created an lbctl store in {root}\n  next: edit lbctl.toml (add a target), then `lbctl deploy NAME`",
+            f"created an lbctl store in {root}\n  next: edit lbctl.toml (add a target), then `lbctl pull NAME` "
+            "to adopt the config it runs, or `lbctl deploy NAME`",
             quiet=False,
         )
     return 0
@@ -82,6 +102,13 @@ def deploy(
     ticket: Annotated[str | None, typer.Option("--ticket", help="Ticket or change id.")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Deploy this revision (or selector).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            help="With --dry-run: exit 0 if nothing would change, 2 if it would (or the refusal's code).",
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Deploy despite policy, blast radius, staging gate or drift.")
     ] = False,
@@ -96,6 +123,10 @@ def deploy(
     quiet: QuietOpt = False,
 ) -> int:
     """Validate, push, reload and verify a config; undo it automatically if it hurts."""
+    if detailed_exitcode and not dry_run:
+        raise UsageError(
+            "--detailed-exitcode goes with --dry-run", hint="lbctl deploy TARGET --dry-run --detailed-exitcode"
+        )
     _require_consent(yes, dry_run, "deploy")
     ws = _workspace(store, connect=target)  # the LB handshake runs while the rest loads
     from lbctl import operations, render
@@ -114,14 +145,18 @@ def deploy(
         confirm=render.confirmer(yes, json_out),
         report=render.reporter(quiet or json_out),
     )
-    return render.outcome(outcome, json_out=json_out, quiet=quiet)
+    code = render.outcome(outcome, json_out=json_out, quiet=quiet)
+    if detailed_exitcode and code == 0 and not outcome.plan.unchanged:
+        return 2  # as `terraform plan -detailed-exitcode`: the plan has changes
+    return code
 
 
 @app.command()
 def rollback(
     target: Annotated[str, typer.Argument(help="The target to roll back.")],
-    to: Annotated[str, typer.Option("--to", help="last-good | previous | ~N | <git rev> | @<ISO time>")] = "last-good",
+    to: Annotated[str, typer.Option("--to", help=SELECTORS)] = "last-good",
     message: Annotated[str | None, typer.Option("-m", "--message", help="Why.")] = None,
+    ticket: Annotated[str | None, typer.Option("--ticket", help="Ticket or incident id (a commit trailer).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Roll back over a hand edit (drift).")] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="Why --force (recorded).")] = None,
@@ -141,6 +176,7 @@ def rollback(
         target,
         to=to,
         message=message,
+        ticket=ticket,
         dry_run=dry_run,
         force=force,
         reason=reason,
@@ -232,6 +268,9 @@ def log(
 def diff(
     args: Annotated[list[str] | None, typer.Argument(help="TARGET [A] [B], or two files with --kind.")] = None,
     live: Annotated[bool, typer.Option("--live", help="Compare the store with what the LB runs.")] = False,
+    cached: Annotated[
+        bool, typer.Option("--cached", "--staged", help="Compare with the index (staged edits), as git diff --cached.")
+    ] = False,
     kind: Annotated[str | None, typer.Option("--kind", help="Diff two files of this kind.")] = None,
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when there are differences.")] = False,
     fmt: Annotated[
@@ -242,7 +281,7 @@ def diff(
     debug: DebugOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """What changed between two revisions, the store and the LB, or two files."""
+    """What changed: live vs your edits (work tree, --cached: index, or HEAD), two revisions, the LB, two files."""
     from lbctl import compare, render
 
     words = list(args or [])
@@ -258,7 +297,7 @@ def diff(
         a = words[1] if len(words) > 1 else None
         b = words[2] if len(words) > 2 else None
         ws = _workspace(store, connect=words[0] if live else None)
-        result = compare.diff_target(ws, words[0], a, b, live=live)
+        result = compare.diff_target(ws, words[0], a, b, live=live, cached=cached)
     if fmt not in ("text", "json", "markdown", "unified"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
     render.diff(result, fmt="json" if json_out else fmt)
@@ -277,9 +316,12 @@ def pull(
     """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
     from lbctl import adopt, render
 
-    result = adopt.pull(_workspace(store, connect=target), target, message=message)
+    result = adopt.pull(_workspace(store, connect=target, require_sources=False), target, message=message)
     if json_out:
         render.emit_json(result.to_json())
+    elif result.created:
+        files = ", ".join(result.created)
+        print(f"adopted {target}: recorded its running config as {result.rev[:10]} (live, unverified); new: {files}")
     elif result.committed:
         print(f"recorded the running config of {target} as {result.rev[:10]} (live, unverified)")
     else:
@@ -300,44 +342,94 @@ def demo(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The error boundary: every path out of lbctl goes through here."""
+    """The error boundary: every path out of lbctl goes through here.
+
+    With `--json`, a failure is one JSON document on stdout too (`error.code` is the exit code,
+    with `error.message` and `error.hint`), so a script reads stdout whatever happened.
+    """
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    json_out = "--json" in args
     try:
         result = app(args=args, prog_name="lbctl", standalone_mode=False)
         return int(result or 0)
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except SystemExit as exc:  # shell completion ends the process its own way
+        return exc.code if isinstance(exc.code, int) else 0
     except typer.Abort:
-        print("lbctl: aborted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return _failed(ExitCode.INTERRUPTED, "aborted", "aborted: nothing was changed", None, json_out=json_out)
     except typer.TyperException as exc:  # bad flags and arguments
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]
+            return 0
+        if json_out:
+            return _failed(ExitCode.USAGE, "usage", exc.format_message(), "see `lbctl --help`", json_out=True)
         show = getattr(exc, "show", None)
         if callable(show):
             show()
         else:
             print(f"lbctl: {exc.format_message()}", file=sys.stderr)
-        return 0 if type(exc).__name__ == "NoArgsIsHelpError" else int(ExitCode.USAGE)
+        return int(ExitCode.USAGE)
     except LbctlError as exc:
-        print(f"lbctl: {exc}", file=sys.stderr)
+        details = getattr(exc, "details", "")
+        code = _failed(
+            exc.exit_code, _error_type(exc), exc.message, exc.hint, json_out=json_out, details=details, text=str(exc)
+        )
         if debug:
             import traceback
 
             traceback.print_exc()
-        return int(exc.exit_code)
+        return code
     except KeyboardInterrupt:
-        print("lbctl: interrupted", file=sys.stderr)
-        return int(ExitCode.INTERRUPTED)
+        return _failed(ExitCode.INTERRUPTED, "interrupted", "interrupted", None, json_out=json_out)
     except Exception as exc:
-        print(f"lbctl: internal error (a bug): {type(exc).__name__}: {exc}", file=sys.stderr)
         if debug:
             import traceback
 
             traceback.print_exc()
-        else:
-            print("  run again with --debug for the traceback, and please report it", file=sys.stderr)
-        return int(ExitCode.INTERNAL)
+        return _failed(
+            ExitCode.INTERNAL,
+            "internal",
+            f"internal error (a bug): {type(exc).__name__}: {exc}",
+            None if debug else "run again with --debug for the traceback, and please report it",
+            json_out=json_out,
+            text=f"internal error (a bug): {type(exc).__name__}: {exc}"
+            + ("" if debug else "\n  run again with --debug for the traceback, and please report it"),
+        )
     finally:
         transports = sys.modules.get("lbctl.transports")
         if transports is not None:  # loaded: a command may have connected ahead and ended first
             transports.release_ahead()
+
+
+def _error_type(exc: LbctlError) -> str:
+    """A stable name for the kind of error: `Refused` → "refused", `StoreError` → "store"."""
+    import re
+
+    name = type(exc).__name__.removesuffix("Error")
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
+
+
+def _failed(
+    code: int,
+    kind: str,
+    message: str,
+    hint: str | None,
+    *,
+    json_out: bool,
+    details: str = "",
+    text: str | None = None,
+) -> int:
+    """Say what went wrong on stderr and, with --json, as the one document on stdout."""
+    if text is None:
+        text = message if hint is None else f"{message}\n  hint: {hint}"
+    print(f"lbctl: {text}", file=sys.stderr)
+    if json_out:
+        from lbctl.render import emit_json
+
+        error = {"code": int(code), "type": kind, "message": message, "hint": hint}
+        if details:
+            error["details"] = details
+        emit_json({"ok": False, "exit_code": int(code), "error": error})
+    return int(code)

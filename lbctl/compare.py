@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +21,19 @@ class DiffResult:
     new_label: str
     semantic: SemanticDiff | None  # None when a side could not be parsed
     text: str  # the unified diff, kept for the fallback and for `--format unified`
+    note: str = ""  # what a reader must know about the sides (e.g. the work tree was compared)
 
     @property
     def changed(self) -> bool:
         return not self.semantic.is_empty if self.semantic is not None else bool(self.text)
 
     def to_json(self) -> dict[str, Any]:
+        head = {"old": self.old_label, "new": self.new_label, "changed": self.changed}
+        if self.note:
+            head["note"] = self.note
         if self.semantic is not None:
-            return {"old": self.old_label, "new": self.new_label, "changed": self.changed, **self.semantic.to_json()}
-        return {"old": self.old_label, "new": self.new_label, "changed": self.changed, "unified": self.text}
+            return {**head, **self.semantic.to_json()}
+        return {**head, "unified": self.text}
 
 
 def _compare(
@@ -67,8 +71,12 @@ def diff_files(kind: str, a: Path, b: Path) -> DiffResult:
     return _compare(kind, old, new, str(a), str(b), filename=str(b), root=b.parent, max_share=None)
 
 
-def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live: bool) -> DiffResult:
-    from lbctl.bundle import bundle_at
+def diff_target(
+    ws: Workspace, name: str, a: str | None, b: str | None, *, live: bool, cached: bool = False
+) -> DiffResult:
+    """A vs B; B left out is what `git diff` compares: the work tree when the target's files
+    have uncommitted edits (else HEAD), or the index with `cached`."""
+    from lbctl.bundle import bundle_at, bundle_in_index, bundle_in_worktree
     from lbctl.gates import effective_max_share
     from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
@@ -78,6 +86,7 @@ def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live:
     max_share = effective_max_share(ws.config.policy_for(target), target)
 
     kind = kind_for(target)
+    note = ""
 
     def content(selector: str) -> tuple[Bundle, str]:
         rev = select(ws.store, ws.journal, state, selector).rev
@@ -94,16 +103,33 @@ def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live:
             running = _read(transport, target, old.rels) or Bundle(b"")
         new, new_label = running, f"running:{target.path}"
     else:
+        shown = a or "live"  # how the user names the old side, for the notes
         if a is None:
             if state.live is None:
                 raise UsageError(
                     f"lbctl has not deployed to {name} yet: nothing is live to compare with",
                     hint=f"compare two revisions (`lbctl diff {name} A B`) or the LB (`--live`)",
                 )
-            a, b = state.live, b or "HEAD"
+            a = state.live
         old, old_label = content(a)
-        new, new_label = content(b or "HEAD")
-    return _compare(
+        if b is not None:
+            new, new_label = content(b)
+        elif cached:
+            staged = bundle_in_index(ws.store, kind, target)
+            if staged is None:
+                raise UsageError(f"{target.source} is not in the index", hint="`git add` it, or leave out --cached")
+            new, new_label = staged, f"index:{target.source}"
+            note = f"compared with the index (staged edits); `lbctl diff {name} {shown} HEAD` compares the commit"
+        else:
+            new, new_label = content("HEAD")
+            edited = bundle_in_worktree(ws.root, kind, target)
+            if edited is not None and edited != new:
+                new, new_label = edited, f"working tree:{target.source}"
+                note = (
+                    f"compared with the working tree: {target.source} (or a file it includes) has uncommitted "
+                    f"edits; `lbctl diff {name} {shown} HEAD` compares the commit, --cached the index"
+                )
+    result = _compare(
         target.kind,
         old,
         new,
@@ -113,3 +139,4 @@ def diff_target(ws: Workspace, name: str, a: str | None, b: str | None, *, live:
         root=ws.root,
         max_share=max_share,
     )
+    return replace(result, note=note) if note else result

@@ -294,8 +294,11 @@ def _layered(cls: type[_D], *layers: _D | None) -> _D:
     return cls(**merged)
 
 
-def load(path: Path) -> StoreConfig:
-    """Read and validate `lbctl.toml`; `ConfigError` (exit 2) names key, file and line."""
+def load(path: Path, *, require_sources: bool = True) -> StoreConfig:
+    """Read and validate `lbctl.toml`; `ConfigError` (exit 2) names key, file and line.
+
+    `require_sources=False` lets sources be missing (`lbctl pull` creates them).
+    """
     try:
         data = path.read_bytes()
         text = data.decode("utf-8")
@@ -312,7 +315,7 @@ def load(path: Path) -> StoreConfig:
             raise ConfigError(f"not valid TOML: {exc}", file=str(path), line=_toml_error_line(str(exc))) from None
         config = _validate(raw, text=text, path=path)
         _remember(path, key, config)
-    _check_names_and_sources(config, text=text, path=path)
+    _check_names_and_sources(config, text=text, path=path, require_sources=require_sources)
     return config
 
 
@@ -371,7 +374,7 @@ def _validate(raw: dict[str, Any], *, text: str, path: Path) -> StoreConfig:
         raise _config_error(exc, text=text, path=path) from None
 
 
-def _check_names_and_sources(config: StoreConfig, *, text: str, path: Path) -> None:
+def _check_names_and_sources(config: StoreConfig, *, text: str, path: Path, require_sources: bool = True) -> None:
     root = path.parent
     for name, target in config.targets.items():
         if not TARGET_NAME.match(name):
@@ -380,12 +383,13 @@ def _check_names_and_sources(config: StoreConfig, *, text: str, path: Path) -> N
                 file=str(path),
                 line=_locate(text, ("targets", name)),
             )
-        if not (root / target.source).is_file():
+        if require_sources and not (root / target.source).is_file():
             raise ConfigError(
                 f"targets.{name}.source: file {target.source!r} does not exist in the store",
                 file=str(path),
                 line=_locate(text, ("targets", name, "source")),
-                hint=f"create {target.source} or fix the path (relative to lbctl.toml)",
+                hint=f"create {target.source}, record what the LB runs with `lbctl pull {name}`, "
+                "or fix the path (relative to lbctl.toml)",
             )
 
 

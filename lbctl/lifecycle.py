@@ -121,6 +121,7 @@ def apply_change(
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
     with (
+        run.nothing_changed_on_interrupt(),
         run.locked(),
         _connect(transport_for(target), target) as transport,
         transport.lock(lb_lock_path(target), holder_info(op, target.name)),
@@ -357,6 +358,22 @@ class _Run:
         self.started = timestamp()
         self.event_ids: list[str] = []
         self.forced = ""
+        self.touched = False  # set just before the swap: from then on the LB may have changed
+
+    @contextlib.contextmanager
+    def nothing_changed_on_interrupt(self) -> Iterator[None]:
+        """Ctrl-C before the swap changed nothing, on the LB or in the store: say exactly that.
+        (From the swap on, the lifecycle handles it: held off, or recorded as `interrupted`.)"""
+        try:
+            yield
+        except KeyboardInterrupt:
+            if self.touched:
+                raise
+            raise Interrupted(
+                f"interrupted before anything changed: {self.target.name} runs what it ran before, "
+                "and the store has no new commit",
+                hint="run the same command again when ready",
+            ) from None
 
     def locked(self) -> contextlib.AbstractContextManager[None]:
         """The store-side lock; the LB-side one is taken through the transport."""
@@ -369,7 +386,10 @@ class _Run:
             result = fn()
         except BaseException as exc:
             self.stages.append(Stage(name, False, round(time.perf_counter() - start, 4), str(exc)[:500]))
-            self.report(name, f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+            if isinstance(exc, KeyboardInterrupt):
+                self.report(name, "interrupted")
+            else:
+                self.report(name, f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
             raise
         text = detail
         ok = not isinstance(result, Verification) or result.ok
@@ -386,6 +406,7 @@ class _Run:
     @contextlib.contextmanager
     def inflight(self, to_rev: str, state: TargetState) -> Iterator[None]:
         """A marker that survives a crash between swap and record, for `status` to report."""
+        self.touched = True
         self.landed(to_rev, state)
         yield
         # Removed by `record_event` once the outcome is in the journal.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
+    from lbctl.config import Target
     from lbctl.lifecycle import Outcome, Reporter
     from lbctl.planning import Plan
 
@@ -46,7 +48,7 @@ def deploy(
             content = file.read_bytes()
         except OSError as exc:
             raise UsageError(f"cannot read --file {file}: {exc.strerror}") from None
-        store.require_clean(allow=(target.source,))
+        store.require_clean(allow=(target.source,), only=_own_files(ws, target))
         store.identity()
         trailers = {"Lbctl-Target": name, "Lbctl-Ticket": ticket or "", "Lbctl-Reason": message or ""}
         # F replaces the main file only; the files it includes come from the store as they are.
@@ -64,7 +66,7 @@ def deploy(
             )
     else:
         if rev is None:
-            store.require_clean()
+            store.require_clean(only=_own_files(ws, target))
         state = ws.journal.state(name)
         sha = select(store, ws.journal, state, rev).rev if rev else revision_of(store, kind, target)
         if sha is None:
@@ -89,12 +91,22 @@ def deploy(
     )
 
 
+def _own_files(ws: Workspace, target: Target) -> list[str]:
+    """What a deploy to `target` reads from the store: lbctl.toml and the target's files."""
+    from lbctl.bundle import store_paths
+    from lbctl.config import CONFIG_NAME
+    from lbctl.kinds import kind_for
+
+    return [CONFIG_NAME, *store_paths(ws.store, kind_for(target), target)]
+
+
 def rollback(
     ws: Workspace,
     name: str,
     *,
     to: str = "last-good",
     message: str | None = None,
+    ticket: str | None = None,
     dry_run: bool = False,
     force: bool = False,
     reason: str | None = None,
@@ -111,9 +123,14 @@ def rollback(
     kind = kind_for(target)
     chosen = select(ws.store, ws.journal, state, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
     if not dry_run:
-        ws.store.require_clean()
+        # Only this target's files: an edit in progress elsewhere must not hold up the way back.
+        from lbctl.bundle import store_paths
+
+        ws.store.require_clean(only=store_paths(ws.store, kind, target))
         ws.store.identity()
     candidate = rollback_candidate(ws, target, state, chosen.rev, chosen.why, message)
+    if ticket and candidate.rev is None:  # a new commit carries the ticket as deploy's does
+        candidate = replace(candidate, trailers={**candidate.trailers, "Lbctl-Ticket": ticket})
     outcome = apply_change(
         ws,
         target,

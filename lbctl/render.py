@@ -6,6 +6,7 @@ Progress goes to stderr, results to stdout, so `--json` output stays parseable.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,8 +29,14 @@ def emit_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False, default=str))
 
 
+def colored(stream: Any) -> bool:
+    """Whether to style what goes to `stream`: a terminal, and no NO_COLOR (https://no-color.org),
+    which turns off every style, bold and dim included."""
+    return bool(stream.isatty()) and not os.environ.get("NO_COLOR")
+
+
 def _color(text: str, style: str) -> str:
-    if not sys.stdout.isatty():
+    if not colored(sys.stdout):
         return text
     codes = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
     return f"\033[{codes[style]}m{text}\033[0m"
@@ -79,7 +86,7 @@ def show_plan(plan: Plan) -> None:
     if semantic is not None and plan.diff:
         from lbctl.semantic import render_text
 
-        print(render_text(semantic, color=sys.stderr.isatty()), file=sys.stderr)
+        print(render_text(semantic, color=colored(sys.stderr)), file=sys.stderr)
     else:
         print(colorize_diff(plan.diff) if plan.diff else "  (no change to the config)", file=sys.stderr)
     for problem in plan.problems:
@@ -91,7 +98,10 @@ def show_plan(plan: Plan) -> None:
 
 def outcome(result: Outcome, *, json_out: bool, quiet: bool) -> int:
     if json_out:
-        emit_json(result.to_json())
+        data = result.to_json()
+        if result.exit_code:
+            data["error"] = outcome_error(result)
+        emit_json(data)
         return int(result.exit_code)
     if result.verdict in ("dry-run", "refused"):
         show_plan(result.plan)
@@ -109,6 +119,17 @@ def outcome(result: Outcome, *, json_out: bool, quiet: bool) -> int:
     if result.verdict in ("rolled-back", "restore-failed") and not quiet:
         print(f"  see `lbctl log {result.target}` and `lbctl status {result.target}`")
     return int(result.exit_code)
+
+
+def outcome_error(result: Outcome) -> dict[str, Any]:
+    """The `error` member of a failed outcome's JSON, shaped as the error boundary's."""
+    if result.verdict == "refused":
+        message = f"{result.target}: refused: " + "; ".join(result.plan.refusals)
+        hint = "fix the config, or pass --force to deploy it anyway (verification still judges it)"
+    else:
+        message = result.message
+        hint = f"see `lbctl log {result.target}` and `lbctl status {result.target}`"
+    return {"code": int(result.exit_code), "type": result.verdict, "message": message, "hint": hint}
 
 
 def balance_bars(figures: dict[str, Any], width: int = 24) -> list[str]:
@@ -135,12 +156,20 @@ def balance_bars(figures: dict[str, Any], width: int = 24) -> list[str]:
 def check_report(report: CheckReport, *, json_out: bool) -> int:
     code = 0 if report.ok else 3
     if json_out:
-        emit_json(report.to_json())
+        data = report.to_json()
+        if not report.ok:
+            data["error"] = {
+                "code": code,
+                "type": "validation-failed",
+                "message": f"{report.candidate} fails for {report.target}: " + "; ".join(report.findings),
+                "hint": "fix the config; `lbctl check` lists every finding",
+            }
+        emit_json(data)
         return code
     if report.semantic is not None:
         from lbctl.semantic import render_text
 
-        print(render_text(report.semantic, color=sys.stdout.isatty()))
+        print(render_text(report.semantic, color=colored(sys.stdout)))
     for note in report.notes:
         print(f"note: {note}")
     for finding in report.findings:
@@ -234,6 +263,8 @@ def log(entries: Sequence[LogEntry], *, json_out: bool) -> int:
 
 
 def diff(result: DiffResult, *, fmt: str) -> None:
+    if result.note:
+        print(f"note: {result.note}", file=sys.stderr)
     if fmt == "json":
         emit_json(result.to_json())
         return
@@ -246,6 +277,6 @@ def diff(result: DiffResult, *, fmt: str) -> None:
     else:
         from lbctl.semantic import render_text
 
-        print(render_text(result.semantic, color=sys.stdout.isatty()))
+        print(render_text(result.semantic, color=colored(sys.stdout)))
     if not result.changed:
         print(f"no differences between {result.old_label} and {result.new_label}", file=sys.stderr)

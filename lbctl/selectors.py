@@ -1,4 +1,7 @@
-"""Revision selectors: `last-good`, `previous`, `~N`, a git revision, `@<ISO time>`."""
+"""Revision selectors: `last-good`, `previous`, `prev-N` (or `~N`), `live`, a git revision, `@<ISO time>`.
+
+`prev-N` is `~N` in a form no shell rewrites (bash expands `~0` to the current directory).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from lbctl.errors import UsageError
 from lbctl.journal import Journal, TargetState
 from lbctl.store import Store
 
-_TILDE = re.compile(r"^~(\d+)$")
+_TILDE = re.compile(r"^(?:~|prev-)(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ def select(
     revision's content as a new commit).
     """
     target = state.target
+    if selector == "live":
+        if state.live is None:
+            raise UsageError(f"lbctl has not deployed to {target} yet: nothing is live")
+        return Selected(state.live, "live now")
     if selector == "last-good":
         failing = state.live if state.status != "good" else None
         for rev in state.good:
@@ -61,7 +68,7 @@ def select(
         every = list(state.history)  # literally N deploys back, failed ones counted: predictable
         if steps < len(every) and every[steps].rev:
             return Selected(str(every[steps].rev), f"live {steps} deploy(s) ago")
-        raise UsageError(f"{target} has only {len(every)} recorded deploy(s); ~{steps} goes too far back")
+        raise UsageError(f"{target} has only {len(every)} recorded deploy(s); {selector} goes too far back")
     if selector.startswith("@"):
         when = parse_time(selector[1:])
         return _live_at(journal, state, when)

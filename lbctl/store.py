@@ -125,19 +125,39 @@ class Store:
             self._identity = (name.strip(), rest.partition(">")[0])
         return self._identity
 
-    def dirty_paths(self) -> list[str]:
-        """Tracked files with uncommitted changes (untracked files are not counted)."""
-        out = self._git("status", "--porcelain", "--untracked-files=no", "-z")
+    def dirty_paths(self, *pathspecs: str) -> list[str]:
+        """Tracked files with uncommitted changes (untracked files are not counted), among
+        `pathspecs` when given (git pathspecs), else in the whole store."""
+        out = self._git(
+            "status", "--porcelain", "--untracked-files=no", "-z", *(["--", *pathspecs] if pathspecs else [])
+        )
         return [entry[3:] for entry in out.split("\0") if entry]
 
-    def require_clean(self, *, allow: tuple[str, ...] = ()) -> None:
-        dirty = [p for p in self.dirty_paths() if p not in allow]
+    def require_clean(self, *, allow: tuple[str, ...] = (), only: Sequence[str] = ()) -> None:
+        """Refuse uncommitted edits (exit 2): in `only` (pathspecs: the files an operation
+        touches) when given, else anywhere in the store; `allow` lists paths that may be edited."""
+        dirty = [p for p in self.dirty_paths(*only) if p not in allow]
         if dirty:
             listed = ", ".join(dirty[:5]) + (" ..." if len(dirty) > 5 else "")
             raise StoreError(
                 f"the store has uncommitted changes: {listed}",
                 hint="commit or stash them first (lbctl commits what it deploys, and only that)",
             )
+
+    def index_entries(self, directory: str) -> dict[str, str]:
+        """The files staged under `directory` (paths relative to it) → their blob shas."""
+        prefix = directory.rstrip("/") + "/" if directory else ""
+        out = self._git("ls-files", "-s", "-z", "--", *([prefix] if prefix else []))
+        found = {}
+        for entry in out.split("\0"):
+            meta, _, path = entry.partition("\t")
+            if path.startswith(prefix) and meta.split()[2:3] == ["0"]:  # stage 0: not a conflict
+                found[path[len(prefix) :]] = meta.split()[1]
+        return found
+
+    def blob(self, sha: str) -> bytes | None:
+        found = self.plumbing.read(sha)
+        return found[1] if found is not None and found[0] == "blob" else None
 
     def has_commits(self) -> bool:
         return self.ref("HEAD") is not None

@@ -48,10 +48,12 @@ EVERY_TARGET = "*"  # for `connect`: not a valid target name
 _AHEAD_AT_MOST = 8  # connections started at once for EVERY_TARGET
 
 
-def open_workspace(store_opt: str | None, *, connect: str | None = None) -> Workspace:
-    """Open the store; with `connect` (a target, or EVERY_TARGET), transports start connecting meanwhile."""
+def open_workspace(store_opt: str | None, *, connect: str | None = None, require_sources: bool = True) -> Workspace:
+    """Open the store; with `connect` (a target, or EVERY_TARGET), transports start connecting meanwhile.
+
+    `require_sources=False`: targets' source files may not exist yet (`lbctl pull` creates them)."""
     root = find_root(store_opt)
-    config = config_mod.load(root / config_mod.CONFIG_NAME)
+    config = config_mod.load(root / config_mod.CONFIG_NAME, require_sources=require_sources)
     if connect is not None:
         from lbctl.transports import connect_ahead
 

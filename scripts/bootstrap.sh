@@ -39,10 +39,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.lbctl-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-    echo "bootstrap: installing lbctl and its test tools into .venv" >&2
-    .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    echo "bootstrap: installing lbctl and its test tools into .venv (log: .venv/pip-install.log)" >&2
+    # pip and the build backend can print pages (warnings about the machine's own pip settings,
+    # the build's notices): keep them in a log, and show its end only when the install fails.
+    log=.venv/pip-install.log
+    if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip \
+        && .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'; } >"$log" 2>&1; then
+        echo "bootstrap: pip failed; the end of $log:" >&2
+        tail -n 40 "$log" >&2
+        exit 1
+    fi
     touch "$stamp"
+    echo "bootstrap: done" >&2
 fi
 # Bytecode for lbctl itself (pip compiled the dependencies): with PYTHONDONTWRITEBYTECODE set,
 # an editable install would otherwise recompile every module on every command.
