@@ -197,8 +197,9 @@ def store_files(store: Store, target: Target, rev: str, bundle: Bundle | None = 
 
 
 def candidate(ws: Workspace, target: Target, *, file: Path | None, rev: str | None) -> tuple[Bundle, str, str]:
-    """The bundle `check`/`test` judge: `--file`, `--rev`, or HEAD; with its label and store revision."""
-    from lbctl.bundle import bundle_at, expand
+    """The bundle `test` judges, as `check` does: `--file`, `--rev`, the working tree when the target's
+    files have uncommitted edits, else HEAD; with its label and the store revision its other files are from."""
+    from lbctl.bundle import bundle_at, bundle_in_worktree, expand
     from lbctl.kinds import kind_for
     from lbctl.selectors import select
 
@@ -214,6 +215,9 @@ def candidate(ws: Workspace, target: Target, *, file: Path | None, rev: str | No
     state = ws.journal.state(target.name)
     sha = select(ws.store, ws.journal, state, rev).rev if rev else ws.store.resolve("HEAD")
     at_rev = bundle_at(ws.store, kind, target, sha)
+    edited = None if rev else bundle_in_worktree(ws.root, kind, target)
+    if edited is not None and edited != at_rev:  # as `check`: the files being edited, not HEAD
+        return edited, f"working tree:{target.source}", sha
     if at_rev is None:
         raise UsageError(f"revision {sha[:10]} has no {target.source}")
     return at_rev, f"{sha[:10]}:{target.source}", sha

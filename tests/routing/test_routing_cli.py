@@ -339,3 +339,11 @@ def test_routing_cases_catch_each_kind_of_haproxy_routing_mistake(tmp_path: Path
     harmless = write(tmp_path / "harmless.cfg", ROUTED.replace("timeout client 5s", "timeout client 50s"))
     assert lbctl("test", "edge", "--store", str(store), "--file", str(harmless)).code == 0
     assert leftovers() == []
+
+
+def test_lbctl_test_judges_the_working_tree_when_it_has_edits(tmp_path: Path, lbctl: LbctlRunner) -> None:
+    store = offline_store(tmp_path, lbctl, "haproxy", "configs/edge/haproxy.cfg", HAPROXY, ROUTES)
+    write(store / "configs/edge/haproxy.cfg", HAPROXY.replace("default_backend web", "default_backend legacy"))
+    result = lbctl("test", "edge", "--store", str(store))
+    assert result.code == 3 and "candidate working tree:configs/edge/haproxy.cfg" in result.out
+    assert lbctl("test", "edge", "--store", str(store), "--rev", "HEAD").code == 0
