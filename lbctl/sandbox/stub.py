@@ -4,9 +4,9 @@ Run as `python -m lbctl.sandbox.stub`, with the listening sockets already bound 
 parent (inherited file descriptors, so no port can be taken in between). On stdin:
 one JSON line `[[fd, backend, server], ...]`, answered `ready` once it serves; then one
 JSON line `{"argv", "env", "cwd", "log"}`, the LB to start in a session of its own,
-answered `started PID` (and `exited CODE` when it ends). When stdin closes, the stubs stop
-and the LB's process group is terminated: lbctl's end of the pipe closes however lbctl
-ends (SIGKILL too), so neither the stubs nor the LB outlive it.
+answered `started PID` (and `exited CODE` when it ends). When stdin closes, the stubs stop,
+the LB's process group is terminated and the sandbox's directory (the LB's `cwd`) removed:
+lbctl's end of the pipe closes however lbctl ends (SIGKILL too), so nothing outlives it.
 
 Each answer is `200` with `X-Lbctl-Backend` and `X-Lbctl-Server` headers (and the same
 as its body), over HTTP/1.1 keep-alive. asyncio protocols keep it to a few tens of
@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -122,11 +123,13 @@ async def _serve(plan: list[list[object]]) -> None:
         servers.append(await loop.create_server(lambda f=full, h=head: _Answer(f, h), sock=sock))  # type: ignore[misc]
     _say("ready")
     lb = None
+    spec: dict[str, Any] = {}
     try:
         line = await loop.run_in_executor(None, sys.stdin.readline)
         if line.strip():
+            spec = json.loads(line)
             try:
-                lb = _start_lb(json.loads(line))
+                lb = _start_lb(spec)
             except OSError as exc:  # e.g. the binary vanished: lbctl says so
                 _say(f"failed {exc}")
         await loop.run_in_executor(None, sys.stdin.read)  # until the parent closes stdin (or dies)
@@ -135,6 +138,8 @@ async def _serve(plan: list[list[object]]) -> None:
             _stop_lb(lb)
         for server in servers:
             server.close()
+        if spec.get("cwd"):  # the sandbox's directory: lbctl removes it too, unless it was killed
+            shutil.rmtree(spec["cwd"], ignore_errors=True)
 
 
 def main() -> None:

@@ -191,12 +191,13 @@ def test_nothing_outlives_lbctl_even_killed(tmp_path: object) -> None:
         "import sys, time\n"
         "from lbctl.sandbox import open_sandbox\n"
         f"with open_sandbox('haproxy', {SMALL!r}, filename='haproxy.cfg') as box:\n"
-        "    print(*box.pids, flush=True)\n"
+        "    print(box.setup.directory, *box.pids, flush=True)\n"
         "    time.sleep(60)\n"
     )
     holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None
-    pids = [int(p) for p in holder.stdout.readline().split()]
+    directory, *pids_text = holder.stdout.readline().split()
+    pids = [int(p) for p in pids_text]
     assert len(pids) == 2 and all(alive(pid) for pid in pids)  # the keeper (stubs) and HAProxy
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -204,3 +205,6 @@ def test_nothing_outlives_lbctl_even_killed(tmp_path: object) -> None:
     while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in pids)
+    while os.path.exists(directory) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(directory)
