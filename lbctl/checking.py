@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +11,12 @@ from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
+    from lbctl.bundle import Bundle
     from lbctl.config import Target
     from lbctl.conformance import Origin
     from lbctl.kinds.base import Kind
     from lbctl.routing_counters import BackendCounts
+    from lbctl.routing_gate import RoutingJudgement
     from lbctl.semantic import SemanticDiff
 
 
@@ -29,6 +31,7 @@ class CheckReport:
     semantic: SemanticDiff | None
     validation_ok: bool = True
     config_problems: tuple[str, ...] = ()  # settings of the target that are wrong (exit 2)
+    routing: RoutingJudgement | None = None  # routing cases and replay, when the target has them
 
     @property
     def ok(self) -> bool:
@@ -46,10 +49,13 @@ class CheckReport:
             "findings": list(self.findings),
             "notes": list(self.notes),
             "semantic": self.semantic.to_json() if self.semantic else None,
+            **(self.routing.to_json() if self.routing else {"routing": None, "replay": None}),
         }
 
 
-def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None = None) -> CheckReport:
+def check(
+    ws: Workspace, name: str, *, file: Path | None = None, rev: str | None = None, replay: Path | None = None
+) -> CheckReport:
     """Everything `deploy` would judge before the push, without pushing: fit for a PR's CI job."""
     import shutil
     import tempfile
@@ -87,6 +93,7 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
         else:
             bundle, label = at_rev, f"{sha[:10]}:{target.source}"
+    at = "HEAD" if file is not None else sha
     state = ws.journal.state(name)
     baseline = bundle_at(ws.store, kind, target, state.live) if state.live else None
     findings: list[str] = []
@@ -148,6 +155,9 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
                     place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
+    routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
+    findings += [p.text for p in routing.problems]
+    notes += routing.notes
     return CheckReport(
         name,
         label,
@@ -158,6 +168,7 @@ def check(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None
         analysis.semantic,
         validation_ok=valid,
         config_problems=tuple(config_problems),
+        routing=routing,
     )
 
 
@@ -207,3 +218,50 @@ def _endpoint_problems(target: Target, kind: Kind, notes: list[str]) -> list[str
     finally:
         transport.close()
     return []
+
+
+def _routing(
+    ws: Workspace,
+    target: Target,
+    live: Bundle | None,
+    live_rev: str | None,
+    candidate: Bundle,
+    at: str,
+    label: str,
+    replay: Path | None,
+) -> RoutingJudgement:
+    """Routing cases and replay; the target's `replay_log` is read over its transport (else a note)."""
+    from contextlib import ExitStack
+
+    from lbctl.errors import LbctlError
+    from lbctl.routing_gate import judge
+    from lbctl.transports import transport_for
+
+    note = None
+    if live is None and (replay is not None or target.replay_log) and ws.store.has_commits():
+        from lbctl.bundle import bundle_at
+        from lbctl.kinds import kind_for
+
+        live, live_rev = bundle_at(ws.store, kind_for(target), target, "HEAD"), ws.store.resolve("HEAD")
+        note = f"nothing is recorded live on {target.name}: the replay compares the candidate with HEAD"
+    with ExitStack() as stack:
+        transport = None
+        if replay is None and target.replay_log:
+            from lbctl.lifecycle import _connect
+
+            try:
+                transport = stack.enter_context(_connect(transport_for(target), target))
+            except LbctlError as exc:
+                note = f"replay skipped: {exc.message}"
+        verdict = judge(
+            ws,
+            target,
+            live=live,
+            live_rev=live_rev,
+            candidate=candidate,
+            candidate_rev=at,
+            label=label,
+            replay_file=replay,
+            transport=transport,
+        )
+    return replace(verdict, notes=(*verdict.notes, note)) if note else verdict

@@ -192,6 +192,10 @@ def check(
     target: Annotated[str, typer.Argument(help="The target whose policy and LB judge the candidate.")],
     file: Annotated[Path | None, typer.Option("--file", "-f", help="Check this file.")] = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Check this revision (default: HEAD).")] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option("--replay", help="Replay this access log through the live config and the candidate."),
+    ] = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
@@ -200,7 +204,31 @@ def check(
     """Parse, validate natively, lint against policy and preview traffic; deploy nothing."""
     from lbctl import checking, render
 
-    return render.check_report(checking.check(_workspace(store), target, file=file, rev=rev), json_out=json_out)
+    report = checking.check(_workspace(store), target, file=file, rev=rev, replay=replay)
+    return render.check_report(report, json_out=json_out)
+
+
+@app.command(name="test")
+def test_routes(
+    target: Annotated[str, typer.Argument(help="The target whose routing cases to run.")],
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="Test this file.")] = None,
+    rev: Annotated[str | None, typer.Option("--rev", help="Test this revision (default: HEAD).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text | json | junit")] = "text",
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Run the target's routing cases through the candidate, in a local sandbox of the real LB binary."""
+    from lbctl import routing
+
+    if fmt not in ("text", "json", "junit"):
+        raise UsageError(f"unknown --format {fmt!r}", hint="text, json or junit")
+    report = routing.test(_workspace(store), target, file=file, rev=rev)
+    print(routing.render(report, "json" if json_out else fmt), end="")
+    if report.unavailable is not None and (json_out or fmt != "text"):
+        print(f"lbctl: {report.summary}", file=sys.stderr)
+    return int(report.exit_code)
 
 
 @app.command()

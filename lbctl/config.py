@@ -51,6 +51,23 @@ def _splits_like_a_shell(value: str | None) -> str | None:
     return value
 
 
+def _request_path(value: str) -> str:
+    if not value.startswith("/") or any(c in value for c in " \r\n"):
+        raise ValueError("must be a request path starting with '/', without spaces")
+    return value
+
+
+def _ip_address(value: str | None) -> str | None:
+    import ipaddress
+
+    if value is not None:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+    return value
+
+
 def _relative_source(value: str) -> str:
     """A store path, normalised as git names it (`./a//b.cfg` is `a/b.cfg`): gitio's one rule."""
     from lbctl.gitio import GitError, split_path
@@ -144,10 +161,37 @@ class Safety:
 
 
 @dataclass(frozen=True)
+class Route:
+    """A routing case: a request, and where the config must send it (`lbctl test`)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    path: Annotated[str, AfterValidator(_request_path)]
+    method: Annotated[str, Field(pattern=r"^[A-Za-z]+$")] = "GET"
+    host: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    source: Annotated[str | None, AfterValidator(_ip_address)] = None  # the client's address
+    port: Annotated[int | None, Field(ge=1, le=65535)] = None  # the listener it arrives on (default: the first)
+    name: str | None = None  # how reports name the case (default: METHOD host path)
+    # what must happen: at least one of these
+    backend: str | None = None  # HAProxy backend, nginx upstream (or proxy_pass address), Caddy upstream set
+    server: str | None = None
+    status: Annotated[int | None, Field(ge=100, le=599)] = None
+
+    def __post_init__(self) -> None:
+        if self.backend is None and self.server is None and self.status is None:
+            raise ValueError("a route needs an expectation: `backend`, `server` or `status`")
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.method.upper()} {self.host or ''}{self.path}"
+
+
+@dataclass(frozen=True)
 class Group:
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     policy: Policy = field(default_factory=Policy)
     safety: Safety = field(default_factory=Safety)
+    routes: list[Route] = field(default_factory=list)  # apply to every member (targets with `group` = this)
 
 
 @dataclass(frozen=True)
@@ -202,6 +246,9 @@ class Target:
     )
     policy: Policy = field(default_factory=Policy)
     safety: Safety = field(default_factory=Safety)
+    routes: list[Route] = field(default_factory=list)  # routing cases (`lbctl test`, and a gate of check/deploy)
+    replay_log: str | None = None  # an access log on the LB whose last lines `check` and deploy replay
+    replay_lines: Annotated[int, Field(ge=1, le=1_000_000)] = 2000
 
     def __post_init__(self) -> None:
         if self.transport in ("local", "ssh") and not self.path:
@@ -247,6 +294,11 @@ class StoreConfig:
         """Store-wide policy, then the target's group's, then the target's own (each key overrides)."""
         group = self.groups.get(target.group or "")
         return _layered(Policy, self.policy, group.policy if group else None, target.policy)
+
+    def routes_for(self, target: Target) -> tuple[Route, ...]:
+        """The target's group's routing cases, then its own."""
+        group = self.groups.get(target.group or "")
+        return (*(group.routes if group else ()), *target.routes)
 
     def safety_for(self, target: Target) -> Safety:
         group = self.groups.get(target.group or "")
@@ -457,14 +509,20 @@ def _settings(data: dict[str, Any]) -> StoreConfig:
                 "checks": [check_types[c["type"]](**c) for c in values["checks"]],
                 "policy": Policy(**values["policy"]),
                 "safety": Safety(**values["safety"]),
+                "routes": [Route(**r) for r in values.get("routes", [])],
             }
+        )
+
+    def group(values: dict[str, Any]) -> Group:
+        return Group(
+            Policy(**values["policy"]), Safety(**values["safety"]), [Route(**r) for r in values.get("routes", [])]
         )
 
     return StoreConfig(
         defaults=Defaults(**data["defaults"]),
         policy=Policy(**data["policy"]),
         safety=Safety(**data["safety"]),
-        groups={k: Group(Policy(**g["policy"]), Safety(**g["safety"])) for k, g in data["groups"].items()},
+        groups={k: group(g) for k, g in data["groups"].items()},
         targets={k: target(v) for k, v in data["targets"].items()},
     )
 

@@ -183,6 +183,9 @@ def apply_change(
                     "unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do"
                 )
             report("recheck", f"pushing it again: {wrong}")
+        if op == "deploy" and not plan.unchanged and (ws.config.routes_for(target) or target.replay_log):
+            # routing cases and a replay of the LB's log, in sandboxes on this machine
+            plan = run.timed("routing", lambda: _with_routing(ws, target, plan, live, pushed, candidate, transport))
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:
             verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
@@ -399,6 +402,14 @@ def _recover(ws: Workspace, target: Target, transport: Transport) -> bool:
             hint="nothing was changed on the LB; run the same command again",
         ) from None
     return True
+
+
+def _with_routing(
+    ws: Workspace, target: Target, plan: Plan, live: Bundle | None, pushed: Bundle, candidate: Candidate, t: Transport
+) -> Plan:
+    from lbctl.routing_gate import with_routing
+
+    return with_routing(ws, target, plan, live=live, candidate=pushed, candidate_rev=candidate.rev, transport=t)
 
 
 def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:

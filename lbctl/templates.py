@@ -47,6 +47,12 @@ retries = 3                   # transport retries (exponential backoff with jitt
 # max_share = 0.6                               # no server above 60 % of its backend's requests; also
 #                                               # the policy's max_share for this target (see [policy])
 # # min_requests = 30, max_probes = 200, max_5xx_ratio = 0.05, overload_ratio = 0.9
+#
+# [[targets.edge1.routes]]                      # a routing case: `lbctl test`, and a gate of check and deploy
+# path = "/api/orders"                          # also: method = "GET", host, headers = {...}, source, port, name
+# backend = "api"                               # and/or server = "api1", status = 200
+# # replay_log = "/var/log/haproxy.log"         # (in [targets.edge1]) check and deploy replay its last
+# #                                             # replay_lines = 2000 lines through live and candidate
 
 # Rules judged before anything is pushed (lbctl check, deploy). Each may also be set
 # per group or per target, in a policy table of its own.

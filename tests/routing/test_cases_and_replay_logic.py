@@ -1,0 +1,151 @@
+"""Pure logic of routing cases and replays: the `routes` keys, log lines, and the moved counts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbctl import config
+from lbctl.config import Route, Safety
+from lbctl.errors import ConfigError
+from lbctl.replay import compare, judge, parse_log
+from lbctl.routing import judge_case
+from lbctl.sandbox import Answer
+
+TOML = """\
+[groups.edges]
+[[groups.edges.routes]]
+path = "/admin"
+status = 403
+
+[targets.edge]
+kind = "haproxy"
+source = "edge.cfg"
+path = "/etc/haproxy/haproxy.cfg"
+master_socket = "/run/haproxy-master.sock"
+group = "edges"
+replay_log = "/var/log/haproxy.log"
+
+[[targets.edge.routes]]
+path = "/api/orders"
+method = "POST"
+host = "shop.example.com"
+headers = { "X-Tenant" = "acme" }
+source = "10.1.2.3"
+backend = "api"
+server = "api2"
+"""
+
+
+def store_with(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "edge.cfg").write_text("global\n")
+    (tmp_path / "lbctl.toml").write_text(text)
+    return tmp_path / "lbctl.toml"
+
+
+def test_routes_are_read_with_the_groups_first_and_survive_the_settings_cache(tmp_path: Path) -> None:
+    path = store_with(tmp_path, TOML)
+    loaded = config.load(path)
+    routes = loaded.routes_for(loaded.targets["edge"])
+    assert [(r.path, r.method, r.status, r.backend) for r in routes] == [
+        ("/admin", "GET", 403, None),
+        ("/api/orders", "POST", None, "api"),
+    ]
+    assert routes[1].headers == {"X-Tenant": "acme"} and loaded.targets["edge"].replay_lines == 2000
+    code = (
+        "import sys; from pathlib import Path; from lbctl import config\n"
+        f"c = config.load(Path({str(path)!r}))\n"
+        "print(c.routes_for(c.targets['edge']) == tuple(c.groups['edges'].routes + c.targets['edge'].routes),"
+        " c.targets['edge'].routes[0].source, 'pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
+    assert out.stdout.split() == ["True", "10.1.2.3", "False"]  # from the cache, without pydantic
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ('backend = "api"', "unknown key `targets.edge.routes.0.bakend`"),
+        ('path = "/api/orders"', "a route needs an expectation"),
+        ('source = "10.1.2.3"', "is not an IP address"),
+    ],
+)
+def test_bad_routes_name_the_key_and_line(tmp_path: Path, change: str, said: str) -> None:
+    replacement = {
+        'backend = "api"': 'bakend = "api"',
+        'path = "/api/orders"': 'path = "/api/orders"\n[[targets.edge.routes]]\npath = "/x"',
+        'source = "10.1.2.3"': 'source = "intranet"',
+    }[change]
+    path = store_with(tmp_path, TOML.replace(change, replacement))
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert said in str(caught.value) and "lbctl.toml:" in str(caught.value)
+
+
+def test_log_lines_of_each_format_become_requests() -> None:
+    lines = [
+        "Nov 30 12:00:00 lb haproxy[7]: 10.1.2.3:4242 [30/Nov/2026:12:00:00.000] www~ api/api2 0/0/0/1/1 200 120 "
+        '- - ---- 1/1/0/0/0 0/0 {shop.example.com|curl/8} "POST /api/orders?id=1 HTTP/1.1"',
+        '10.9.8.7 - - [30/Nov/2026:12:00:01 +0000] "GET http://static.example.com/a.png HTTP/1.1" 200 5 "-" "x"',
+        "DELETE - /cart/1",
+        "garbage",
+        "",
+    ]
+    requests, skipped = parse_log(lines)
+    assert skipped == 1
+    first, second, third = requests
+    assert (first.method, first.path, first.host, first.source, first.listener) == (
+        "POST",
+        "/api/orders?id=1",
+        "shop.example.com",
+        "10.1.2.3",
+        "www",
+    )
+    assert (second.path, second.host, second.source) == ("/a.png", "static.example.com", "10.9.8.7")
+    assert (third.method, third.host, third.path) == ("DELETE", None, "/cart/1")
+
+
+def answer(backend: str | None, server: str | None = None, status: int = 200, listener: str = "www") -> Answer:
+    return Answer(listener, status, backend, server)
+
+
+def test_moved_counts_backends_per_request_and_servers_by_spread() -> None:
+    before = [answer("web", f"web{i % 3 + 1}") for i in range(30)] + [answer("api", "api1")] * 10
+    after = [answer("web", "web1")] * 20 + [answer(None, status=403)] * 10 + [answer("api", "api1")] * 10
+    result = compare("test", 0, before, after)
+    (www,) = result.frontends
+    # 10 web requests now get a 403; of the 20 still on web, the spread went 7/7/6 -> 20/0/0 (13 moved)
+    assert (www.requests, www.moved_backend, www.moved_server, www.moved) == (40, 10, 13, 23)
+    assert result.moved_share == pytest.approx(23 / 40)
+    pairs = {(p.before, p.after): p.requests for p in result.pairs}
+    assert pairs == {("web", "web"): 20, ("web", "(403)"): 10, ("api", "api"): 10}
+    assert [p.text for p in judge(Safety(max_traffic_moved=0.5), result)] == [
+        "max_traffic_moved: replay of 40 request(s) from test: 57.5% of frontend www's requests change backend "
+        "or server, above max_traffic_moved 50% [frontend www]"
+    ]
+    assert judge(Safety(max_traffic_moved=0.6), result) == []
+
+
+def test_a_case_is_judged_on_each_expectation() -> None:
+    route = Route(path="/", backend="web", server="web2", status=200)
+    assert judge_case(route, answer("web", "web2")).ok
+    failed = judge_case(route, answer("legacy", "old1"))
+    assert failed.failures == (
+        "expected backend web, got legacy/old1, status 200",
+        "expected server web2, got legacy/old1, status 200",
+    )
+    assert judge_case(Route(path="/", status=403), Answer("www", None, None, None, "ConnectionRefusedError")).failures
+
+
+def test_a_sandbox_that_could_not_run_is_a_note_for_the_gate_and_a_failure_for_lbctl_test() -> None:
+    from lbctl.routing import RoutingReport, problems
+
+    report = RoutingReport("edge", "HEAD", "haproxy", unavailable="haproxy refused ...: cannot open /etc/x.lua")
+    assert not report.ok and report.exit_code == 3
+    assert problems(report) == ([], ["routing tests could not run: haproxy refused ...: cannot open /etc/x.lua"])
+    junit = report.to_junit()
+    assert 'errors="1"' in junit and "cannot open /etc/x.lua" in junit
