@@ -313,6 +313,37 @@ def demo(
     return run_demo(keep=keep)
 
 
+# -- watch, rules (lbctl.watch) -------------------------------------------------------------------
+@app.command()
+def watch(
+    target: Annotated[str | None, typer.Argument(help="A target or @GROUP (default: every target).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="One evaluation: exit 0 quiet, 9 when alerting.")] = False,
+    window: Annotated[
+        str | None, typer.Option("--window", help="With --once: how long to count traffic (default: [watch] interval).")
+    ] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help="Stop after this long (e.g. 10m).")] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Watch traffic spread, 5xx and saturation from the LB's counters; serve /metrics, alert."""
+    from lbctl.config import duration as seconds
+    from lbctl.watch import report, runner
+
+    ws = _workspace(store)
+    targets = report.select(ws, target)
+    settings = ws.config.watch
+    try:
+        span = seconds(window) if window else settings.interval
+        until = seconds(duration) if duration else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if once:
+        return report.once(runner.once(ws, targets, settings, window=span), json_out=json_out, quiet=quiet)
+    return report.follow(ws, targets, settings, duration=until, json_out=json_out)
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: every path out of lbctl goes through here.
 

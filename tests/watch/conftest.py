@@ -1,0 +1,150 @@
+"""A store watching the lab's real HAProxy, and the real Prometheus and Alertmanager of Debian's packages."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lbctl.lab.processes import Haproxy, Load, free_port, stop
+from tests.conftest import Lab, LbctlRunner, git
+
+
+def watch_toml(**settings: Any) -> str:
+    lines = ["", "[watch]"]
+    for key, value in settings.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def admin(haproxy: Haproxy, command: str) -> str:
+    """One command on HAProxy's runtime API (the stats socket)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(haproxy.stats_socket))
+        s.sendall(command.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def worker_pid(haproxy: Haproxy) -> str:
+    info = admin(haproxy, "show info")
+    return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Pid:")), "")
+
+
+def reload_and_wait(haproxy: Haproxy) -> None:
+    """Reload through the master CLI and wait until the stats socket answers from a new worker."""
+    before = worker_pid(haproxy)
+    haproxy.master_command("reload")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if worker_pid(haproxy) not in ("", before):
+                return
+        time.sleep(0.05)
+    raise RuntimeError("no new HAProxy worker after reload")
+
+
+@dataclass
+class Watched:
+    root: Path
+    lab: Lab
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.lab.fe_port}/"
+
+    def load(self, *, rate: float = 40, max_seconds: float = 60) -> Load:
+        return Load(self.url, rate=rate, concurrency=2, max_requests=int(rate * max_seconds), max_seconds=max_seconds)
+
+    def set_watch(self, **settings: Any) -> None:
+        toml = self.root / "lbctl.toml"
+        text = toml.read_text().split("\n[watch]\n")[0].rstrip("\n") + "\n"
+        toml.write_text(text + watch_toml(**settings))
+
+
+@pytest.fixture
+def watched(store: Path, lab: Lab, lbctl: LbctlRunner) -> Watched:
+    """The lab's HAProxy adopted into the store (`lbctl pull`), so it has a live revision."""
+    result = lbctl("pull", "edge")
+    assert result.code == 0, result.err
+    git(store, "add", "-A")
+    with contextlib.suppress(subprocess.CalledProcessError):
+        git(store, "commit", "-q", "-m", "adopt")
+    watched = Watched(store, lab)
+    watched.set_watch(interval="1s", window="3s", **{"for": "2s"}, min_requests=20)
+    return watched
+
+
+def http_json(url: str, data: Any = None) -> Any:
+    body = None if data is None else json.dumps(data).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read() or b"null")
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+            if response.status == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass
+class Alertmanager:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def alerts(self, **labels: str) -> list[dict[str, Any]]:
+        found = http_json(f"{self.url}/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true")
+        return [a for a in found if all(a["labels"].get(k) == v for k, v in labels.items())]
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
+    """Debian's Alertmanager on loopback, alone (no cluster), with a receiver that sends nothing."""
+    binary = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+    workdir = tmp_path / "alertmanager"
+    workdir.mkdir()
+    config = workdir / "alertmanager.yml"
+    config.write_text(
+        "route:\n  receiver: nobody\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n"
+        "receivers:\n  - name: nobody\n"
+    )
+    port = free_port()
+    log = (workdir / "alertmanager.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield Alertmanager(f"http://127.0.0.1:{port}", proc)
+    finally:
+        stop(proc)
