@@ -148,3 +148,88 @@ def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
         yield Alertmanager(f"http://127.0.0.1:{port}", proc)
     finally:
         stop(proc)
+
+
+@dataclass
+class Prometheus:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        from urllib.parse import quote
+
+        data = http_json(f"{self.url}/api/v1/query?query={quote(expr)}")
+        assert data["status"] == "success", data
+        return data["data"]["result"]  # type: ignore[no-any-return]
+
+
+def start_prometheus(workdir: Path, scrape: str) -> Prometheus:
+    """Debian's Prometheus on loopback, scraping `scrape` (host:port) every second."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    workdir.mkdir(parents=True)
+    config = workdir / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+        f"scrape_configs:\n  - job_name: lbctl\n    static_configs:\n      - targets: ['{scrape}']\n"
+    )
+    port = free_port()
+    log = (workdir / "prometheus.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    log.close()
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
+    except RuntimeError:
+        stop(proc)
+        raise
+    return Prometheus(f"http://127.0.0.1:{port}", proc)
+
+
+class Running:
+    """`lbctl watch` (its core loop) in a thread, as the command runs it."""
+
+    def __init__(self, root: Path, **overrides: Any) -> None:
+        import dataclasses
+        import threading
+
+        from lbctl.watch.evaluate import Change
+        from lbctl.watch.runner import TargetInfo, WatchResult, run
+        from lbctl.workspace import open_workspace
+
+        ws = open_workspace(str(root))
+        settings = dataclasses.replace(ws.config.watch, **overrides)
+        self.stop = threading.Event()
+        self.changes: list[tuple[float, Change]] = []
+        self.rounds: list[WatchResult] = []
+
+        def changed(change: Change, info: TargetInfo | None) -> None:
+            self.changes.append((time.time(), change))
+
+        self.thread = threading.Thread(
+            target=run,
+            args=(ws, list(ws.config.targets.values()), settings),
+            kwargs={"stop": self.stop, "on_change": changed, "on_round": self.rounds.append},
+            daemon=True,
+        )
+        self.thread.start()
+
+    def wait_rounds(self, n: int, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        start = len(self.rounds)
+        while len(self.rounds) < start + n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.rounds) >= start + n, "the watch loop stopped making rounds"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
