@@ -344,6 +344,32 @@ def watch(
     return report.follow(ws, targets, settings, duration=until, json_out=json_out)
 
 
+@app.command()
+def rules(
+    target: Annotated[str | None, typer.Argument(help="A target or @GROUP (default: every target).")] = None,
+    selector: Annotated[
+        str, typer.Option("--selector", help='Label matchers added to every series, e.g. job="haproxy".')
+    ] = "",
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Prometheus alerting rules equivalent to watch's checks, for HAProxy's own exporter."""
+    from lbctl.render import emit_json
+    from lbctl.watch import report
+    from lbctl.watch.rules import rule_file, to_yaml
+
+    ws = _workspace(store)
+    data = rule_file(ws, report.select(ws, target), ws.config.watch, selector)
+    if json_out:
+        emit_json(data)
+    else:
+        print("# Prometheus alerting rules written by `lbctl rules`: load with rule_files, check with promtool")
+        print(to_yaml(data))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: every path out of lbctl goes through here.
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from lbctl.lab.processes import Haproxy, Load, free_port, stop
+from lbctl.lab.monitoring import Alertmanager
+from lbctl.lab.processes import Haproxy, Load
 from tests.conftest import Lab, LbctlRunner, git
 
 
@@ -89,110 +88,11 @@ def watched(store: Path, lab: Lab, lbctl: LbctlRunner) -> Watched:
     return watched
 
 
-def http_json(url: str, data: Any = None) -> Any:
-    body = None if data is None else json.dumps(data).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read() or b"null")
-
-
-def wait_http(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
-
-
-@dataclass
-class Alertmanager:
-    url: str
-    proc: subprocess.Popen[bytes]
-
-    def alerts(self, **labels: str) -> list[dict[str, Any]]:
-        found = http_json(f"{self.url}/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true")
-        return [a for a in found if all(a["labels"].get(k) == v for k, v in labels.items())]
-
-
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
-    """Debian's Alertmanager on loopback, alone (no cluster), with a receiver that sends nothing."""
-    binary = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
-    workdir = tmp_path / "alertmanager"
-    workdir.mkdir()
-    config = workdir / "alertmanager.yml"
-    config.write_text(
-        "route:\n  receiver: nobody\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n"
-        "receivers:\n  - name: nobody\n"
-    )
-    port = free_port()
-    log = (workdir / "alertmanager.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready")
-        yield Alertmanager(f"http://127.0.0.1:{port}", proc)
-    finally:
-        stop(proc)
-
-
-@dataclass
-class Prometheus:
-    url: str
-    proc: subprocess.Popen[bytes]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        from urllib.parse import quote
-
-        data = http_json(f"{self.url}/api/v1/query?query={quote(expr)}")
-        assert data["status"] == "success", data
-        return data["data"]["result"]  # type: ignore[no-any-return]
-
-
-def start_prometheus(workdir: Path, scrape: str) -> Prometheus:
-    """Debian's Prometheus on loopback, scraping `scrape` (host:port) every second."""
-    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
-    workdir.mkdir(parents=True)
-    config = workdir / "prometheus.yml"
-    config.write_text(
-        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-        f"scrape_configs:\n  - job_name: lbctl\n    static_configs:\n      - targets: ['{scrape}']\n"
-    )
-    port = free_port()
-    log = (workdir / "prometheus.log").open("ab")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    log.close()
-    try:
-        wait_http(f"http://127.0.0.1:{port}/-/ready", timeout=30)
-    except RuntimeError:
-        stop(proc)
-        raise
-    return Prometheus(f"http://127.0.0.1:{port}", proc)
+    started = Alertmanager.start(tmp_path / "alertmanager")
+    yield started
+    started.stop()
 
 
 class Running:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from tests.watch.conftest import Alertmanager, Running, Watched, admin, reload_and_wait
+from lbctl.lab.monitoring import Alertmanager
+from tests.watch.conftest import Running, Watched, admin, reload_and_wait
 
 
 def wait_for(condition: object, timeout: float = 40.0) -> float:

@@ -7,8 +7,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from lbctl.lab.processes import free_port, stop
-from tests.watch.conftest import Running, Watched, start_prometheus
+from lbctl.lab.monitoring import Prometheus
+from lbctl.lab.processes import free_port
+from tests.watch.conftest import Running, Watched
 
 
 def test_prometheus_scrapes_shares_requests_state_and_live_revision(watched: Watched, tmp_path: Path) -> None:
@@ -26,7 +27,7 @@ def test_prometheus_scrapes_shares_requests_state_and_live_revision(watched: Wat
         assert 'lbctl_watch_server_state{backend="web",server="web1",state="UP",target="edge"} 1.0' in served
         assert "lbctl_watch_live_revision_info{" in served
 
-        prometheus = start_prometheus(tmp_path / "prometheus", f"127.0.0.1:{port}")
+        prometheus = Prometheus.start(tmp_path / "prometheus", f"127.0.0.1:{port}")
         deadline = time.monotonic() + 30
         shares: list[dict[str, object]] = []
         while time.monotonic() < deadline:
@@ -46,4 +47,4 @@ def test_prometheus_scrapes_shares_requests_state_and_live_revision(watched: Wat
         running.close()
         load.stop()
         if prometheus is not None:
-            stop(prometheus.proc)
+            prometheus.stop()
