@@ -370,6 +370,31 @@ def rules(
     return 0
 
 
+@app.command()
+def notify(
+    flush: Annotated[bool, typer.Option("--flush", help="Send the messages waiting in the outbox.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Show (or, with --flush, send) the notifications waiting in the outbox."""
+    from lbctl.notify.outbox import Outbox
+    from lbctl.render import emit_json
+
+    ws = _workspace(store, require_sources=False)
+    outbox = Outbox(ws.store.git_dir / "lbctl")
+    results = outbox.flush(ws.config.notify) if flush else []
+    waiting = [p.stem for p in outbox.pending()]
+    if json_out:
+        emit_json({"sent": [r.__dict__ for r in results], "waiting": waiting})
+    else:
+        for r in results:
+            print(f"{r.id} -> {r.sink}: {'sent' if r.ok else 'not sent: ' + r.detail}")
+        print(f"{len(waiting)} message(s) waiting" if waiting else "the outbox is empty")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The error boundary: every path out of lbctl goes through here.
 

@@ -241,7 +241,7 @@ class NotifySink:
     url_env: str | None = None
     on: list[str] = field(default_factory=lambda: list(NOTIFY_EVENTS))
     targets: list[str] = field(default_factory=lambda: ["*"])
-    timeout: Annotated[float, BeforeValidator(duration), Field(gt=0, le=60)] = 3.0
+    timeout: Annotated[float, BeforeValidator(duration), Field(gt=0, le=30)] = 2.0
 
     def __post_init__(self) -> None:
         if (self.url is None) == (self.url_env is None):
