@@ -29,7 +29,7 @@ def kind_of(event: Event) -> str | None:
 def message(event: Event) -> dict[str, Any]:
     """The facts of one event, as every sink gets them."""
     kind = kind_of(event) or event.verdict
-    undo_to = event.from_rev if kind in ("good", "pending-confirm") and event.from_rev else None
+    undo_to = event.from_rev if kind in ("good", "pending-confirm", "watch-alert") and event.from_rev else None
     rollback = f"lbctl rollback {event.target} --to {undo_to[:12] if undo_to else 'last-good'} --yes"
     diff = [line for line in event.diff.splitlines() if line.strip()][:DIFF_LINES]
     return {

@@ -42,6 +42,7 @@ class TargetInfo:
     live: str | None
     status: str
     rollback: str
+    previous: str | None = None  # what the rollback command puts back
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,7 @@ def target_info(ws: Workspace, name: str) -> TargetInfo:
     before = next((h.rev for h in state.history if h.rev and h.rev != state.live), None)
     to = before or next((g for g in state.good if g != state.live), None)
     rollback = f"lbctl rollback {name} --to {to[:12]} --yes" if to else f"lbctl rollback {name} --to last-good --yes"
-    return TargetInfo(name, state.live, state.status, rollback)
+    return TargetInfo(name, state.live, state.status, rollback, to)
 
 
 @dataclass
@@ -150,6 +151,38 @@ class Watcher:
         return WatchResult(reports, self.book.firing, tuple(self.infos.values()))
 
 
+def announce_alerts(ws: Workspace, changes: Sequence[Change], infos: dict[str, TargetInfo]) -> None:
+    """Alerts that started firing, to the `[[notify]]` sinks that want `watch-alert` (never raises)."""
+    from lbctl.journal import Event, new_event_id, timestamp
+    from lbctl.notify.outbox import Outbox
+
+    try:
+        outbox = Outbox(ws.store.git_dir / "lbctl")
+        for change in changes:
+            if change.what != "firing":
+                continue
+            info = infos.get(change.alert.target)
+            at = timestamp()
+            event = Event(
+                id=new_event_id(),
+                op="watch",
+                target=change.alert.target,
+                who="lbctl watch",
+                started=at,
+                finished=at,
+                from_rev=info.previous if info else None,
+                to_rev=info.live if info else None,
+                verdict="watch-alert",
+                message=change.alert.message,
+            )
+            outbox.queue(event, ws.config.notify)
+        outbox.flush(ws.config.notify)
+    except Exception as exc:
+        import sys
+
+        print(f"lbctl watch: notification not sent ({exc})", file=sys.stderr)
+
+
 def open_watcher(ws: Workspace, targets: list[Target], settings: WatchSettings) -> Watcher:
     from lbctl.watch.sources import Source
 
@@ -202,6 +235,8 @@ def run(
             result = watcher.result()
             for change in changes:
                 on_change(change, watcher.infos.get(change.alert.target))
+            if ws.config.notify and any(c.what == "firing" for c in changes):
+                announce_alerts(ws, changes, watcher.infos)
             if metrics is not None:
                 metrics.publish(result, watcher.book, watcher.totals)
             if manager is not None:

@@ -5,55 +5,15 @@ from __future__ import annotations
 
 import json
 import shlex
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from lbctl.lab.processes import haproxy_target_toml
 from tests.conftest import Lab, LbctlRunner, git
-
-
-class Sink:
-    """An HTTP endpoint on loopback that records what is posted; `mode` is ok, fail (500) or hang."""
-
-    def __init__(self) -> None:
-        self.received: list[Any] = []
-        self.mode = "ok"
-        self.release = threading.Event()
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if sink.mode == "hang":
-                    sink.release.wait(30)
-                    return
-                if sink.mode == "fail":
-                    self.send_response(500)
-                    self.end_headers()
-                    return
-                sink.received.append(json.loads(data))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+from tests.notify.sink import Sink
 
 
 @pytest.fixture
