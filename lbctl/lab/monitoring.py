@@ -87,14 +87,15 @@ class Prometheus:
     proc: subprocess.Popen[bytes]
 
     @classmethod
-    def start(cls, workdir: Path, scrape: str) -> Prometheus:
-        """Scraping `scrape` (host:port) every second."""
+    def start(cls, workdir: Path, scrape: str, *, rule_files: list[Path] | None = None) -> Prometheus:
+        """Scraping `scrape` (host:port) every second, evaluating `rule_files` every second."""
         binary = shutil.which("prometheus") or "/usr/bin/prometheus"
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
             f"scrape_configs:\n  - job_name: lbctl\n    static_configs:\n      - targets: ['{scrape}']\n"
+            + ("rule_files:\n" + "".join(f"  - '{f}'\n" for f in rule_files) if rule_files else "")
         )
         port = free_port()
         argv = [
@@ -110,6 +111,10 @@ class Prometheus:
         if data["status"] != "success":
             raise RuntimeError(f"query failed: {data}")
         return data["data"]["result"]  # type: ignore[no-any-return]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerting rules' alerts, pending and firing."""
+        return http_json(f"{self.url}/api/v1/alerts")["data"]["alerts"]  # type: ignore[no-any-return]
 
     def stop(self) -> None:
         stop(self.proc)
