@@ -229,6 +229,8 @@ class WatchSettings:
     max_5xx_ratio: Annotated[float | None, Field(ge=0, le=1)] = None  # default: the balance check's
     listen: str | None = None  # "127.0.0.1:9464": serve /metrics there
     alertmanager: str | None = None  # "http://127.0.0.1:9093": post alerts to its v2 API
+    auto_rollback: bool = False  # roll a recent deploy back (`rollback --to previous`) when it alerts
+    auto_rollback_max_age: Annotated[float, BeforeValidator(duration), Field(ge=0)] = 1800.0
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,14 @@ def follow(
         file=sys.stderr,
         flush=True,
     )
+
+    def rolled(target: str, outcome: object) -> None:
+        text = getattr(outcome, "message", None) or str(outcome)
+        if json_out:
+            emit_json({"auto_rollback": target, "message": text, "exit_code": int(getattr(outcome, "exit_code", 0))})
+        else:
+            print(f"AUTO-ROLLBACK {target}: {text}", flush=True)
+
     with contextlib.suppress(KeyboardInterrupt):  # the usual way to stop watching
-        run(ws, targets, settings, stop=stop, duration=duration, on_change=said)
+        run(ws, targets, settings, stop=stop, duration=duration, on_change=said, on_rollback=rolled)
     return 0

@@ -183,6 +183,30 @@ def announce_alerts(ws: Workspace, changes: Sequence[Change], infos: dict[str, T
         print(f"lbctl watch: notification not sent ({exc})", file=sys.stderr)
 
 
+def _roll_back(
+    ws: Workspace,
+    settings: WatchSettings,
+    watcher: Watcher,
+    changes: Sequence[Change],
+    on_rollback: Callable[[str, Any], None],
+) -> None:
+    """One automatic rollback per target whose alert just fired, if its live revision is recent."""
+    from lbctl.errors import LbctlError
+    from lbctl.watch.autorollback import AutoRollback
+
+    auto = AutoRollback(ws, settings)
+    for target in dict.fromkeys(c.alert.target for c in changes if c.what == "firing"):
+        why = next(c.alert.message for c in changes if c.alert.target == target and c.what == "firing")
+        outcome: object
+        try:
+            outcome = auto.maybe(target, why)
+        except LbctlError as exc:  # locked, unreachable, refused: say so, keep watching
+            outcome = exc
+        if outcome is not None:
+            watcher.infos[target] = target_info(ws, target)
+            on_rollback(target, outcome)
+
+
 def open_watcher(ws: Workspace, targets: list[Target], settings: WatchSettings) -> Watcher:
     from lbctl.watch.sources import Source
 
@@ -213,6 +237,7 @@ def run(
     duration: float | None = None,
     on_change: Callable[[Change, TargetInfo | None], None] = lambda change, info: None,
     on_round: Callable[[WatchResult], None] = lambda result: None,
+    on_rollback: Callable[[str, Any], None] = lambda target, outcome: None,
 ) -> WatchResult:
     """Watch until `stop` is set (or `duration` passed): sample, judge, publish, every interval."""
     watcher = open_watcher(ws, targets, settings)
@@ -237,6 +262,8 @@ def run(
                 on_change(change, watcher.infos.get(change.alert.target))
             if ws.config.notify and any(c.what == "firing" for c in changes):
                 announce_alerts(ws, changes, watcher.infos)
+            if settings.auto_rollback:
+                _roll_back(ws, settings, watcher, changes, on_rollback)
             if metrics is not None:
                 metrics.publish(result, watcher.book, watcher.totals)
             if manager is not None:

@@ -111,6 +111,7 @@ class Running:
         self.stop = threading.Event()
         self.changes: list[tuple[float, Change]] = []
         self.rounds: list[WatchResult] = []
+        self.rollbacks: list[tuple[str, object]] = []
 
         def changed(change: Change, info: TargetInfo | None) -> None:
             self.changes.append((time.time(), change))
@@ -118,7 +119,12 @@ class Running:
         self.thread = threading.Thread(
             target=run,
             args=(ws, list(ws.config.targets.values()), settings),
-            kwargs={"stop": self.stop, "on_change": changed, "on_round": self.rounds.append},
+            kwargs={
+                "stop": self.stop,
+                "on_change": changed,
+                "on_round": self.rounds.append,
+                "on_rollback": lambda target, outcome: self.rollbacks.append((target, outcome)),
+            },
             daemon=True,
         )
         self.thread.start()
