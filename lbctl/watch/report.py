@@ -43,7 +43,13 @@ def once(result: WatchResult, *, json_out: bool, quiet: bool) -> int:
             print(_table(report, infos.get(report.target)))
         if result.alerts:
             print(f"{len(result.alerts)} alert(s): " + "; ".join(a.message for a in result.alerts))
-    return int(ExitCode.WATCH_ALERT) if result.alerting else 0
+    if result.alerting:
+        return int(ExitCode.WATCH_ALERT)
+    unread = [r.target for r in result.reports if r.error]
+    if unread:
+        print(f"lbctl: could not read the counters of {', '.join(unread)}", file=sys.stderr)
+        return int(ExitCode.UNREACHABLE)
+    return 0
 
 
 def _table(report: TargetReport, info: TargetInfo | None) -> str:

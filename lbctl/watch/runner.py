@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import BalanceCheck, Target, WatchSettings
+from lbctl.errors import ConfigError
 from lbctl.watch.evaluate import (
     Alert,
     AlertBook,
@@ -116,6 +117,8 @@ class Watcher:
                     self._count(name, traffic([kept[-1], new]))
                 kept.append(new)
                 self.errors.pop(name, None)
+            except ConfigError:
+                raise  # a target watch cannot read at all (no stats_socket, ...): exit 2 and say why
             except Exception as exc:  # a target briefly unreachable is reported, not fatal
                 self.errors[name] = str(exc) or type(exc).__name__
             # Keep the newest sample at or before the window's start as the window's baseline.

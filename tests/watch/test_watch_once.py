@@ -81,3 +81,18 @@ def test_a_reload_restarts_the_counters_and_is_not_read_as_traffic(watched: Watc
     # Nothing was counted twice, nor backwards: lbctl's totals only grew by real sessions.
     assert all(sent >= 0 for sent, _ in watcher.totals.values())
     assert sum(sent for (_, b, _), (sent, _) in watcher.totals.items() if b == "web") >= backend.requests
+
+
+def test_a_target_whose_counters_cannot_be_read_exits_6(watched: Watched, lbctl: LbctlRunner) -> None:
+    watched.lab.haproxy.stop()
+    result = lbctl("watch", "edge", "--once", "--window", "0.2s", "--json")
+    assert result.code == 6, result.out + result.err
+    assert json.loads(result.out)["targets"][0]["verdict"] == "unreachable"
+
+
+def test_a_target_without_a_stats_socket_is_a_config_error(watched: Watched, lbctl: LbctlRunner) -> None:
+    toml = watched.root / "lbctl.toml"
+    toml.write_text("\n".join(line for line in toml.read_text().splitlines() if not line.startswith("stats_socket")))
+    result = lbctl("watch", "edge", "--once", "--window", "0.2s")
+    assert result.code == 2, result.out + result.err
+    assert "stats_socket" in result.err
