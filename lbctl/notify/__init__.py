@@ -1,20 +1,25 @@
 """Notifications of deploy events: `[[notify]]` sinks, one message per journal event per sink.
 
-`announce` is called once after each journal event is appended. It queues one message per
-matching sink in the outbox (`.git/lbctl/outbox`), then tries to deliver what the outbox holds,
-each sink bounded by its `timeout` and the whole by `FLUSH_BUDGET`. Nothing here changes a
-command's outcome: a failing or hanging sink leaves its message in the outbox for the next
-event or `lbctl notify --flush`. Delivered messages are listed in `.git/lbctl/notified.log`,
-so a re-run never sends twice.
+`announce` is called once after each journal event is appended (within the store's write
+lock). It queues one message per matching sink in the outbox (`.git/lbctl/outbox`), a few file
+creations, and delivers what the outbox holds from a thread of its own, so the lock and the
+command go on at once: each sink is bounded by its `timeout` and the whole by `FLUSH_BUDGET`,
+and the process waits for that thread (at most the budget) before it exits. Nothing here
+changes a command's outcome: a failing or hanging sink leaves its message in the outbox for
+the next event or `lbctl notify --flush`. Delivered messages are listed in
+`.git/lbctl/notified.log`, so a re-run never sends twice.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from lbctl.config import NotifySink
     from lbctl.journal import Event
+    from lbctl.notify.outbox import Outbox
     from lbctl.store import Store
 
 
@@ -28,7 +33,32 @@ def announce(store: Store, event: Event) -> None:
         if not sinks:
             return
         outbox = Outbox(store.git_dir / "lbctl")
-        outbox.queue(event, sinks)
-        outbox.flush(sinks)
+        if outbox.queue(event, sinks):
+            # Not a daemon: the interpreter waits for it at exit, at most the flush budget.
+            sender = threading.Thread(target=_send, args=(outbox, sinks), name="lbctl-notify")
+            _senders.append(sender)
+            sender.start()
     except Exception as exc:  # a notification is never worth failing the operation it reports
         print(f"lbctl: notification not sent ({exc}); it waits for `lbctl notify --flush`", file=sys.stderr)
+
+
+_senders: list[threading.Thread] = []
+
+
+def _send(outbox: Outbox, sinks: list[NotifySink]) -> None:
+    try:
+        for delivery in outbox.flush(sinks):
+            if not delivery.ok:
+                print(
+                    f"lbctl: notification to {delivery.sink} not sent ({delivery.detail}); "
+                    "it waits in the outbox (`lbctl notify --flush`)",
+                    file=sys.stderr,
+                )
+    except Exception as exc:
+        print(f"lbctl: notifications not sent ({exc})", file=sys.stderr)
+
+
+def settle(timeout: float | None = None) -> None:
+    """Wait for the deliveries started so far (the interpreter does this at exit by itself)."""
+    while _senders:
+        _senders.pop().join(timeout)

@@ -1,8 +1,9 @@
 """Messages waiting to be delivered, one file each, and the log of those that were.
 
 A message is queued with an exclusive create named after (event, sink), so announcing the
-same event twice queues it once; a delivered one is logged before its file goes, so a crash
-between the two at worst leaves a file whose id the log already holds, and it is not resent.
+same event twice queues it once. A sender claims a message by renaming its file (two senders
+never both get it), puts it back when the sink fails, and logs a delivered one before its file
+goes: a crash between the two at worst leaves a file whose id the log holds, not resent.
 """
 
 from __future__ import annotations
@@ -81,25 +82,40 @@ class Outbox:
         done = self.sent()
         deadline = time.monotonic() + budget
         results: list[Delivery] = []
+        self._reclaim()
         for path in self.pending():
+            claimed = path.with_name(f"{path.name}.sending-{os.getpid()}")
             try:
-                item = json.loads(path.read_text())
+                os.rename(path, claimed)
+                item = json.loads(claimed.read_text())
             except (OSError, ValueError):
-                continue
+                continue  # another sender has it
             if item["id"] in done:
-                path.unlink(missing_ok=True)
+                claimed.unlink(missing_ok=True)
                 continue
             sink = by_id.get(item["sink"])
             left = deadline - time.monotonic()
-            if sink is None or left <= 0:
-                continue  # its sink is gone from lbctl.toml, or no time left: it waits
-            ok, detail = deliver(sink, item["message"], timeout=min(sink.timeout, left))
-            results.append(Delivery(item["id"], sink.type, ok, detail))
+            ok, detail = False, "no time left in this flush"
+            if sink is not None and left > 0:
+                ok, detail = deliver(sink, item["message"], timeout=min(sink.timeout, left))
+                results.append(Delivery(item["id"], sink.type, ok, detail))
             if ok:
                 with self.log.open("a") as f:
-                    f.write(json.dumps({"id": item["id"], "sink": sink.type, "at": timestamp()}) + "\n")
-                path.unlink(missing_ok=True)
+                    f.write(json.dumps({"id": item["id"], "sink": item["sink"], "at": timestamp()}) + "\n")
+                claimed.unlink(missing_ok=True)
+            else:  # its sink failed, is gone from lbctl.toml, or no time is left: it waits
+                os.replace(claimed, path)
         return results
+
+    def _reclaim(self) -> None:
+        """Put back messages claimed by a sender that died mid-delivery."""
+        if not self.dir.is_dir():
+            return
+        for claimed in self.dir.glob("*.json.sending-*"):
+            pid = claimed.name.rsplit("-", 1)[1]
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                with contextlib.suppress(OSError):
+                    os.replace(claimed, claimed.with_name(claimed.name.split(".sending-")[0]))
 
 
 def deliver(sink: NotifySink, msg: dict[str, Any], *, timeout: float) -> tuple[bool, str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from lbctl.lab.processes import haproxy_target_toml
+from lbctl.notify import settle
 from tests.conftest import Lab, LbctlRunner, git
 from tests.notify.sink import Sink
 
@@ -35,6 +36,7 @@ def notified_store(root: Path, lab: Lab, lbctl: LbctlRunner, notify: str) -> Pat
     git(root, "commit", "-q", "-m", "Add target edge")
     first = lbctl("deploy", "edge", "--yes", "--store", str(root))  # what runs now becomes live
     assert first.code == 0, first.out + first.err
+    settle()
     return root
 
 
@@ -43,7 +45,9 @@ def deploy_weights(root: Path, lab: Lab, lbctl: LbctlRunner, weights: dict[str, 
     candidate.write_text(lab.config(weights=weights))
     started = time.monotonic()
     result = lbctl("deploy", "edge", "--file", str(candidate), "-m", "Give web1 more", "--yes", "--store", str(root))
-    return result.code, time.monotonic() - started, result.out + result.err
+    seconds = time.monotonic() - started
+    settle()  # the deliveries the deploy started (a process waits for them at exit)
+    return result.code, seconds, result.out + result.err
 
 
 def waiting(lbctl: LbctlRunner, root: Path) -> list[str]:
@@ -77,6 +81,7 @@ def test_one_message_per_event_with_the_facts_and_a_rollback_that_works(
     argv = shlex.split(msg["rollback"])[1:]
     result = lbctl(*argv, "--store", str(root))
     assert result.code == 0, result.out + result.err
+    settle()
     assert "weight 200" not in lab.live_text()
     assert [m["kind"] for m in sink.received] == ["good", "rolled-back"]
     assert len({m["event"] for m in sink.received}) == 2
@@ -118,7 +123,7 @@ def test_a_hanging_sink_is_bounded_and_never_fails_the_deploy(
     root = notified_store(tmp_path / "store", lab, lbctl, notify)
     code, seconds, output = deploy_weights(root, lab, lbctl, {"web1": 200})
     assert code == 0, output
-    assert seconds < 25  # the sink's 30 s were not waited for: its own 1 s timeout was
+    assert seconds < 25  # the sink's 30 s were not waited for (delivery runs beside the deploy, 1 s timeout)
     assert len(waiting(lbctl, root)) == 2  # the first deploy's message, and this one's
     sink.mode = "ok"
     assert lbctl("notify", "--flush", "--store", str(root)).code == 0
@@ -132,3 +137,18 @@ def test_other_targets_and_events_are_not_announced(tmp_path: Path, lab: Lab, lb
     assert code == 0, output
     assert sink.received == []
     assert waiting(lbctl, root) == []
+
+
+def test_a_real_process_delivers_before_it_exits(tmp_path: Path, lab: Lab, lbctl: LbctlRunner, sink: Sink) -> None:
+    import subprocess
+    import sys
+
+    notify = f'[[notify]]\ntype = "webhook"\nurl = "{sink.url}"\non = ["good"]\n'
+    root = notified_store(tmp_path / "store", lab, lbctl, notify)
+    sink.received.clear()
+    candidate = root.parent / "candidate.cfg"
+    candidate.write_text(lab.config(weights={"web1": 200}))
+    argv = [sys.executable, "-m", "lbctl", "deploy", "edge", "--file", str(candidate), "--yes", "--store", str(root)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [m["kind"] for m in sink.received] == ["good"]  # sent before the process ended
