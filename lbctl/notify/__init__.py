@@ -25,15 +25,20 @@ if TYPE_CHECKING:
 
 def announce(store: Store, event: Event) -> None:
     """Queue and send the notifications `event` calls for; never raises."""
+    from lbctl import config as config_mod
+
     try:
-        from lbctl import config as config_mod
+        sinks = config_mod.load(store.root / config_mod.CONFIG_NAME, require_sources=False).notify
+    except Exception:  # no readable lbctl.toml: no sinks to tell (the command itself says what is wrong)
+        return
+    if not sinks:
+        return
+    try:
         from lbctl.notify.outbox import Outbox
 
-        sinks = config_mod.load(store.root / config_mod.CONFIG_NAME, require_sources=False).notify
-        if not sinks:
-            return
         outbox = Outbox(store.git_dir / "lbctl")
-        if outbox.queue(event, sinks):
+        outbox.queue(event, sinks)
+        if outbox.pending():  # this event's messages, and any an earlier command could not deliver
             # Not a daemon: the interpreter waits for it at exit, at most the flush budget.
             sender = threading.Thread(target=_send, args=(outbox, sinks), name="lbctl-notify")
             _senders.append(sender)
