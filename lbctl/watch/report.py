@@ -22,7 +22,10 @@ def select(ws: Workspace, name: str | None) -> list[Target]:
     """TARGET, @GROUP (every target whose `group` it is), or every target."""
     if name and name.startswith("@"):
         group = name[1:]
-        members = [t for t in ws.config.targets.values() if t.group == group]
+        # A group names its members (`targets = [...]`, where the store's settings have it), or
+        # targets name their group.
+        listed = getattr(ws.config.groups.get(group), "targets", None) or []
+        members = [t for t in ws.config.targets.values() if t.group == group or t.name in listed]
         if not members:
             raise UsageError(f"no target belongs to group {group!r}", hint="set `group = ...` on its targets")
         return members

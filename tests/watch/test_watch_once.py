@@ -96,3 +96,13 @@ def test_a_target_without_a_stats_socket_is_a_config_error(watched: Watched, lbc
     result = lbctl("watch", "edge", "--once", "--window", "0.2s")
     assert result.code == 2, result.out + result.err
     assert "stats_socket" in result.err
+
+
+def test_a_group_watches_its_members(watched: Watched, lbctl: LbctlRunner) -> None:
+    toml = watched.root / "lbctl.toml"
+    toml.write_text(toml.read_text().replace("[targets.edge]\n", '[targets.edge]\ngroup = "edges"\n'))
+    result = lbctl("watch", "@edges", "--once", "--window", "0.5s", "--json")
+    assert result.code == 0, result.out + result.err
+    assert [t["target"] for t in json.loads(result.out)["targets"]] == ["edge"]
+    unknown = lbctl("watch", "@nope", "--once")
+    assert unknown.code == 2 and "no target belongs to group 'nope'" in unknown.err
