@@ -18,6 +18,7 @@ import dataclasses
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -67,9 +68,11 @@ def main() -> None:
         stop = threading.Event()
         try:
             store = root / "store"
-            subprocess.run(["lbctl", "init", str(store)], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "lbctl", "init", str(store)], check=True, capture_output=True)
             (store / "lbctl.toml").write_text(haproxy_target_toml("edge", haproxy, f"http://127.0.0.1:{fe_port}/"))
-            subprocess.run(["lbctl", "pull", "edge", "--store", str(store)], check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "lbctl", "pull", "edge", "--store", str(store)], check=True, capture_output=True
+            )
             ws = open_workspace(str(store))
             settings = dataclasses.replace(ws.config.watch, alertmanager=manager.url, **SETTINGS)
             thread = threading.Thread(
