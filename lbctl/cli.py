@@ -364,6 +364,88 @@ def demo(
     return run_demo(keep=keep)
 
 
+# -- watch, rules (lbctl.watch) -------------------------------------------------------------------
+@app.command()
+def watch(
+    target: Annotated[str | None, typer.Argument(help="A target or @GROUP (default: every target).")] = None,
+    once: Annotated[bool, typer.Option("--once", help="One evaluation: exit 0 quiet, 9 when alerting.")] = False,
+    window: Annotated[
+        str | None, typer.Option("--window", help="With --once: how long to count traffic (default: [watch] interval).")
+    ] = None,
+    duration: Annotated[str | None, typer.Option("--duration", help="Stop after this long (e.g. 10m).")] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Watch traffic spread, 5xx and saturation from the LB's counters; serve /metrics, alert."""
+    from lbctl.config import duration as seconds
+    from lbctl.watch import report, runner
+
+    ws = _workspace(store)
+    targets = report.select(ws, target)
+    settings = ws.config.watch
+    try:
+        span = seconds(window) if window else settings.interval
+        until = seconds(duration) if duration else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if once:
+        return report.once(runner.once(ws, targets, settings, window=span), json_out=json_out, quiet=quiet)
+    return report.follow(ws, targets, settings, duration=until, json_out=json_out)
+
+
+@app.command()
+def rules(
+    target: Annotated[str | None, typer.Argument(help="A target or @GROUP (default: every target).")] = None,
+    selector: Annotated[
+        str, typer.Option("--selector", help='Label matchers added to every series, e.g. job="haproxy".')
+    ] = "",
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Prometheus alerting rules equivalent to watch's checks, for HAProxy's own exporter."""
+    from lbctl.render import emit_json
+    from lbctl.watch import report
+    from lbctl.watch.rules import rule_file, to_yaml
+
+    ws = _workspace(store)
+    data = rule_file(ws, report.select(ws, target), ws.config.watch, selector)
+    if json_out:
+        emit_json(data)
+    else:
+        print("# Prometheus alerting rules written by `lbctl rules`: load with rule_files, check with promtool")
+        print(to_yaml(data))
+    return 0
+
+
+@app.command()
+def notify(
+    flush: Annotated[bool, typer.Option("--flush", help="Send the messages waiting in the outbox.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Show (or, with --flush, send) the notifications waiting in the outbox."""
+    from lbctl.notify.outbox import Outbox
+    from lbctl.render import emit_json
+
+    ws = _workspace(store, require_sources=False)
+    outbox = Outbox(ws.store.git_dir / "lbctl")
+    results = outbox.flush(ws.config.notify) if flush else []
+    waiting = [p.stem for p in outbox.pending()]
+    if json_out:
+        emit_json({"sent": [r.__dict__ for r in results], "waiting": waiting})
+    else:
+        for r in results:
+            print(f"{r.id} -> {r.sink}: {'sent' if r.ok else 'not sent: ' + r.detail}")
+        print(f"{len(waiting)} message(s) waiting" if waiting else "the outbox is empty")
+    return 0
+
+
 def _masked(message: str) -> str:
     """An error may quote a config (a validator's output, a parse error): secrets never show."""
     from lbctl.masking import mask_message

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 from lbctl.errors import ConfigError
 
 if TYPE_CHECKING:  # resolved by pydantic at validation time (see `_validator`)
-    from pydantic import AfterValidator, Field, TypeAdapter, ValidationError
+    from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
 CONFIG_NAME = "lbctl.toml"
 KINDS = ("haproxy", "nginx", "caddy")
@@ -281,6 +281,61 @@ class Target:
                 raise ValueError(f"`{key}` uses {{{missing[0]}}}, but the target has no `{missing[0]}`")
 
 
+# -- [watch] and [[notify]] (lbctl watch, notifications) -------------------------------------
+NOTIFY_EVENTS = ("good", "failed", "rolled-back", "restore-failed", "pending-confirm", "watch-alert")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def duration(value: Any) -> float:
+    """Seconds from `"10s"`, `"2m"`, `"1h"`, `"500ms"` or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError('must be a duration such as "10s", "2m" or a number of seconds')
+    if isinstance(value, int | float):
+        return float(value)
+    found = _DURATION.match(str(value))
+    if not found:
+        raise ValueError(f'{value!r} is not a duration: write e.g. "10s", "2m", "1h" or "500ms"')
+    return float(found.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[found.group(2) or "s"]
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """`[watch]`: how `lbctl watch` judges traffic between changes, and where it reports."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    interval: Annotated[float, BeforeValidator(duration), Field(gt=0)] = 10.0
+    window: Annotated[float, BeforeValidator(duration), Field(gt=0)] = 120.0
+    for_: Annotated[float, BeforeValidator(duration), Field(ge=0, alias="for")] = 60.0
+    min_requests: Annotated[int, Field(ge=1)] = 30
+    share_deviation: Annotated[float, Field(gt=0)] = 0.25  # |actual - intended| / intended
+    max_share: Annotated[float | None, Field(gt=0, le=1)] = None  # default: the balance check's
+    max_5xx_ratio: Annotated[float | None, Field(ge=0, le=1)] = None  # default: the balance check's
+    listen: str | None = None  # "127.0.0.1:9464": serve /metrics there
+    alertmanager: str | None = None  # "http://127.0.0.1:9093": post alerts to its v2 API
+    auto_rollback: bool = False  # roll a recent deploy back (`rollback --to previous`) when it alerts
+    auto_rollback_max_age: Annotated[float, BeforeValidator(duration), Field(ge=0)] = 1800.0
+
+
+@dataclass(frozen=True)
+class NotifySink:
+    """`[[notify]]`: where deploy events are announced. Addresses that are secrets come from `url_env`."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    type: Literal["webhook", "slack", "alertmanager"]
+    url: str | None = None
+    url_env: str | None = None
+    on: list[str] = field(default_factory=lambda: list(NOTIFY_EVENTS))
+    targets: list[str] = field(default_factory=lambda: ["*"])
+    timeout: Annotated[float, BeforeValidator(duration), Field(gt=0, le=30)] = 2.0
+
+    def __post_init__(self) -> None:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of `url` or `url_env` (an environment variable holding the address)")
+        unknown = sorted(set(self.on) - set(NOTIFY_EVENTS))
+        if unknown:
+            raise ValueError(f"`on`: unknown event(s) {', '.join(unknown)}; known: {', '.join(NOTIFY_EVENTS)}")
+
+
 @dataclass(frozen=True)
 class StoreConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
@@ -289,6 +344,8 @@ class StoreConfig:
     safety: Safety = field(default_factory=Safety)
     groups: dict[str, Group] = field(default_factory=dict)
     targets: dict[str, Target] = field(default_factory=dict)
+    watch: WatchSettings = field(default_factory=WatchSettings)
+    notify: list[NotifySink] = field(default_factory=list)
 
     def policy_for(self, target: Target) -> Policy:
         """Store-wide policy, then the target's group's, then the target's own (each key overrides)."""
@@ -378,9 +435,9 @@ def _validator() -> TypeAdapter[StoreConfig]:
     """
     global _VALIDATOR
     if _VALIDATOR is None:
-        from pydantic import AfterValidator, Field, TypeAdapter
+        from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
 
-        globals().update(AfterValidator=AfterValidator, Field=Field)
+        globals().update(AfterValidator=AfterValidator, BeforeValidator=BeforeValidator, Field=Field)
         _VALIDATOR = TypeAdapter(StoreConfig)
     return _VALIDATOR
 
@@ -524,6 +581,8 @@ def _settings(data: dict[str, Any]) -> StoreConfig:
         safety=Safety(**data["safety"]),
         groups={k: group(g) for k, g in data["groups"].items()},
         targets={k: target(v) for k, v in data["targets"].items()},
+        watch=WatchSettings(**data["watch"]),
+        notify=[NotifySink(**n) for n in data["notify"]],
     )
 
 

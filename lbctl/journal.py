@@ -204,6 +204,7 @@ class Journal:
         the ref moves by compare-and-swap, retried on a fresh tip.
         """
         from lbctl.gitio import GitError
+        from lbctl.notify import announce
 
         name, email = self.store.identity()
         with self.store.writing():
@@ -214,6 +215,7 @@ class Journal:
                     self.store.plumbing.git(
                         "update-ref", "-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40
                     )
+                    announce(self.store, event)  # [[notify]] sinks; never raises, bounded in time
                     return commit
                 except GitError:
                     continue  # someone appended since we read the tip: rebuild on theirs

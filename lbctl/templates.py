@@ -70,6 +70,23 @@ retries = 3                   # transport retries (exponential backoff with jitt
 #                               # (one of three is 33 %: allowed; two of three: refused)
 # max_traffic_moved = 0.5       # at most half of a pool's expected traffic moving to other servers
 # allow_empty_backend = false   # a pool left with no server taking traffic is refused
+
+# lbctl watch: traffic spread, 5xx and saturation between changes (docs/watch.md)
+# [watch]
+# interval = "10s"              # how often each target's counters are read
+# window = "2m"                 # the traffic each judgement covers
+# for = "1m"                    # how long out of bounds before it alerts
+# min_requests = 30             # fewer new sessions in the window: inconclusive
+# share_deviation = 0.25        # |actual - intended share| / intended share
+# listen = "127.0.0.1:9464"     # serve /metrics for Prometheus
+# alertmanager = "http://127.0.0.1:9093"
+
+# Tell people when lbctl deploys or rolls back (one message per event and sink):
+# [[notify]]
+# type = "slack"                # webhook | slack | alertmanager
+# url_env = "LBCTL_SLACK_WEBHOOK"   # or url = "..."; secrets only in the environment
+# on = ["good", "failed", "rolled-back", "restore-failed"]
+# targets = ["*"]
 """
 
 EXAMPLE_HAPROXY_CFG = """\

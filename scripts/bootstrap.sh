@@ -15,6 +15,9 @@ have caddy || missing+=(caddy)
 have sshd || missing+=(openssh-server)
 have socat || missing+=(socat)
 have git || missing+=(git)
+# `lbctl watch` feeds Prometheus and Alertmanager: its tests run the real ones (and promtool).
+have promtool || missing+=(prometheus)
+have prometheus-alertmanager || missing+=(prometheus-alertmanager)
 python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing ${missing[*]} from Debian's packages" >&2
