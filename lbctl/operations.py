@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,20 +76,53 @@ def deploy(
         if at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
         candidate = Candidate(bundle=at_rev, rev=sha, label=sha[:10])
-    if not dry_run:
-        store.identity()
-    return apply_change(
-        ws,
-        target,
-        candidate,
-        op="deploy",
-        confirm=confirm,
-        dry_run=dry_run,
-        force=force,
-        reason=reason,
-        expected_checksum=checksum,
-        report=report,
-    )
+    if dry_run:
+        return apply_change(
+            ws,
+            target,
+            candidate,
+            op="deploy",
+            confirm=confirm,
+            dry_run=True,
+            force=force,
+            reason=reason,
+            expected_checksum=checksum,
+            report=report,
+        )
+    store.identity()
+    with _shared(ws, name, "deploy", report, force=force):
+        return apply_change(
+            ws,
+            target,
+            candidate,
+            op="deploy",
+            confirm=confirm,
+            force=force,
+            reason=reason,
+            expected_checksum=checksum,
+            report=report,
+        )
+
+
+@contextlib.contextmanager
+def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool = False) -> Iterator[None]:
+    """The store's remote around a change (`lbctl.sync`, `lbctl.lease`): before it, a deploy refuses a
+    stale view; the team-wide lease is held during it; after it, the branch and journal are pushed.
+    A rollback never needs the remote: unreachable, it goes ahead and pushes next time."""
+    from lbctl import lease, sync
+
+    if sync.remote_of(ws) is None:
+        yield
+        return
+    if op == "deploy":
+        for warning in sync.require_fresh(ws, name, force=force).warnings:
+            report("sync", warning)
+    try:
+        with lease.held(ws, name, op, required=op == "deploy" and not force):
+            yield
+    finally:
+        for warning in sync.publish_after(ws, op=op, target=name).warnings:
+            report("sync", warning)
 
 
 def _own_files(ws: Workspace, target: Target) -> list[str]:
@@ -131,18 +165,19 @@ def rollback(
     candidate = rollback_candidate(ws, target, state, chosen.rev, chosen.why, message)
     if ticket and candidate.rev is None:  # a new commit carries the ticket as deploy's does
         candidate = replace(candidate, trailers={**candidate.trailers, "Lbctl-Ticket": ticket})
-    outcome = apply_change(
-        ws,
-        target,
-        candidate,
-        op="rollback",
-        confirm=confirm,
-        dry_run=dry_run,
-        force=force,
-        reason=reason,
-        explain=explain,
-        report=report,
-    )
+    with contextlib.nullcontext() if dry_run else _shared(ws, name, "rollback", report):
+        outcome = apply_change(
+            ws,
+            target,
+            candidate,
+            op="rollback",
+            confirm=confirm,
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            explain=explain,
+            report=report,
+        )
     if outcome.verdict == "unchanged":
         return Outcome(
             op="rollback",

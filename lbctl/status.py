@@ -62,6 +62,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         subject = _subject(ws, state.live)
         lock = current_holder(ws.lock_dir / f"{target.name}.lock")
         crashed = _crashed_operation(ws, target, lock)
+        lock = lock or _team_lease(ws, target.name)
         drift, health, problems = "not-checked", [], []
         if probe:
             try:
@@ -119,3 +120,11 @@ def _crashed_operation(ws: Workspace, target: Target, lock: str | None) -> dict[
     except ValueError:
         return {"op": "unknown", "note": f"unreadable marker {marker}"}
     return data
+
+
+def _team_lease(ws: Workspace, name: str) -> str | None:
+    """The lease another clone holds on the store's remote (lbctl.lease), as last fetched."""
+    from lbctl.lease import tracked
+
+    lease = tracked(ws, name)
+    return f"{lease.describe()} (team lease on the remote)" if lease is not None and not lease.expired else None

@@ -1,0 +1,294 @@
+"""A team's store: a bare repository on disk as the remote, clones for Alice, Bob and CI,
+real HAProxy targets. The remote is part of the store: what one clone deploys, every clone sees;
+stale views are refused; the team-wide lease lets exactly one clone change a target at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from lbctl.errors import Locked
+from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml
+from tests.conftest import Lab, LbctlRunner, Result, git
+
+LBCTL = [sys.executable, "-m", "lbctl"]
+EDGE_SOURCE = "configs/edge/haproxy.cfg"
+API_SOURCE = "configs/api/haproxy.cfg"
+
+
+@dataclass
+class Team:
+    remote: Path  # a bare repository: the team's GitHub/GitLab
+    root: Path
+    edge: Lab
+    api: Haproxy
+    api_port: int
+    backends: Backends
+
+    def clone(self, name: str, who: str) -> Path:
+        path = self.root / name
+        subprocess.run(["git", "clone", "-q", str(self.remote), str(path)], check=True)
+        git(path, "config", "user.name", who)
+        git(path, "config", "user.email", f"{who.lower()}@example.com")
+        return path
+
+    def edge_config(self, **kwargs: object) -> str:
+        return self.edge.config(**kwargs)  # type: ignore[arg-type]
+
+    def api_config(self, weights: dict[str, int] | None = None) -> str:
+        return haproxy_config(
+            frontend_port=self.api_port,
+            backends=self.backends.ports,
+            stats_socket=self.api.stats_socket,
+            weights=weights,
+        )
+
+
+def toml(team: Team, verify_seconds: float) -> str:
+    head = f"[defaults]\nverify_seconds = {verify_seconds}\ncheck_interval = 0.25\nretries = 2\n\n"
+    edge = haproxy_target_toml("edge", team.edge.haproxy, f"http://127.0.0.1:{team.edge.fe_port}/", probes=2)
+    api = haproxy_target_toml("api", team.api, f"http://127.0.0.1:{team.api_port}/", source=API_SOURCE, probes=2)
+    return head + edge + "\n" + api
+
+
+def make_team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner, verify_seconds: float) -> Team:
+    port = free_port()
+    workdir = tmp_path / "lb-api"
+    api = Haproxy.start(
+        workdir,
+        haproxy_config(frontend_port=port, backends=backends.ports, stats_socket=workdir / "admin.sock"),
+    )
+    team = Team(tmp_path / "remote.git", tmp_path, lab, api, port, backends)
+    seed = tmp_path / "seed"
+    assert lbctl("init", str(seed)).code == 0
+    (seed / "lbctl.toml").write_text(toml(team, verify_seconds))
+    (seed / EDGE_SOURCE).write_text(lab.live_text())
+    (seed / API_SOURCE).parent.mkdir(parents=True)
+    (seed / API_SOURCE).write_text(team.api.config.read_text())
+    git(seed, "add", "-A")
+    git(seed, "commit", "-qm", "Add targets edge and api")
+    subprocess.run(["git", "clone", "-q", "--bare", str(seed), str(team.remote)], check=True)
+    return team
+
+
+@pytest.fixture
+def team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner) -> Iterator[Team]:
+    made = make_team(tmp_path, lab, backends, lbctl, verify_seconds=1.0)
+    yield made
+    made.api.stop()
+
+
+@pytest.fixture
+def slow_team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner) -> Iterator[Team]:
+    """Deploys that hold their target for a few seconds: long enough for a second clone to try."""
+    made = make_team(tmp_path, lab, backends, lbctl, verify_seconds=4.0)
+    yield made
+    made.api.stop()
+
+
+def run(lbctl: LbctlRunner, clone: Path, *args: str) -> Result:
+    return lbctl(*args, "--store", str(clone))
+
+
+def commit_edit(clone: Path, source: str, text: str, message: str, *, push: bool = True) -> str:
+    (clone / source).write_text(text)
+    git(clone, "commit", "-qam", message)
+    if push:
+        git(clone, "push", "-q", "origin", "HEAD")
+    return git(clone, "rev-parse", "HEAD").strip()
+
+
+def remote_journal(team: Team) -> str:
+    return subprocess.run(
+        ["git", "--git-dir", str(team.remote), "log", "--format=%B", "refs/lbctl/journal"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
+def spawn(clone: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*LBCTL, *args], cwd=clone, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy()
+    )
+
+
+def status_of(lbctl: LbctlRunner, clone: Path, target: str) -> dict[str, object]:
+    result = run(lbctl, clone, "status", target, "--json")
+    document: dict[str, object] = json.loads(result.out)["targets"][0]
+    return document
+
+
+# -- a fresh clone knows what the team did ---------------------------------------------------
+
+
+def test_a_fresh_clone_sees_status_and_log_and_rolls_back_at_once(team: Team, lbctl: LbctlRunner) -> None:
+    alice = team.clone("alice", "Alice")
+    first = commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 2, "web2": 1, "web3": 1}), "2:1:1")
+    assert run(lbctl, alice, "deploy", "edge", "--yes").code == 0
+    second = commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 1, "web2": 1, "web3": 2}), "1:1:2")
+    deployed = run(lbctl, alice, "deploy", "edge", "--yes")
+    assert deployed.code == 0, deployed.err
+
+    fresh = team.clone("fresh", "Carol")  # a plain `git clone`: no refs/lbctl/* in it
+    seen = status_of(lbctl, fresh, "edge")
+    assert seen["live"] == second and seen["last_good"] == second and seen["status"] == "good"
+    for key in ("live", "last_good", "status", "bad", "updated", "drift"):
+        assert seen[key] == status_of(lbctl, alice, "edge")[key], key
+    log_fresh = json.loads(run(lbctl, fresh, "log", "edge", "--json").out)["events"]
+    log_alice = json.loads(run(lbctl, alice, "log", "edge", "--json").out)["events"]
+    assert [e["id"] for e in log_fresh] == [e["id"] for e in log_alice] and len(log_fresh) == 2
+    assert log_fresh[0]["subject"] == "1:1:2"
+
+    preview = run(lbctl, fresh, "rollback", "edge", "--to", "last-good", "--dry-run")
+    assert preview.code == 0 and second[:10] in preview.out + preview.err, preview.err
+    back = run(lbctl, fresh, "rollback", "edge", "--to", "previous", "--yes")
+    assert back.code == 0, back.err
+    assert "weight 2" in team.edge.live_text() and team.edge.live_text().count("weight 1") == 2
+    assert first[:10] in git(fresh, "log", "-1", "--format=%B")  # Lbctl-Restores: the first revision
+    # the rollback is on the remote: Alice's clone sees it as soon as it asks
+    after = status_of(lbctl, alice, "edge")
+    assert after["live"] == git(fresh, "rev-parse", "HEAD").strip() and after["status"] == "good"
+    assert "rollback edge: good" in remote_journal(team)
+
+
+# -- clones racing ---------------------------------------------------------------------------
+
+
+def test_two_clones_deploy_different_targets_at_once_and_no_event_is_lost(
+    team: Team, lbctl: LbctlRunner, tmp_path: Path
+) -> None:
+    alice, bob = team.clone("alice", "Alice"), team.clone("bob", "Bob")
+    edge_file = tmp_path / "edge.cfg"
+    edge_file.write_text(team.edge_config(weights={"web1": 3, "web2": 1, "web3": 1}))
+    api_file = tmp_path / "api.cfg"
+    api_file.write_text(team.api_config(weights={"web1": 1, "web2": 3, "web3": 1}))
+
+    a = spawn(alice, "deploy", "edge", "--file", str(edge_file), "-m", "edge 3:1:1", "--yes")
+    b = spawn(bob, "deploy", "api", "--file", str(api_file), "-m", "api 1:3:1", "--yes")
+    err_a = a.communicate(timeout=60)[1]
+    err_b = b.communicate(timeout=60)[1]
+
+    assert a.returncode == 0, err_a
+    assert b.returncode == 0, err_b
+    journal = remote_journal(team)
+    assert "deploy edge: good" in journal and "deploy api: good" in journal
+    fresh = team.clone("fresh", "Carol")
+    assert status_of(lbctl, fresh, "edge")["status"] == "good"
+    assert status_of(lbctl, fresh, "api")["status"] == "good"
+    # both commits are on the remote: on main, or (when main moved first) on an lbctl/deploy/* branch
+    events = json.loads(run(lbctl, fresh, "log", "--json").out)["events"]
+    assert {e["target"] for e in events} == {"edge", "api"}
+    assert all(e["subject"] in ("edge 3:1:1", "api 1:3:1") for e in events), events
+
+
+def test_two_clones_deploy_the_same_target_at_once_exactly_one_runs(slow_team: Team, lbctl: LbctlRunner) -> None:
+    team = slow_team
+    alice = team.clone("alice", "Alice")
+    commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 2, "web2": 1, "web3": 1}), "2:1:1")
+    bob = team.clone("bob", "Bob")
+
+    a = spawn(alice, "deploy", "edge", "--yes")
+    b = spawn(bob, "deploy", "edge", "--yes")
+    results = {"Alice": a.communicate(timeout=60), "Bob": b.communicate(timeout=60)}
+    codes = {"Alice": a.returncode, "Bob": b.returncode}
+
+    assert sorted(codes.values()) == [0, 5], (codes, results)
+    loser = next(who for who, code in codes.items() if code == 5)
+    winner = "Bob" if loser == "Alice" else "Alice"
+    assert f"by {winner} <{winner.lower()}@example.com>" in results[loser][1], results[loser][1]
+    assert "locked on origin" in results[loser][1]
+    journal = remote_journal(team)
+    assert journal.count("deploy edge: good") == 1
+    # the lease is gone with the operation; the loser's retry finds nothing left to do
+    assert "refs/lbctl/locks/edge" not in git(team.remote, "for-each-ref")
+    again = run(lbctl, alice if loser == "Alice" else bob, "deploy", "edge", "--yes")
+    assert again.code == 0 and "nothing to do" in again.out + again.err
+
+
+def test_the_lease_is_shown_by_status_in_every_clone_and_broken_by_break_lease(team: Team, lbctl: LbctlRunner) -> None:
+    from lbctl import lease
+    from lbctl.workspace import open_workspace
+
+    alice, bob = team.clone("alice", "Alice"), team.clone("bob", "Bob")
+    ws = open_workspace(str(alice))
+    with lease.held(ws, "edge", "deploy") as mine:
+        assert mine is not None and mine.holder == "Alice <alice@example.com>"
+        shown = status_of(lbctl, bob, "edge")
+        assert "deploy of edge by Alice <alice@example.com>" in str(shown["lock"])
+        assert "team lease" in str(shown["lock"])
+        bobs = open_workspace(str(bob))
+        with (
+            pytest.raises(Locked, match="locked on origin: deploy of edge by Alice"),
+            lease.held(bobs, "edge", "deploy"),
+        ):
+            pass
+        broken = lease.break_lease(bobs, "edge")
+        assert broken is not None and broken.holder == "Alice <alice@example.com>"
+        assert status_of(lbctl, bob, "edge")["lock"] is None
+    assert "unlock edge: lease-broken" in remote_journal(team)
+
+
+def test_a_stale_clone_is_refused_then_deploys_after_git_pull(team: Team, lbctl: LbctlRunner) -> None:
+    alice, bob = team.clone("alice", "Alice"), team.clone("bob", "Bob")
+    commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 2, "web2": 1, "web3": 1}), "2:1:1")
+    assert run(lbctl, alice, "deploy", "edge", "--yes").code == 0
+    live = team.edge.live_text()
+
+    stale = run(lbctl, bob, "deploy", "edge", "--yes")  # Bob's HEAD still has the old config
+
+    assert stale.code == 4, stale.err
+    assert "stale" in stale.err and "git pull" in stale.err and "2:1:1" in stale.err
+    assert team.edge.live_text() == live  # nothing was pushed to the LB
+    git(bob, "pull", "-q")
+    fresh = run(lbctl, bob, "deploy", "edge", "--yes")
+    assert fresh.code == 0, fresh.err
+
+
+def test_rollback_works_with_the_remote_unreachable_and_pushes_later(team: Team, lbctl: LbctlRunner) -> None:
+    alice = team.clone("alice", "Alice")
+    commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 2, "web2": 1, "web3": 1}), "2:1:1")
+    assert run(lbctl, alice, "deploy", "edge", "--yes").code == 0
+    commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 1, "web2": 1, "web3": 2}), "1:1:2")
+    assert run(lbctl, alice, "deploy", "edge", "--yes").code == 0
+    away = team.remote.with_name("remote-away.git")
+    team.remote.rename(away)  # the remote is down
+
+    back = run(lbctl, alice, "rollback", "edge", "--to", "previous", "--yes")
+
+    assert back.code == 0, back.err
+    assert "could not fetch from origin" in back.err and "may be stale" in back.err
+    assert "next lbctl command" in back.err  # the journal waits here for the remote
+    assert "weight 2" in team.edge.live_text()
+    offline_deploy = run(lbctl, alice, "deploy", "edge", "--yes")
+    assert offline_deploy.code == 4 and "cannot reach origin" in offline_deploy.err
+    away.rename(team.remote)  # the remote is back
+    assert "rollback edge" not in remote_journal(team)
+
+    assert run(lbctl, alice, "log", "edge").code == 0  # any command that reads state pushes what waited
+
+    assert "rollback edge: good" in remote_journal(team)
+    rollback_commit = git(alice, "rev-parse", "HEAD").strip()
+    assert git(team.remote, "rev-parse", "refs/heads/main").strip() == rollback_commit
+    fresh = team.clone("fresh", "Carol")
+    assert status_of(lbctl, fresh, "edge")["live"] == rollback_commit
+
+
+def test_sync_off_and_no_remote_leave_the_store_local(team: Team, lbctl: LbctlRunner) -> None:
+    alice = team.clone("alice", "Alice")
+    with (alice / "lbctl.toml").open("a") as f:
+        f.write('\n[store]\nsync = "off"\n')
+    git(alice, "commit", "-qam", "sync off")
+    commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 2, "web2": 1, "web3": 1}), "2:1:1", push=False)
+    assert run(lbctl, alice, "deploy", "edge", "--yes").code == 0
+    assert "refs/lbctl" not in git(team.remote, "for-each-ref")
+    assert "2:1:1" not in git(team.remote, "log", "--format=%s", "main")
+    bad = run(lbctl, alice, "status", "--offline")
+    assert bad.code == 0 and "warning" not in bad.err
