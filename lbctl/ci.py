@@ -196,7 +196,7 @@ def markdown(result: CiResult) -> str:
         )
         out += ["", "**Gates**", ""]
         if p.problems:
-            out += [f"- ❌ `{pr.rule}`: {_line(pr.text)}" for pr in p.problems]
+            out += [f"- ❌ {_line(pr.text)}" for pr in p.problems]
         else:
             out.append("- ✅ policy, blast radius, staging-first and drift: pass")
         if t.check is not None:

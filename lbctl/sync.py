@@ -372,6 +372,9 @@ def _push_branch(ws: Workspace, remote: Remote, *, op: str, target: str) -> str 
     except RemoteError as exc:
         if not exc.rejected:
             raise
+    info = store.plumbing.commit(head)
+    if info is not None and "\nLbctl-Rollback-Of: " in info.message:
+        op = "rollback"  # a rollback's forward commit, automatic ones included
     side = f"lbctl/{op}/{target}"
     run_git(store, "push", "--quiet", remote.name, f"{head}:refs/heads/{side}", timeout=remote.timeout)
     return side

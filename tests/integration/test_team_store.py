@@ -51,14 +51,16 @@ class Team:
         )
 
 
-def toml(team: Team, verify_seconds: float) -> str:
-    head = f"[defaults]\nverify_seconds = {verify_seconds}\ncheck_interval = 0.25\nretries = 2\n\n"
+def toml(team: Team, verify_seconds: float, extra: str = "") -> str:
+    head = f"[defaults]\nverify_seconds = {verify_seconds}\ncheck_interval = 0.25\nretries = 2\n\n{extra}"
     edge = haproxy_target_toml("edge", team.edge.haproxy, f"http://127.0.0.1:{team.edge.fe_port}/", probes=2)
     api = haproxy_target_toml("api", team.api, f"http://127.0.0.1:{team.api_port}/", source=API_SOURCE, probes=2)
     return head + edge + "\n" + api
 
 
-def make_team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner, verify_seconds: float) -> Team:
+def make_team(
+    tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner, verify_seconds: float, extra: str = ""
+) -> Team:
     port = free_port()
     workdir = tmp_path / "lb-api"
     api = Haproxy.start(
@@ -68,7 +70,7 @@ def make_team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner, 
     team = Team(tmp_path / "remote.git", tmp_path, lab, api, port, backends)
     seed = tmp_path / "seed"
     assert lbctl("init", str(seed)).code == 0
-    (seed / "lbctl.toml").write_text(toml(team, verify_seconds))
+    (seed / "lbctl.toml").write_text(toml(team, verify_seconds, extra))
     (seed / EDGE_SOURCE).write_text(lab.live_text())
     (seed / API_SOURCE).parent.mkdir(parents=True)
     (seed / API_SOURCE).write_text(team.api.config.read_text())
@@ -81,6 +83,14 @@ def make_team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner, 
 @pytest.fixture
 def team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner) -> Iterator[Team]:
     made = make_team(tmp_path, lab, backends, lbctl, verify_seconds=1.0)
+    yield made
+    made.api.stop()
+
+
+@pytest.fixture
+def strict_team(tmp_path: Path, lab: Lab, backends: Backends, lbctl: LbctlRunner) -> Iterator[Team]:
+    """The team's policy wants at least two active servers in every pool."""
+    made = make_team(tmp_path, lab, backends, lbctl, verify_seconds=1.0, extra="[policy]\nmin_active_servers = 2\n\n")
     yield made
     made.api.stop()
 
@@ -292,3 +302,101 @@ def test_sync_off_and_no_remote_leave_the_store_local(team: Team, lbctl: LbctlRu
     assert "2:1:1" not in git(team.remote, "log", "--format=%s", "main")
     bad = run(lbctl, alice, "status", "--offline")
     assert bad.code == 0 and "warning" not in bad.err
+
+
+# -- GitOps through CI -----------------------------------------------------------------------
+
+PROTECT_MAIN = """#!/bin/sh
+while read old new ref; do
+    if [ "$ref" = refs/heads/main ] && [ -e protected ]; then echo "main is protected" >&2; exit 1; fi
+done
+"""
+
+
+def ci_checkout(ci: Path, ref: str) -> None:
+    """As a CI runner does: fetch, then a detached checkout of the commit to judge."""
+    git(ci, "fetch", "-q", "origin")
+    git(ci, "checkout", "-q", "--detach", ref)
+
+
+def test_ci_plan_refuses_a_route_to_a_one_server_pool_and_apply_deploys_only_what_changed(
+    strict_team: Team, lbctl: LbctlRunner
+) -> None:
+    team = strict_team
+    alice, ci = team.clone("alice", "Alice"), team.clone("ci", "CI")
+    # a pull request that routes www to a new one-server pool
+    solo = haproxy_config(
+        frontend_port=team.edge.fe_port,
+        backends=team.backends.ports,
+        stats_socket=team.edge.haproxy.stats_socket,
+        route_to="www-solo",
+        extra_backends=f"\nbackend www-solo\n    server solo 127.0.0.1:{team.backends.ports['web1']} check\n",
+    )
+    git(alice, "checkout", "-qb", "route-www")
+    commit_edit(alice, EDGE_SOURCE, solo, "route www to a one-server pool", push=False)
+    git(alice, "push", "-q", "origin", "route-www")
+    ci_checkout(ci, "origin/route-www")
+
+    plan = run(lbctl, ci, "ci", "plan", "--base", "origin/main")
+
+    assert plan.code == 3, plan.out + plan.err
+    assert "### ❌ `edge`: a gate refuses it (exit 3)" in plan.out
+    assert "`api`" not in plan.out  # only the targets whose files changed
+    assert "- ❌ min_active_servers: 1 active server(s), the policy wants at least 2" in plan.out, plan.out
+    assert "default_backend web → www-solo" in plan.out and "plan checksum `" in plan.out
+    assert "default_backend web" in team.edge.live_text()  # a plan changes nothing
+
+    # a good pull request for api, merged
+    git(alice, "checkout", "-q", "main")
+    git(alice, "checkout", "-qb", "tune-api")
+    commit_edit(alice, API_SOURCE, team.api_config(weights={"web1": 2, "web2": 1, "web3": 1}), "api 2:1:1", push=False)
+    git(alice, "push", "-q", "origin", "tune-api")
+    ci_checkout(ci, "origin/tune-api")
+    good = run(lbctl, ci, "ci", "plan", "--base", "origin/main")
+    assert good.code == 0 and "### ✅ `api`: would deploy" in good.out and "`edge`" not in good.out, good.out
+    before = git(alice, "rev-parse", "main").strip()
+    git(alice, "checkout", "-q", "main")
+    git(alice, "merge", "-q", "--no-ff", "-m", "Merge tune-api", "tune-api")
+    git(alice, "push", "-q", "origin", "main")
+    ci_checkout(ci, "origin/main")
+    edge_before = team.edge.live_text()
+
+    applied = run(lbctl, ci, "ci", "apply", "--base", before)
+
+    assert applied.code == 0, applied.out + applied.err
+    assert "### ✅ `api`: deployed, verified good" in applied.out and "`edge`" not in applied.out
+    assert "weight 2" in team.api.config.read_text() and team.edge.live_text() == edge_before
+    assert remote_journal(team).count("deploy api: good") == 1
+    again = run(lbctl, ci, "ci", "apply", "--base", before)
+    assert again.code == 0 and "already live, nothing to do" in again.out, again.out
+    assert remote_journal(team).count("deploy api") == 1
+    assert status_of(lbctl, alice, "api")["status"] == "good"  # the team sees what CI did
+
+
+def test_ci_apply_never_redeploys_a_failed_revision_and_its_rollback_goes_to_a_branch(
+    team: Team, lbctl: LbctlRunner
+) -> None:
+    alice, ci = team.clone("alice", "Alice"), team.clone("ci", "CI")
+    before = git(alice, "rev-parse", "HEAD").strip()
+    broken = team.edge_config().replace("frontend www\n", "frontend www\n    http-request deny deny_status 500\n")
+    bad = commit_edit(alice, EDGE_SOURCE, broken, "deny everything (passes every gate)")
+    hook = team.remote / "hooks" / "pre-receive"
+    hook.write_text(PROTECT_MAIN)
+    hook.chmod(0o755)
+    (team.remote / "protected").write_text("")
+    ci_checkout(ci, "origin/main")
+    live = team.edge.live_text()
+
+    applied = run(lbctl, ci, "ci", "apply", "--base", before)
+
+    assert applied.code == 1, applied.out + applied.err
+    assert "failed verification and was rolled back" in applied.out
+    assert team.edge.live_text() == live
+    assert "refused main" in applied.err and "lbctl/rollback/edge" in applied.err
+    side = git(team.remote, "log", "-1", "--format=%B", "refs/heads/lbctl/rollback/edge")
+    assert f"Lbctl-Rollback-Of: {bad}" in side
+    assert git(team.remote, "rev-parse", "refs/heads/main").strip() == bad  # main untouched, never forced
+    ci_checkout(ci, "origin/main")  # the job re-run: a fresh checkout of the same merge
+    again = run(lbctl, ci, "ci", "apply", "--base", before)
+    assert again.code == 1 and "failed on edge before: not deployed again" in again.out, again.out
+    assert remote_journal(team).count("deploy edge: failed") == 1
