@@ -400,3 +400,60 @@ def test_ci_apply_never_redeploys_a_failed_revision_and_its_rollback_goes_to_a_b
     again = run(lbctl, ci, "ci", "apply", "--base", before)
     assert again.code == 1 and "failed on edge before: not deployed again" in again.out, again.out
     assert remote_journal(team).count("deploy edge: failed") == 1
+
+
+# -- docs/ci.md's examples, as written -------------------------------------------------------
+
+
+def ci_lines(block: str, command: str) -> list[str]:
+    """The lines of a CI example that a runner would execute for `lbctl ci COMMAND`'s job: its
+    `git config` identity and its `lbctl ci COMMAND` line (YAML list markers removed)."""
+    found = []
+    for raw in block.splitlines():
+        line = raw.strip().removeprefix("- ")
+        if line.startswith("git config user.") or line.startswith(f"lbctl ci {command} "):
+            found.append(line)
+    return found
+
+
+def test_the_ci_examples_in_the_docs_run_as_written(team: Team, tmp_path: Path) -> None:
+    import re
+
+    doc = (Path(__file__).parents[2] / "docs" / "ci.md").read_text()
+    blocks = re.findall(r"^```yaml\n(.*?)^```", doc, flags=re.S | re.M)
+    assert len(blocks) == 2 and "concurrency:" in blocks[0] and "resource_group:" in blocks[1]
+    alice, ci = team.clone("alice", "Alice"), team.clone("ci", "CI")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    for number, block in enumerate(blocks):
+        plan_lines, apply_lines = ci_lines(block, "plan"), ci_lines(block, "apply")
+        assert any("lbctl ci plan" in line for line in plan_lines), block
+        assert any("lbctl ci apply" in line for line in apply_lines), block
+        # a pull request for api, then its merge
+        branch = f"tune-api-{number}"
+        git(alice, "checkout", "-q", "main")
+        git(alice, "pull", "-q")
+        git(alice, "checkout", "-qb", branch)
+        weights = {"web1": 2 + number, "web2": 1, "web3": 1}
+        commit_edit(alice, API_SOURCE, team.api_config(weights=weights), f"api {weights}", push=False)
+        git(alice, "push", "-q", "origin", branch)
+        base = git(alice, "rev-parse", "main").strip()
+        ci_checkout(ci, f"origin/{branch}")
+        for line in plan_lines:
+            done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", line], cwd=ci, env={**env, "LBCTL_BASE": base})
+            assert done.returncode == 0, line
+        assert "### ✅ `api`: would deploy" in (ci / "lbctl-plan.md").read_text()
+        (ci / "lbctl-plan.md").unlink()
+        git(alice, "checkout", "-q", "main")
+        git(alice, "merge", "-q", "--no-ff", "-m", f"Merge {branch}", branch)
+        git(alice, "push", "-q", "origin", "main")
+        ci_checkout(ci, "origin/main")
+        for line in apply_lines:
+            done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", line], cwd=ci, env={**env, "LBCTL_BASE": base})
+            assert done.returncode == 0, line
+        assert f"weight {2 + number}" in team.api.config.read_text()
+    assert remote_journal(team).count("deploy api: good") == 2
+    assert "deployed, verified good" in (tmp_path / "summary.md").read_text()
