@@ -109,11 +109,13 @@ def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool 
     """The store's remote around a change (`lbctl.sync`, `lbctl.lease`): before it, a deploy refuses a
     stale view; the team-wide lease is held during it; after it, the branch and journal are pushed.
     A rollback never needs the remote: unreachable, it goes ahead and pushes next time."""
-    from lbctl import lease, sync
+    from lbctl import sync
 
     if sync.remote_of(ws) is None:
         yield
         return
+    from lbctl import lease
+
     if op == "deploy":
         for warning in sync.require_fresh(ws, name, force=force).warnings:
             report("sync", warning)

@@ -124,6 +124,8 @@ def _crashed_operation(ws: Workspace, target: Target, lock: str | None) -> dict[
 
 def _team_lease(ws: Workspace, name: str) -> str | None:
     """The lease another clone holds on the store's remote (lbctl.lease), as last fetched."""
+    if not (ws.store.plumbing.common_dir / "refs" / "lbctl-remotes").is_dir():
+        return None  # never fetched from a team remote (a lease lives a minute: it is not packed yet)
     from lbctl.lease import tracked
 
     lease = tracked(ws, name)
