@@ -16,6 +16,7 @@ Without a remote, or with `sync = "off"`, nothing here runs git or imports GitPy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -357,27 +358,61 @@ def publish(ws: Workspace, remote: Remote, *, pending: dict[str, str] | None) ->
 
 
 def _push_branch(ws: Workspace, remote: Remote, *, op: str, target: str) -> str | None:
-    """Push HEAD to the remote's branch; if refused (moved on, protected), to `lbctl/OP/TARGET`.
+    """Push HEAD to the remote's branch. If the branch moved on meanwhile (another clone recorded
+    a change of another target), merge it, as `git pull` would, and push again; if the remote
+    refuses it anyway (protected), push to `lbctl/OP/TARGET` instead.
 
     Returns the branch that got it, or None when there was nothing to push."""
     store = ws.store
-    head = store.ref("HEAD")
-    known = store.ref(remote.tracking_branch)
-    if head is None or head == known or (known is not None and _is_ancestor(store, head, known)):
-        return None
-    try:
-        run_git(store, "push", "--quiet", remote.name, f"{head}:refs/heads/{remote.branch}", timeout=remote.timeout)
-        store.plumbing.git("update-ref", remote.tracking_branch, head)
-        return remote.branch
-    except RemoteError as exc:
-        if not exc.rejected:
-            raise
+    for _ in range(3):
+        head = store.ref("HEAD")
+        known = store.ref(remote.tracking_branch)
+        if head is None or head == known or (known is not None and _is_ancestor(store, head, known)):
+            return None
+        try:
+            run_git(store, "push", "--quiet", remote.name, f"{head}:refs/heads/{remote.branch}", timeout=remote.timeout)
+            store.plumbing.git("update-ref", remote.tracking_branch, head)
+            return remote.branch
+        except RemoteError as exc:
+            if not exc.rejected:
+                raise
+        fetch(ws, remote)
+        known = store.ref(remote.tracking_branch)
+        if known is None or _is_ancestor(store, known, head) or not _merge(ws, remote):
+            break  # refused though it was a fast-forward (protected), or no clean merge
+    head = store.ref("HEAD") or ""
     info = store.plumbing.commit(head)
     if info is not None and "\nLbctl-Rollback-Of: " in info.message:
         op = "rollback"  # a rollback's forward commit, automatic ones included
     side = f"lbctl/{op}/{target}"
     run_git(store, "push", "--quiet", remote.name, f"{head}:refs/heads/{side}", timeout=remote.timeout)
     return side
+
+
+def _merge(ws: Workspace, remote: Remote) -> bool:
+    """Merge the remote's branch into HEAD (index and work tree too); False, and nothing changed,
+    when git cannot do it cleanly (a conflict, or local edits in the way)."""
+    from lbctl.gitio import GitError
+
+    store = ws.store
+    store.identity()
+    with store.writing():
+        try:
+            store.plumbing.git(
+                "-c",
+                "core.hooksPath=/dev/null",
+                "merge",
+                "--quiet",
+                "--no-edit",
+                "-m",
+                f"Merge {remote.name}/{remote.branch} (lbctl: changes of other targets recorded meanwhile)",
+                remote.tracking_branch,
+            )
+            return True
+        except GitError:
+            with contextlib.suppress(GitError):
+                store.plumbing.git("merge", "--abort")
+            return False
 
 
 def _pending_file(ws: Workspace) -> Path:

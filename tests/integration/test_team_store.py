@@ -193,10 +193,18 @@ def test_two_clones_deploy_different_targets_at_once_and_no_event_is_lost(
     fresh = team.clone("fresh", "Carol")
     assert status_of(lbctl, fresh, "edge")["status"] == "good"
     assert status_of(lbctl, fresh, "api")["status"] == "good"
-    # both commits are on the remote: on main, or (when main moved first) on an lbctl/deploy/* branch
     events = json.loads(run(lbctl, fresh, "log", "--json").out)["events"]
     assert {e["target"] for e in events} == {"edge", "api"}
     assert all(e["subject"] in ("edge 3:1:1", "api 1:3:1") for e in events), events
+    # both commits are on the remote's main: the second to push merged the first's
+    subjects = git(team.remote, "log", "--format=%s", "main").splitlines()
+    assert "edge 3:1:1" in subjects and "api 1:3:1" in subjects, subjects
+    assert "lbctl/deploy" not in git(team.remote, "branch", "--list")
+    for clone in (alice, bob):  # nothing left to commit; a `git pull` fast-forwards to both changes
+        assert git(clone, "status", "--porcelain") == ""
+        git(clone, "pull", "-q", "--ff-only")
+        assert (clone / EDGE_SOURCE).read_text() == edge_file.read_text()
+        assert (clone / API_SOURCE).read_text() == api_file.read_text()
 
 
 def test_two_clones_deploy_the_same_target_at_once_exactly_one_runs(slow_team: Team, lbctl: LbctlRunner) -> None:
@@ -457,3 +465,51 @@ def test_the_ci_examples_in_the_docs_run_as_written(team: Team, tmp_path: Path) 
         assert f"weight {2 + number}" in team.api.config.read_text()
     assert remote_journal(team).count("deploy api: good") == 2
     assert "deployed, verified good" in (tmp_path / "summary.md").read_text()
+
+
+def test_a_lease_is_renewed_while_held_and_an_expired_one_can_be_taken_over(
+    team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from lbctl import lease
+    from lbctl.workspace import open_workspace
+
+    alice, bob = team.clone("alice", "Alice"), team.clone("bob", "Bob")
+    ws = open_workspace(str(alice))
+
+    def remote_lease() -> lease.Lease | None:
+        sha = git(team.remote, "for-each-ref", "--format=%(objectname)", "refs/lbctl/locks/edge").strip()
+        if not sha:
+            return None
+        body = json.loads(git(team.remote, "log", "-1", "--format=%B", sha))
+        return lease.Lease("edge", body["holder"], body["operation"], body["host"], body["expires"], sha)
+
+    monkeypatch.setattr(lease, "RENEW_EVERY", 0.3)
+    monkeypatch.setattr(lease, "TTL_SECONDS", 2.0)
+    with lease.held(ws, "edge", "deploy"):
+        first = remote_lease()
+        assert first is not None and first.holder == "Alice <alice@example.com>"
+        deadline = time.monotonic() + 20
+        while (now := remote_lease()) is not None and now.sha == first.sha and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert now is not None and now.sha != first.sha and now.expires >= first.expires  # renewed in place
+    assert remote_lease() is None  # released with the operation
+
+    # a holder that died: its lease stays on the remote until it expires
+    monkeypatch.setattr(lease, "TTL_SECONDS", -1.0)
+    dead = lease._write(ws, "edge", "rollback", None)
+    lease._swap(ws, ws_remote(ws), "edge", dead, None)
+    monkeypatch.setattr(lease, "TTL_SECONDS", 60.0)
+    with lease.held(open_workspace(str(bob)), "edge", "deploy") as taken:
+        assert taken is not None and taken.holder == "Bob <bob@example.com>"
+        current = remote_lease()
+        assert current is not None and current.holder == "Bob <bob@example.com>"
+
+
+def ws_remote(ws: object) -> object:
+    from lbctl.sync import remote_of
+
+    found = remote_of(ws)  # type: ignore[arg-type]
+    assert found is not None
+    return found
