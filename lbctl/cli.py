@@ -228,7 +228,8 @@ def status(
     from lbctl.status import status as statuses
     from lbctl.workspace import EVERY_TARGET
 
-    ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET), sync=not offline)
+    # --offline leaves the targets alone; the store's remote is still fetched (`[store] sync`).
+    ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET), sync=True)
     return render.status(statuses(ws, target, probe=not offline), json_out=json_out)
 
 

@@ -292,8 +292,13 @@ def _is_ancestor(store: Store, older: str, newer: str) -> bool:
 
 
 def _first_line(exc: Exception) -> str:
+    """git's own reason: its first `fatal:`/`error:` line, else its first line."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    for line in lines:
+        for prefix in ("fatal: ", "error: "):
+            if line.startswith(prefix):
+                return line.removeprefix(prefix)
+    return lines[0] if lines else type(exc).__name__
 
 
 # -- pushing --------------------------------------------------------------------------------

@@ -148,6 +148,8 @@ def test_a_fresh_clone_sees_status_and_log_and_rolls_back_at_once(team: Team, lb
     assert deployed.code == 0, deployed.err
 
     fresh = team.clone("fresh", "Carol")  # a plain `git clone`: no refs/lbctl/* in it
+    offline = json.loads(run(lbctl, fresh, "status", "--offline", "--json").out)["targets"]
+    assert {t["target"]: t["live"] for t in offline} == {"edge": second, "api": None}
     seen = status_of(lbctl, fresh, "edge")
     assert seen["live"] == second and seen["last_good"] == second and seen["status"] == "good"
     for key in ("live", "last_good", "status", "bad", "updated", "drift"):
@@ -283,6 +285,7 @@ def test_rollback_works_with_the_remote_unreachable_and_pushes_later(team: Team,
 
     assert back.code == 0, back.err
     assert "could not fetch from origin" in back.err and "may be stale" in back.err
+    assert "does not appear to be a git repository" in back.err  # git's own reason
     assert "next lbctl command" in back.err  # the journal waits here for the remote
     assert "weight 2" in team.edge.live_text()
     offline_deploy = run(lbctl, alice, "deploy", "edge", "--yes")
