@@ -138,7 +138,8 @@ def apply(ws: Workspace, base: str | None, *, report: Reporter) -> CiResult:
 
     base_sha = ws.store.resolve(base) if base else default_base(ws)
     head = ws.store.resolve("HEAD")
-    refresh(ws)  # the journal says what already runs where, and what failed
+    for warning in refresh(ws).warnings:  # the journal says what already runs where, and what failed
+        report("sync", warning)
     results = []
     for name in changed_targets(ws, base_sha):
         target = ws.target(name)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from lbctl.errors import Locked
+from lbctl.errors import Locked, Refused, Unreachable
 from lbctl.journal import now
 
 if TYPE_CHECKING:
@@ -161,7 +161,10 @@ def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -
                     raise Locked(f"locked on {remote.name}: {who}", hint="wait for it to finish") from None
             raise Locked(f"locked on {remote.name}: another clone took the lease on {target} first") from None
         if required:
-            raise
+            raise Refused(
+                f"cannot reach {remote.name} to take the team lease on {target}: {exc}; nothing was pushed",
+                hint=f"retry when {remote.name} answers, or pass --force to go ahead without the lease",
+            ) from None
         yield None
         return
     renewer = _Renewer(ws, remote, target, operation, mine)
@@ -208,17 +211,28 @@ def break_lease(ws: Workspace, target: str) -> Lease | None:
 
     Returns the lease that was broken, or None when there was none (or no remote)."""
     from lbctl.journal import Event, new_event_id, timestamp
-    from lbctl.sync import publish_after, remote_of
+    from lbctl.sync import RemoteError, publish_after, remote_of
 
     ws.target(target)
     remote = remote_of(ws)
     if remote is None:
         return None
-    current = _remote_value(ws, remote, target)
-    if current is None:
-        return None
-    lease = _read(ws, target, current)
-    _swap(ws, remote, target, None, current)
+    try:
+        current = _remote_value(ws, remote, target)
+        if current is None:
+            return None
+        lease = _read(ws, target, current)
+        _swap(ws, remote, target, None, current)
+    except RemoteError as exc:
+        if exc.rejected:
+            raise Locked(
+                f"the lease on {target} changed on {remote.name} while lbctl was breaking it",
+                hint="look at `lbctl status` again: its holder may be alive and renewing it",
+            ) from None
+        raise Unreachable(
+            f"cannot reach {remote.name} to break the lease on {target}: {exc}",
+            hint=f"retry when {remote.name} answers",
+        ) from None
     name, email = ws.store.identity()
     state = ws.journal.state(target)
     stamp = timestamp()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.errors import Locked
+from lbctl.errors import Locked, Refused, Unreachable
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml
 from tests.conftest import Lab, LbctlRunner, Result, git
 
@@ -254,6 +254,13 @@ def test_the_lease_is_shown_by_status_in_every_clone_and_broken_by_break_lease(t
         assert broken is not None and broken.holder == "Alice <alice@example.com>"
         assert status_of(lbctl, bob, "edge")["lock"] is None
     assert "unlock edge: lease-broken" in remote_journal(team)
+    away = team.remote.with_name("away.git")
+    team.remote.rename(away)
+    with pytest.raises(Unreachable, match="cannot reach origin to break the lease on edge"):
+        lease.break_lease(bobs, "edge")
+    with pytest.raises(Refused, match="cannot reach origin to take the team lease"), lease.held(bobs, "edge", "deploy"):
+        pass
+    away.rename(team.remote)
 
 
 def test_a_stale_clone_is_refused_then_deploys_after_git_pull(team: Team, lbctl: LbctlRunner) -> None:
