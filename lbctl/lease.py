@@ -142,16 +142,25 @@ def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -
     if remote is None:
         yield None
         return
+    # What the clone fetched a moment ago (every caller syncs first) is the first guess for the
+    # compare-and-swap: one round trip when it is right; when it is not, the remote says what it holds.
+    current = ws.store.ref(remote.tracking(ref_for(target)))
     try:
-        current = _remote_value(ws, remote, target)
-        lease = _read(ws, target, current) if current else None
-        if lease is not None and not lease.expired:
-            raise Locked(
-                f"locked on {remote.name}: {lease.describe()}",
-                hint="wait for it to finish; `lbctl status` shows the holder; `lbctl unlock` breaks a stale lease",
-            )
-        mine = _write(ws, target, operation, current)
-        _swap(ws, remote, target, mine, current)
+        for attempt in range(2):
+            lease = _read(ws, target, current) if current else None
+            if lease is not None and not lease.expired:
+                raise Locked(
+                    f"locked on {remote.name}: {lease.describe()}",
+                    hint="wait for it to finish; `lbctl status` shows the holder; `lbctl unlock` breaks a stale lease",
+                )
+            mine = _write(ws, target, operation, current)
+            try:
+                _swap(ws, remote, target, mine, current)
+                break
+            except RemoteError as exc:
+                if not exc.rejected or attempt:
+                    raise
+                current = _remote_value(ws, remote, target)  # it moved since the fetch: look again
     except RemoteError as exc:
         if exc.rejected:  # someone took it between our look and our push
             with contextlib.suppress(RemoteError):
