@@ -131,7 +131,7 @@ def _swap(ws: Workspace, remote: Remote, target: str, new: str | None, expected:
 
 
 @contextlib.contextmanager
-def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -> Iterator[Lease | None]:
+def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -> Iterator[Holding | None]:
     """Hold the team-wide lease on `target` for the block, or raise `Locked` (exit 5) naming its holder.
 
     No remote (or `sync = "off"`): nothing to take. Remote unreachable: with `required=False`
@@ -178,12 +178,28 @@ def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -
         return
     renewer = _Renewer(ws, remote, target, operation, mine)
     renewer.start()
+    holding = Holding(_read(ws, target, mine), renewer)
     try:
-        yield _read(ws, target, mine)
+        yield holding
     finally:
         renewer.stop()
-        with contextlib.suppress(RemoteError):
-            _swap(ws, remote, target, None, renewer.sha)
+        if not holding.released:
+            with contextlib.suppress(RemoteError):
+                _swap(ws, remote, target, None, renewer.sha)
+
+
+class Holding:
+    """A lease held by this process: `handoff()` stops its renewal and gives (ref, sha), for the
+    journal's push to delete it on the way (`lbctl.sync.publish`); `released` then says it went."""
+
+    def __init__(self, lease: Lease, renewer: _Renewer) -> None:
+        self.lease = lease
+        self._renewer = renewer
+        self.released = False
+
+    def handoff(self) -> tuple[str, str]:
+        self._renewer.stop()
+        return ref_for(self.lease.target), self._renewer.sha
 
 
 class _Renewer(threading.Thread):

@@ -119,12 +119,15 @@ def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool 
     if op == "deploy":
         for warning in sync.require_fresh(ws, name, force=force).warnings:
             report("sync", warning)
-    try:
-        with lease.held(ws, name, op, required=op == "deploy" and not force):
+    with lease.held(ws, name, op, required=op == "deploy" and not force) as holding:
+        try:
             yield
-    finally:
-        for warning in sync.publish_after(ws, op=op, target=name).warnings:
-            report("sync", warning)
+        finally:
+            done = sync.publish_after(ws, op=op, target=name, release=holding.handoff() if holding else None)
+            if holding is not None:
+                holding.released = done.released
+            for warning in done.warnings:
+                report("sync", warning)
 
 
 def _own_files(ws: Workspace, target: Target) -> list[str]:

@@ -62,6 +62,7 @@ class SyncReport:
     pushed: tuple[str, ...] = ()
     replayed: int = 0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    released: bool = False  # the lease handed to `publish` was deleted with the journal push
 
 
 class RemoteError(Exception):
@@ -304,20 +305,24 @@ def _first_line(exc: Exception) -> str:
 # -- pushing --------------------------------------------------------------------------------
 
 
-def publish_after(ws: Workspace, *, op: str, target: str) -> SyncReport:
-    """After recording: push the branch (or, if the remote refuses it, `lbctl/OP/TARGET`) and the journal."""
+def publish_after(ws: Workspace, *, op: str, target: str, release: tuple[str, str] | None = None) -> SyncReport:
+    """After recording: push the branch (or, if the remote refuses it, `lbctl/OP/TARGET`) and the
+    journal; `release` (a lease ref and the sha this clone holds it at) is deleted in the same push."""
     remote = remote_of(ws)
     if remote is None:
         return SyncReport(remote=None)
-    return publish(ws, remote, pending={"op": op, "target": target})
+    return publish(ws, remote, pending={"op": op, "target": target}, release=release)
 
 
-def publish(ws: Workspace, remote: Remote, *, pending: dict[str, str] | None) -> SyncReport:
+def publish(
+    ws: Workspace, remote: Remote, *, pending: dict[str, str] | None, release: tuple[str, str] | None = None
+) -> SyncReport:
     store = ws.store
     pushed: list[str] = []
     warnings: list[str] = []
     replayed = 0
     reached = True
+    released = False
     if pending is not None:
         try:
             where = _push_branch(ws, remote, op=pending.get("op", "deploy"), target=pending.get("target", "store"))
@@ -339,8 +344,24 @@ def publish(ws: Workspace, remote: Remote, *, pending: dict[str, str] | None) ->
         ours, theirs = store.ref(JOURNAL_REF), store.ref(remote.tracking(JOURNAL_REF))
         if ours is None or ours == theirs or (theirs is not None and _is_ancestor(store, ours, theirs)):
             break
+        # The lease goes in the same atomic push (one round trip), while it is still ours.
+        lease = release if release and store.ref(remote.tracking(release[0])) == release[1] else None
+        lease_args = [f"--force-with-lease={lease[0]}:{lease[1]}"] if lease else []
         try:
-            run_git(store, "push", "--quiet", remote.name, f"{ours}:{JOURNAL_REF}", timeout=remote.timeout)
+            run_git(
+                store,
+                "push",
+                "--quiet",
+                "--atomic",
+                *lease_args,
+                remote.name,
+                f"{ours}:{JOURNAL_REF}",
+                *([f":{lease[0]}"] if lease else []),
+                timeout=remote.timeout,
+            )
+            if lease:
+                store.plumbing.git("update-ref", "-d", remote.tracking(lease[0]))
+                released = True
         except RemoteError as exc:
             if not exc.rejected:
                 reached = False
@@ -359,7 +380,7 @@ def publish(ws: Workspace, remote: Remote, *, pending: dict[str, str] | None) ->
         pushed.append(JOURNAL_REF)
     else:
         warnings.append(f"the journal on {remote.name} kept moving: run any lbctl command to push it again")
-    return SyncReport(remote.name, reached, tuple(pushed), replayed, tuple(warnings))
+    return SyncReport(remote.name, reached, tuple(pushed), replayed, tuple(warnings), released)
 
 
 def _push_branch(ws: Workspace, remote: Remote, *, op: str, target: str) -> str | None:

@@ -240,7 +240,7 @@ def test_the_lease_is_shown_by_status_in_every_clone_and_broken_by_break_lease(t
     alice, bob = team.clone("alice", "Alice"), team.clone("bob", "Bob")
     ws = open_workspace(str(alice))
     with lease.held(ws, "edge", "deploy") as mine:
-        assert mine is not None and mine.holder == "Alice <alice@example.com>"
+        assert mine is not None and mine.lease.holder == "Alice <alice@example.com>"
         shown = status_of(lbctl, bob, "edge")
         assert "deploy of edge by Alice <alice@example.com>" in str(shown["lock"])
         assert "team lease" in str(shown["lock"])
@@ -512,7 +512,7 @@ def test_a_lease_is_renewed_while_held_and_an_expired_one_can_be_taken_over(
     lease._swap(ws, ws_remote(ws), "edge", dead, None)
     monkeypatch.setattr(lease, "TTL_SECONDS", 60.0)
     with lease.held(open_workspace(str(bob)), "edge", "deploy") as taken:
-        assert taken is not None and taken.holder == "Bob <bob@example.com>"
+        assert taken is not None and taken.lease.holder == "Bob <bob@example.com>"
         current = remote_lease()
         assert current is not None and current.holder == "Bob <bob@example.com>"
 
