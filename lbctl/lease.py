@@ -136,7 +136,7 @@ def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -
 
     No remote (or `sync = "off"`): nothing to take. Remote unreachable: with `required=False`
     (a rollback, which never needs the remote) the block runs without a lease."""
-    from lbctl.sync import RemoteError, remote_of
+    from lbctl.sync import RemoteError, remote_of, require_up
 
     remote = remote_of(ws)
     if remote is None:
@@ -146,6 +146,7 @@ def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -
     # compare-and-swap: one round trip when it is right; when it is not, the remote says what it holds.
     current = ws.store.ref(remote.tracking(ref_for(target)))
     try:
+        require_up(ws)
         for attempt in range(2):
             lease = _read(ws, target, current) if current else None
             if lease is not None and not lease.expired:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,7 +152,7 @@ def run_git(store: Store, *args: str, timeout: float) -> str:
             word in text
             for word in ("rejected", "declined", "protected", "stale info", "failed to update ref", "non-fast-forward")
         )
-        if exc.status is not None and not isinstance(exc.status, int):
+        if text.startswith("Timeout:"):  # GitPython killed it (kill_after_timeout)
             text = f"no answer within {timeout:g} s"
         return _raise(text or f"git {args[0]} failed", rejected=rejected)
     return out if isinstance(out, str) else str(out)
@@ -159,6 +160,17 @@ def run_git(store: Store, *args: str, timeout: float) -> str:
 
 def _raise(message: str, *, rejected: bool) -> str:
     raise RemoteError(message, rejected=rejected)
+
+
+# Stores (opened for one command) whose remote did not answer, and why.
+_DOWN: weakref.WeakKeyDictionary[Store, str] = weakref.WeakKeyDictionary()
+
+
+def require_up(ws: Workspace) -> None:
+    """Fail at once when the remote already did not answer during this command: an operation pays
+    the remote's timeout once, not at every step (on-call, with the network down)."""
+    if ws.store in _DOWN:
+        raise RemoteError(_DOWN[ws.store], rejected=False)
 
 
 def fetch(ws: Workspace, remote: Remote, *, journal_only: bool = False) -> None:
@@ -184,8 +196,10 @@ def refresh(ws: Workspace) -> SyncReport:
     if remote is None:
         return SyncReport(remote=None)
     try:
+        require_up(ws)
         fetch(ws, remote)
     except RemoteError as exc:
+        _DOWN[ws.store] = str(exc)
         return SyncReport(
             remote=remote.name,
             reached=False,
@@ -323,6 +337,17 @@ def publish(
     replayed = 0
     reached = True
     released = False
+    if ws.store in _DOWN:
+        if pending is not None:
+            _remember_pending(ws, pending)
+        why = _first_line(RemoteError(_DOWN[ws.store], rejected=False))
+        return SyncReport(
+            remote.name,
+            reached=False,
+            warnings=(
+                f"{remote.name} did not answer ({why}): the records are here; the next lbctl command pushes them",
+            ),
+        )
     if pending is not None:
         try:
             where = _push_branch(ws, remote, op=pending.get("op", "deploy"), target=pending.get("target", "store"))

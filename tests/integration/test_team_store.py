@@ -293,7 +293,7 @@ def test_rollback_works_with_the_remote_unreachable_and_pushes_later(team: Team,
     assert back.code == 0, back.err
     assert "could not fetch from origin" in back.err and "may be stale" in back.err
     assert "does not appear to be a git repository" in back.err  # git's own reason
-    assert "next lbctl command" in back.err  # the journal waits here for the remote
+    assert "the next lbctl command pushes them" in back.err  # the records wait here for the remote
     assert "weight 2" in team.edge.live_text()
     offline_deploy = run(lbctl, alice, "deploy", "edge", "--yes")
     assert offline_deploy.code == 4 and "cannot reach origin" in offline_deploy.err
@@ -523,3 +523,34 @@ def ws_remote(ws: object) -> object:
     found = remote_of(ws)  # type: ignore[arg-type]
     assert found is not None
     return found
+
+
+def test_a_remote_that_does_not_answer_costs_its_timeout_once(
+    team: Team, lbctl: LbctlRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = team.clone("alice", "Alice")
+    with (alice / "lbctl.toml").open("a") as f:
+        f.write("\n[store]\ntimeout = 1\n")
+    git(alice, "commit", "-qam", "a 1 s budget for the remote")
+    commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 2, "web2": 1, "web3": 1}), "2:1:1")
+    assert run(lbctl, alice, "deploy", "edge", "--yes").code == 0
+    commit_edit(alice, EDGE_SOURCE, team.edge_config(weights={"web1": 1, "web2": 1, "web3": 2}), "1:1:2")
+    assert run(lbctl, alice, "deploy", "edge", "--yes").code == 0
+    # the remote now hangs: an ssh that never answers (the network is down)
+    calls = tmp_path / "ssh-calls"
+    hang = tmp_path / "hanging-ssh"
+    hang.write_text(f"#!/bin/sh\necho call >> {calls}\nexec sleep 5\n")
+    hang.chmod(0o755)
+    git(alice, "remote", "set-url", "origin", f"git@127.0.0.1:{team.remote}")
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(hang))
+
+    back = run(lbctl, alice, "rollback", "edge", "--to", "previous", "--yes")
+
+    assert back.code == 0, back.err
+    assert "no answer within 1 s" in back.err and "the next lbctl command pushes them" in back.err
+    assert calls.read_text().count("call") == 1  # one wait for the remote, not one per step
+    assert "weight 2" in team.edge.live_text()
+    monkeypatch.delenv("GIT_SSH_COMMAND")
+    git(alice, "remote", "set-url", "origin", str(team.remote))
+    assert run(lbctl, alice, "status", "edge", "--offline").code == 0
+    assert "rollback edge: good" in remote_journal(team)
