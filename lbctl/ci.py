@@ -85,12 +85,17 @@ def default_base(ws: Workspace) -> str:
 
 
 def changed_targets(ws: Workspace, base: str) -> list[str]:
-    """Targets whose files (their source, the files it includes, at either end) differ from `base` to HEAD."""
+    """Targets whose files (their source, the files it includes, at either end) or whose table in
+    `lbctl.toml` (new targets included) differ from `base` to HEAD."""
     from lbctl.bundle import bundle_at, pathspecs, store_paths
     from lbctl.kinds import kind_for
 
+    tables_before, tables_after = _target_tables(ws, base), _target_tables(ws, "HEAD")
     changed = []
     for target in ws.config.targets.values():
+        if tables_before.get(target.name) != tables_after.get(target.name):
+            changed.append(target.name)
+            continue
         kind = kind_for(target)
         specs = list(store_paths(ws.store, kind, target))
         before = bundle_at(ws.store, kind, target, base)
@@ -101,6 +106,19 @@ def changed_targets(ws: Workspace, base: str) -> list[str]:
         except GitError:
             changed.append(target.name)
     return changed
+
+
+def _target_tables(ws: Workspace, rev: str) -> dict[str, Any]:
+    import tomllib
+
+    from lbctl.config import CONFIG_NAME
+
+    data = ws.store.content_at(ws.store.resolve(rev), CONFIG_NAME)
+    try:
+        targets = tomllib.loads(data.decode("utf-8")).get("targets", {}) if data else {}
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    return targets if isinstance(targets, dict) else {}
 
 
 def plan(ws: Workspace, base: str | None) -> CiResult:

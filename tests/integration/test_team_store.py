@@ -389,6 +389,16 @@ def test_ci_plan_refuses_a_route_to_a_one_server_pool_and_apply_deploys_only_wha
     assert again.code == 0 and "already live, nothing to do" in again.out, again.out
     assert remote_journal(team).count("deploy api") == 1
     assert status_of(lbctl, alice, "api")["status"] == "good"  # the team sees what CI did
+    # a pull request that changes only api's table in lbctl.toml: api is planned, its config unchanged
+    git(alice, "checkout", "-qb", "api-policy")
+    with (alice / "lbctl.toml").open("a") as f:
+        f.write("\n[targets.api.safety]\nmax_traffic_moved = 0.4\n")
+    git(alice, "commit", "-qam", "api: tighter blast radius")
+    git(alice, "push", "-q", "origin", "api-policy")
+    ci_checkout(ci, "origin/api-policy")
+    table = run(lbctl, ci, "ci", "plan", "--base", "origin/main")
+    assert table.code == 0 and "### ✅ `api`: already live, nothing to do" in table.out, table.out
+    assert "`edge`" not in table.out
 
 
 def test_ci_apply_never_redeploys_a_failed_revision_and_its_rollback_goes_to_a_branch(
