@@ -564,3 +564,15 @@ def test_a_remote_that_does_not_answer_costs_its_timeout_once(
     git(alice, "remote", "set-url", "origin", str(team.remote))
     assert run(lbctl, alice, "status", "edge", "--offline").code == 0
     assert "rollback edge: good" in remote_journal(team)
+
+
+def test_pull_pushes_what_it_records(team: Team, lbctl: LbctlRunner) -> None:
+    alice = team.clone("alice", "Alice")
+    # a hand edit on the LB, recorded from Alice's clone
+    team.edge.haproxy.config.write_text(team.edge_config(weights={"web1": 5, "web2": 1, "web3": 1}))
+    pulled = run(lbctl, alice, "pull", "edge", "-m", "record the hand edit")
+    assert pulled.code == 0, pulled.err
+    assert "pull edge" in remote_journal(team)
+    assert git(team.remote, "log", "-1", "--format=%s", "main").strip() == "record the hand edit"
+    fresh = team.clone("fresh", "Carol")
+    assert status_of(lbctl, fresh, "edge")["live"] == git(alice, "rev-parse", "HEAD").strip()
