@@ -76,27 +76,16 @@ def deploy(
         if at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
         candidate = Candidate(bundle=at_rev, rev=sha, label=sha[:10])
-    if dry_run:
+    if not dry_run:
+        store.identity()
+    with contextlib.nullcontext() if dry_run else _shared(ws, name, "deploy", report, force=force):
         return apply_change(
             ws,
             target,
             candidate,
             op="deploy",
             confirm=confirm,
-            dry_run=True,
-            force=force,
-            reason=reason,
-            expected_checksum=checksum,
-            report=report,
-        )
-    store.identity()
-    with _shared(ws, name, "deploy", report, force=force):
-        return apply_change(
-            ws,
-            target,
-            candidate,
-            op="deploy",
-            confirm=confirm,
+            dry_run=dry_run,
             force=force,
             reason=reason,
             expected_checksum=checksum,
