@@ -57,10 +57,21 @@ def _root(
     """Load-balancer configs as safe to change as code."""
 
 
-def _workspace(store: str | None, connect: str | None = None, require_sources: bool = True):  # type: ignore[no-untyped-def]
+def _workspace(store: str | None, connect: str | None = None, require_sources: bool = True, sync: bool = False):  # type: ignore[no-untyped-def]
     from lbctl.workspace import open_workspace
 
-    return open_workspace(store, connect=connect, require_sources=require_sources)
+    ws = open_workspace(store, connect=connect, require_sources=require_sources)
+    if sync:
+        _sync(ws)
+    return ws
+
+
+def _sync(ws) -> None:  # type: ignore[no-untyped-def]
+    """Fetch the store's remote before reading state (lbctl.sync); its warnings go to stderr."""
+    from lbctl.sync import refresh
+
+    for warning in refresh(ws).warnings:
+        print(f"lbctl: warning: {warning}", file=sys.stderr)
 
 
 def _require_consent(yes: bool, dry_run: bool, what: str) -> None:
@@ -128,7 +139,7 @@ def deploy(
             "--detailed-exitcode goes with --dry-run", hint="lbctl deploy TARGET --dry-run --detailed-exitcode"
         )
     _require_consent(yes, dry_run, "deploy")
-    ws = _workspace(store, connect=target)  # the LB handshake runs while the rest loads
+    ws = _workspace(store, connect=target, sync=dry_run)  # the LB handshake runs while the rest loads
     from lbctl import operations, render
 
     outcome = operations.deploy(
@@ -168,7 +179,7 @@ def rollback(
 ) -> int:
     """Restore a prior revision as a new commit, with the same verification."""
     _require_consent(yes, dry_run, "roll back")
-    ws = _workspace(store, connect=target)  # the LB handshake runs while the rest loads
+    ws = _workspace(store, connect=target, sync=True)  # the LB handshake runs while the rest loads
     from lbctl import operations, render
 
     outcome = operations.rollback(
@@ -245,7 +256,8 @@ def status(
     from lbctl.status import status as statuses
     from lbctl.workspace import EVERY_TARGET
 
-    ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET))
+    # --offline leaves the targets alone; the store's remote is still fetched (`[store] sync`).
+    ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET), sync=True)
     return render.status(statuses(ws, target, probe=not offline), json_out=json_out)
 
 
@@ -261,7 +273,7 @@ def log(
     """Deploy events and their revisions, newest first."""
     from lbctl import history, render
 
-    return render.log(history.log(_workspace(store), target, limit=n), json_out=json_out)
+    return render.log(history.log(_workspace(store, sync=True), target, limit=n), json_out=json_out)
 
 
 @app.command()
@@ -296,7 +308,7 @@ def diff(
             raise UsageError("usage: lbctl diff TARGET [A] [B] [--live], or lbctl diff --kind KIND A B")
         a = words[1] if len(words) > 1 else None
         b = words[2] if len(words) > 2 else None
-        ws = _workspace(store, connect=words[0] if live else None)
+        ws = _workspace(store, connect=words[0] if live else None, sync=True)
         result = compare.diff_target(ws, words[0], a, b, live=live, cached=cached)
     if fmt not in ("text", "json", "markdown", "unified"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
@@ -315,8 +327,12 @@ def pull(
 ) -> int:
     """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
     from lbctl import adopt, render
+    from lbctl.sync import publish_after
 
-    result = adopt.pull(_workspace(store, connect=target, require_sources=False), target, message=message)
+    ws = _workspace(store, connect=target, require_sources=False, sync=True)
+    result = adopt.pull(ws, target, message=message)
+    for warning in publish_after(ws, op="pull", target=target).warnings:
+        print(f"lbctl: warning: {warning}", file=sys.stderr)
     if json_out:
         render.emit_json(result.to_json())
     elif result.created:
@@ -444,6 +460,58 @@ def notify(
             print(f"{r.id} -> {r.sink}: {'sent' if r.ok else 'not sent: ' + r.detail}")
         print(f"{len(waiting)} message(s) waiting" if waiting else "the outbox is empty")
     return 0
+
+
+ci_app = typer.Typer(
+    help="GitOps from CI: plan every changed target as Markdown; deploy exactly those at HEAD.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(ci_app, name="ci")
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base", help="Compare with this revision (default: the fork point from the remote's branch, or HEAD^)."
+    ),
+]
+
+
+@ci_app.command("plan")
+def ci_plan(
+    base: BaseOpt = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Markdown for a pull request: each changed target's diff, traffic, gates and plan checksum."""
+    from lbctl import ci, render
+
+    result = ci.plan(_workspace(store, sync=True), base)
+    if json_out:
+        render.emit_json(result.to_json())
+    else:
+        print(ci.markdown(result), end="")
+    return result.exit_code
+
+
+@ci_app.command("apply")
+def ci_apply(
+    base: BaseOpt = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Deploy exactly the targets whose files changed, at HEAD; a re-run does nothing."""
+    from lbctl import ci, render
+
+    result = ci.apply(_workspace(store), base, report=render.reporter(quiet or json_out))
+    if json_out:
+        render.emit_json(result.to_json())
+    else:
+        print(ci.markdown(result), end="")
+    return result.exit_code
 
 
 def _masked(message: str) -> str:

@@ -337,8 +337,20 @@ class NotifySink:
 
 
 @dataclass(frozen=True)
+class StoreSync:
+    """`[store]`: the git remote a team shares the store through (see `lbctl.sync`)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    remote: str | None = None  # default: the branch's upstream remote, when there is one
+    branch: str | None = None  # the remote's branch (default: the upstream's, else the local branch's name)
+    sync: Literal["auto", "off"] = "auto"
+    timeout: Annotated[float, Field(gt=0, le=60)] = 3.0  # seconds a fetch may take before lbctl goes on offline
+
+
+@dataclass(frozen=True)
 class StoreConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    store: StoreSync = field(default_factory=StoreSync)
     defaults: Defaults = field(default_factory=Defaults)
     policy: Policy = field(default_factory=Policy)
     safety: Safety = field(default_factory=Safety)
@@ -576,6 +588,7 @@ def _settings(data: dict[str, Any]) -> StoreConfig:
         )
 
     return StoreConfig(
+        store=StoreSync(**data["store"]),
         defaults=Defaults(**data["defaults"]),
         policy=Policy(**data["policy"]),
         safety=Safety(**data["safety"]),

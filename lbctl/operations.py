@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,18 +79,45 @@ def deploy(
         candidate = Candidate(bundle=at_rev, rev=sha, label=sha[:10])
     if not dry_run:
         store.identity()
-    return apply_change(
-        ws,
-        target,
-        candidate,
-        op="deploy",
-        confirm=confirm,
-        dry_run=dry_run,
-        force=force,
-        reason=reason,
-        expected_checksum=checksum,
-        report=report,
-    )
+    with contextlib.nullcontext() if dry_run else _shared(ws, name, "deploy", report, force=force):
+        return apply_change(
+            ws,
+            target,
+            candidate,
+            op="deploy",
+            confirm=confirm,
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            expected_checksum=checksum,
+            report=report,
+        )
+
+
+@contextlib.contextmanager
+def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool = False) -> Iterator[None]:
+    """The store's remote around a change (`lbctl.sync`, `lbctl.lease`): before it, a deploy refuses a
+    stale view; the team-wide lease is held during it; after it, the branch and journal are pushed.
+    A rollback never needs the remote: unreachable, it goes ahead and pushes next time."""
+    from lbctl import sync
+
+    if sync.remote_of(ws) is None:
+        yield
+        return
+    from lbctl import lease
+
+    if op == "deploy":
+        for warning in sync.require_fresh(ws, name, force=force).warnings:
+            report("sync", warning)
+    with lease.held(ws, name, op, required=op == "deploy" and not force) as holding:
+        try:
+            yield
+        finally:
+            done = sync.publish_after(ws, op=op, target=name, release=holding.handoff() if holding else None)
+            if holding is not None:
+                holding.released = done.released
+            for warning in done.warnings:
+                report("sync", warning)
 
 
 def _own_files(ws: Workspace, target: Target) -> list[str]:
@@ -142,19 +170,20 @@ def rollback(
         chosen = select(ws.store, ws.journal, now, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
         return with_ticket(rollback_candidate(ws, target, now, chosen.rev, chosen.why, message))
 
-    outcome = apply_change(
-        ws,
-        target,
-        candidate,
-        op="rollback",
-        confirm=confirm,
-        dry_run=dry_run,
-        force=force,
-        reason=reason,
-        explain=explain,
-        report=report,
-        rechoose=rechoose,
-    )
+    with contextlib.nullcontext() if dry_run else _shared(ws, name, "rollback", report):
+        outcome = apply_change(
+            ws,
+            target,
+            candidate,
+            op="rollback",
+            confirm=confirm,
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            explain=explain,
+            report=report,
+            rechoose=rechoose,
+        )
     if outcome.verdict == "unchanged":
         return Outcome(
             op="rollback",

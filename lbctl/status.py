@@ -141,7 +141,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 reach = "unreachable"
         subject = _subject(ws, state.live)
         crashed = _crashed_operation(ws, target)
-        lock = store_lock.describe() if store_lock is not None else None
+        lock = (store_lock.describe() if store_lock is not None else None) or _team_lease(ws, target.name)
         held_on_lb = next((held for held in locks if held.where == "lb"), None)
         lb_lock = held_on_lb.describe() if held_on_lb is not None and store_lock is None else None
         verdict, reasons = _verdict(
@@ -161,7 +161,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 live_subject=subject,
                 drift=drift,
                 health=tuple(health),
-                lock=locks[0].describe() if locks else None,
+                lock=lock or (locks[0].describe() if locks else None),
                 crashed=crashed,
                 problems=tuple(problems),
                 running=running_state,
@@ -241,3 +241,13 @@ def _crashed_operation(ws: Workspace, target: Target) -> dict[str, Any] | None:
 
     data = recovery.pending(ws, target.name)
     return None if data is None or data.get("ended") else data
+
+
+def _team_lease(ws: Workspace, name: str) -> str | None:
+    """The lease another clone holds on the store's remote (lbctl.lease), as last fetched."""
+    if not (ws.store.plumbing.common_dir / "refs" / "lbctl-remotes").is_dir():
+        return None  # never fetched from a team remote (a lease lives a minute: it is not packed yet)
+    from lbctl.lease import tracked
+
+    lease = tracked(ws, name)
+    return f"{lease.describe()} (team lease on the remote)" if lease is not None and not lease.expired else None
