@@ -47,7 +47,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lbctl.lab.netproxy import LatencyProxy  # noqa: E402
+from lbctl.lab.netproxy import Relay  # noqa: E402
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, temp_dir  # noqa: E402
 from lbctl.lab.sshd import start_sshd  # noqa: E402
 
@@ -156,7 +156,7 @@ def ensure_ansible() -> Path:
 
 
 LAST_OUTPUT: dict[str, str] = {}
-RELAY: list[LatencyProxy] = []  # the latency relay, when --delay is set
+RELAY: list[Relay] = []  # the latency relay, when --delay is set
 LAST_TRIPS: list[int] = [0]  # round trips through the relay of the last timed command
 
 
@@ -223,7 +223,7 @@ def main() -> int:
             with private_sshd(tmp / "sshd") as (sshd_port, key, known):
                 ssh_port = sshd_port
                 if delay > 0:
-                    relay = LatencyProxy(sshd_port, delay=delay).start()
+                    relay = Relay(sshd_port, delay=delay).start()
                     RELAY.append(relay)
                     ssh_port = relay.port
                     line = known.read_text().splitlines()[0]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lbctl.errors import Locked, TransientError, Unreachable
+from lbctl.lab.netproxy import Relay
 from lbctl.lock import holder_info
 from lbctl.transports.ssh import SshTransport
 from tests.ssh.conftest import Lab, Sshd
@@ -68,51 +69,10 @@ def test_socket_paths_socat_would_parse_are_refused(sshd: Sshd) -> None:
         t.unix_request("/run/x.sock,unlink-early", "show proc")
 
 
-class CuttingProxy:
-    """A TCP relay to sshd that cuts its first connection after `cut_after` client bytes."""
-
-    def __init__(self, upstream: int, cut_after: int) -> None:
-        self.upstream, self.cut_after, self.cuts = upstream, cut_after, 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            self._connections += 1
-            server = socket.create_connection(("127.0.0.1", self.upstream))
-            limit = self.cut_after if self._connections == 1 else None
-            threading.Thread(target=self._pump, args=(client, server, limit), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, None), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
-        sent = 0
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                sent += len(data)
-                if limit is not None and sent > limit:
-                    self.cuts += 1
-                    for s in (src, dst):  # RST both ways, as a dropped link or a killed sshd would
-                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                        s.close()
-                    return
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 @contextlib.contextmanager
-def cutting_proxy(sshd: Sshd, cut_after: int) -> Iterator[CuttingProxy]:
-    proxy = CuttingProxy(sshd.port, cut_after)
+def cutting_proxy(sshd: Sshd, cut_after: int) -> Iterator[Relay]:
+    """The lab's relay to sshd, cutting its first connection after `cut_after` client bytes."""
+    proxy = Relay(sshd.port, cut_after=cut_after, cuts=1).start()
     with sshd.known_hosts.open("a") as f:
         f.write(sshd.known_hosts_line(proxy.port))
     try:
@@ -139,7 +99,7 @@ def test_connection_cut_mid_upload_leaves_the_old_config_and_a_retry_completes(s
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(SshTransport, "write_staged", watching)
             assert ssh_lab.lbctl("deploy", "edge", "--file", str(new), "--yes") == 0
-        assert proxy.cuts == 1
+        assert proxy.cut == 1
     assert "weight 30" not in seen[0]  # the LB ran the old config while the upload was cut and retried
     assert ssh_lab.live() == new.read_text()
     assert not [p for p in lb_dir.iterdir() if "lbctl-stage" in p.name]
