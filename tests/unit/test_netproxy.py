@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -48,7 +49,5 @@ def test_cut_drops_open_connections() -> None:
             assert client.recv(10) == b"X"
             assert proxy.drop_all() == 1
             client.settimeout(5)
-            try:
+            with contextlib.suppress(ConnectionResetError):  # a reset is how a cut link ends too
                 assert client.recv(10) == b""
-            except ConnectionResetError:
-                pass  # a reset is how a cut link ends too
