@@ -20,31 +20,12 @@ import posixpath
 import re
 
 from lbctl.sandbox import Launch, Setup, binary
+from lbctl.semantic.haproxy import SECTIONS
 from lbctl.semantic.haproxy_syntax import server_options, split_address, split_words
 
 SOURCE_HEADER = "X-Lbctl-Source"
 _PROXIES = ("frontend", "listen", "backend", "defaults")
-_SECTIONS = frozenset(
-    [
-        "global",
-        "defaults",
-        "frontend",
-        "backend",
-        "listen",
-        "userlist",
-        "peers",
-        "resolvers",
-        "mailers",
-        "program",
-        "http-errors",
-        "ring",
-        "cache",
-        "fcgi-app",
-        "crt-store",
-        "traces",
-        "log-forward",
-    ]
-)
+_SECTIONS = SECTIONS  # the parser's list: one list of HAProxy's section keywords
 _GLOBAL_DROPPED = frozenset(
     [
         "user",
