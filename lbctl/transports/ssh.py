@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from lbctl import retry
 from lbctl.config import Target
 from lbctl.errors import CommandFailed, ConfigError, DiskFull, ExitCode, LbctlError, Locked, TransientError
-from lbctl.lock import describe_holder
+from lbctl.lock import describe_holder, holder_is_gone
 from lbctl.transports.base import SOCKET_UNAVAILABLE, RunResult, SocketUnavailable, Transport
 from lbctl.transports.ssh_config import Route, resolve
 from lbctl.transports.ssh_connect import (
@@ -625,12 +625,4 @@ def _holder_is_dead_here(raw: str) -> bool:
         pid = int(info["pid"])
     except (ValueError, KeyError, TypeError):
         return False
-    if host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
+    return holder_is_gone(host, pid)
