@@ -57,6 +57,7 @@ def test_log_shows_events_whose_revision_this_clone_lacks(
     missing = git(store, "rev-parse", "HEAD").strip()
     # A teammate's journal arrives, without the branch that holds their commit.
     git(clone, "fetch", "-q", "origin", "+refs/lbctl/journal:refs/lbctl/journal")
+    git(clone, "remote", "remove", "origin")  # else lbctl's own sync would fetch the branch too
     assert subprocess.run(["git", "-C", str(clone), "cat-file", "-e", missing], capture_output=True).returncode != 0
 
     result = lbctl("log", "edge", "--store", str(clone), "--json")
