@@ -114,7 +114,14 @@ def check(
             return f"the LB's counters could not be read ({exc}): the routing figures are bounds"
 
     policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
-    analysis = analyze(target, policy, safety, baseline, bundle, counters=counters)
+    # Routing cases and replay first: a replay's figures replace the estimate in the analysis.
+    routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
+    replayed = None
+    if routing.replay is not None:
+        from lbctl.replay import replayed as replay_figures
+
+        replayed = replay_figures(routing.replay)
+    analysis = analyze(target, policy, safety, baseline, bundle, counters=counters, replay=replayed)
     findings += [p.text for p in analysis.problems]
     notes = [*([seen] if seen else []), *analysis.notes]
     binary = kind.validator_binary()
@@ -155,7 +162,6 @@ def check(
                     place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
-    routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
     findings += [p.text for p in routing.problems]
     notes += routing.notes
     return CheckReport(
