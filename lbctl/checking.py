@@ -64,12 +64,14 @@ def check(
     from lbctl.errors import ValidationFailed
     from lbctl.kinds import kind_for
     from lbctl.preflight import analyze
+    from lbctl.recovery import record_pending
     from lbctl.transports import transport_for
     from lbctl.transports.local import LocalTransport
 
     target = ws.target(name)
     kind = kind_for(target)
     seen = ""  # a note on what was checked, when it is not what the user may assume
+    recorded = record_pending(ws, target)  # an operation that died on the target: recorded first
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together")
     if file is not None:
@@ -124,6 +126,8 @@ def check(
     analysis = analyze(target, policy, safety, baseline, bundle, counters=counters, replay=replayed)
     findings += [p.text for p in analysis.problems]
     notes = [*([seen] if seen else []), *analysis.notes]
+    if recorded is not None:
+        notes.insert(0, f"recorded an interrupted operation: {recorded}")
     binary = kind.validator_binary()
     output, valid = "", True
     validate_here = shutil.which(binary) is not None
