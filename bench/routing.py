@@ -25,7 +25,9 @@ import time
 
 from lbctl.bundle import Bundle
 from lbctl.config import Safety, Target
-from lbctl.replay import judge, parse_log, replay
+from lbctl.gates import routing_radius
+from lbctl.replay import parse_log, replay, routing_moves
+from lbctl.semantic.routing import RoutingReport
 
 MAP = "/etc/haproxy/routes.map"
 
@@ -102,7 +104,8 @@ def run(routes: int, requests: int, style: str) -> dict[str, float]:
     )
     total = time.perf_counter() - started
     lbctl_cpu, sandbox_cpu = (after - before for after, before in zip(_cpu(), cpu_before, strict=True))
-    refused = judge(Safety(max_traffic_moved=0.005), result)
+    moves = RoutingReport(moves=tuple(routing_moves(result)))  # what the blast-radius gate judges
+    refused = routing_radius(Safety(max_traffic_moved=0.005), None, moves)
     return {
         "seconds": total,
         "parse": parse_seconds,

@@ -67,6 +67,10 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
         _connect(transport_for(target), target) as transport,
         transport.lock(lb_lock_path(target), info),
     ):
+        from lbctl import recovery
+
+        if recovery.pending(ws, name) is not None:  # an operation that died here: recorded before the pull
+            recovery.recover(ws, target, transport, locked=True)
         main = _read(transport, target)
         if main is None:
             raise UsageError(f"{target.path} does not exist on {transport.where}: there is nothing to pull")

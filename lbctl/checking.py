@@ -64,12 +64,14 @@ def check(
     from lbctl.errors import ValidationFailed
     from lbctl.kinds import kind_for
     from lbctl.preflight import analyze
+    from lbctl.recovery import record_pending
     from lbctl.transports import transport_for
     from lbctl.transports.local import LocalTransport
 
     target = ws.target(name)
     kind = kind_for(target)
     seen = ""  # a note on what was checked, when it is not what the user may assume
+    recorded = record_pending(ws, target)  # an operation that died on the target: recorded first
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together")
     if file is not None:
@@ -114,9 +116,18 @@ def check(
             return f"the LB's counters could not be read ({exc}): the routing figures are bounds"
 
     policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
-    analysis = analyze(target, policy, safety, baseline, bundle, counters=counters)
+    # Routing cases and replay first: a replay's figures replace the estimate in the analysis.
+    routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
+    replayed = None
+    if routing.replay is not None:
+        from lbctl.replay import replayed as replay_figures
+
+        replayed = replay_figures(routing.replay)
+    analysis = analyze(target, policy, safety, baseline, bundle, counters=counters, replay=replayed)
     findings += [p.text for p in analysis.problems]
     notes = [*([seen] if seen else []), *analysis.notes]
+    if recorded is not None:
+        notes.insert(0, f"recorded an interrupted operation: {recorded}")
     binary = kind.validator_binary()
     output, valid = "", True
     validate_here = shutil.which(binary) is not None
@@ -155,7 +166,6 @@ def check(
                     place.discard()
             except TransientError as exc:
                 raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
-    routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
     findings += [p.text for p in routing.problems]
     notes += routing.notes
     return CheckReport(

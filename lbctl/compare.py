@@ -103,9 +103,14 @@ def diff_target(
 
     if live:
         from lbctl.lifecycle import _connect, _read
+        from lbctl.recovery import record_pending
 
-        old, old_label = content(state.live) if state.live else content("HEAD")
         with _connect(transport_for(target), target) as transport:
+            recorded = record_pending(ws, target, transport)  # an operation that died: recorded first
+            if recorded is not None:
+                state = ws.journal.state(name)
+                note = f"recorded an interrupted operation: {recorded}"
+            old, old_label = content(state.live) if state.live else content("HEAD")
             running = _read(transport, target, old.rels) or Bundle(b"")
         new, new_label = running, f"running:{target.path}"
     else:

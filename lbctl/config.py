@@ -321,9 +321,10 @@ class NotifySink:
     """`[[notify]]`: where deploy events are announced. Addresses that are secrets come from `url_env`."""
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
-    type: Literal["webhook", "slack", "alertmanager"]
+    type: Literal["webhook", "slack", "alertmanager", "grafana"]
     url: str | None = None
     url_env: str | None = None
+    token_env: str | None = None  # names the variable holding a bearer token (Grafana's service account)
     on: list[str] = field(default_factory=lambda: list(NOTIFY_EVENTS))
     targets: list[str] = field(default_factory=lambda: ["*"])
     timeout: Annotated[float, BeforeValidator(duration), Field(gt=0, le=30)] = 2.0
@@ -331,6 +332,9 @@ class NotifySink:
     def __post_init__(self) -> None:
         if (self.url is None) == (self.url_env is None):
             raise ValueError("give exactly one of `url` or `url_env` (an environment variable holding the address)")
+        for key, name in (("url_env", self.url_env), ("token_env", self.token_env)):
+            if name is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"`{key}` names an environment variable (e.g. LBCTL_GRAFANA_TOKEN), not a value")
         unknown = sorted(set(self.on) - set(NOTIFY_EVENTS))
         if unknown:
             raise ValueError(f"`on`: unknown event(s) {', '.join(unknown)}; known: {', '.join(NOTIFY_EVENTS)}")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from lbctl.config import Target
     from lbctl.kinds.base import Kind
     from lbctl.preflight import Analysis, CounterReader
+    from lbctl.replay import ReplayResult
     from lbctl.workspace import Workspace
 
 
@@ -38,6 +39,7 @@ class Plan:
     problems: tuple[Problem, ...] = ()
     notes: tuple[str, ...] = ()
     analysis: Analysis | None = field(default=None, compare=False)
+    replay: ReplayResult | None = field(default=None, compare=False)  # when the routing gate replayed requests
 
     @property
     def refusals(self) -> tuple[str, ...]:
@@ -56,6 +58,7 @@ class Plan:
             "refusals": [p.to_json() for p in self.problems],
             "notes": list(self.notes),
             "semantic": self.analysis.to_json() if self.analysis else None,
+            "replay": self.replay.to_json() if self.replay else None,
         }
 
 
@@ -108,6 +111,19 @@ def make_plan(
         notes=tuple(notes),
         analysis=analysis,
     )
+
+
+def with_analysis(plan: Plan, analysis: Analysis) -> Plan:
+    """`plan` judged on `analysis` (the same change, other figures) instead of its own."""
+    from dataclasses import replace
+
+    old = plan.analysis
+    if old is None:
+        return plan
+    others = [p for p in plan.problems if p not in old.problems]  # drift, staging first
+    problems = (*analysis.problems, *others) if plan.op == "deploy" else plan.problems
+    notes = [n for n in plan.notes if n not in old.notes]
+    return replace(plan, problems=problems, notes=(*analysis.notes, *notes), analysis=analysis)
 
 
 def _drift_changes(ws: Workspace, target: Target, kind: Kind, state: TargetState, live: Bundle | None) -> list[str]:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from lbctl.bundle import Bundle
     from lbctl.routing_counters import BackendCounts
     from lbctl.semantic import ConfigModel, SemanticDiff
-    from lbctl.semantic.routing import RoutingMove
+    from lbctl.semantic.routing import RoutingMove, RoutingReport
 
 # Reads the LB's per-backend counters (or says why it cannot): called only when routing changes.
 CounterReader = Callable[[], "BackendCounts | str"]
@@ -29,10 +29,16 @@ CounterReader = Callable[[], "BackendCounts | str"]
 
 @dataclass(frozen=True)
 class Replayed:
-    """Figures from requests replayed through both versions: they replace the estimate."""
+    """Figures from requests replayed through both versions: they replace the estimate.
+
+    They replace it for the entries the replay sent requests through (`covered`, as the
+    sandbox names its listeners: a HAProxy frontend's name, nginx's `:80`, a Caddy server);
+    a changed entry the replay did not reach keeps the counters' figures or the bounds.
+    """
 
     moves: Sequence[RoutingMove]
     note: str  # e.g. "a replay of 10,000 requests from access.log"
+    covered: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -125,19 +131,67 @@ def _figures(
     notes: list[str],
 ) -> SemanticDiff:
     """The routing changes judged on the best figures there are: a replay, the LB's counters, bounds."""
-    if not diff.routing.changes:
+    routing = diff.routing
+    if not routing.changes and not (replay is not None and replay.moves):
         return diff
-    if replay is not None:
-        return replace(diff, routing=diff.routing.with_moves(replay.moves, replay.note))
-    if counters is None:
-        return diff
-    from lbctl.semantic.routing_figures import with_counters
+    if replay is not None and not _uncovered(routing, replay):
+        return replace(diff, routing=with_replay(routing, replay))
+    if counters is not None and routing.changes:
+        from lbctl.semantic.routing_figures import with_counters
 
-    read = counters()
-    if isinstance(read, str):
-        notes.append(read)
-        return diff
-    return replace(diff, routing=with_counters(diff.routing, read.counts, read.note, old, new))
+        read = counters()
+        if isinstance(read, str):
+            notes.append(read)
+        else:
+            routing = with_counters(routing, read.counts, read.note, old, new)
+    return replace(diff, routing=with_replay(routing, replay) if replay is not None else routing)
+
+
+def with_replay(routing: RoutingReport, replay: Replayed) -> RoutingReport:
+    """`routing` with the replay's moves for the entries it covered, the other entries' figures kept."""
+    from dataclasses import replace as changed
+
+    name = _entry_names(routing)
+    covered = {name(label) for label in replay.covered}
+    moves = [changed(m, frontend=name(m.frontend)) for m in replay.moves]
+    kept = [m for m in routing.moves if m.frontend not in covered]
+    note = replay.note
+    if kept:
+        note += f"; {routing.basis_note} for {', '.join(sorted({m.frontend for m in kept}))} (not in the replay)"
+    return routing.with_moves([*moves, *kept], note)
+
+
+def rejudged(analysis: Analysis, target: Target, policy: Policy, safety: Safety, replay: Replayed) -> Analysis:
+    """`analysis` with its routing figures replaced by a replay's, and the routing gate judged again on them."""
+    if analysis.semantic is None:
+        return analysis
+    routing = analysis.semantic.routing
+    if not routing.changes and not replay.moves:
+        return analysis
+    max_share = effective_max_share(policy, target)
+    before = routing_radius(safety, max_share, routing)
+    routing = with_replay(routing, replay)
+    problems = [p for p in analysis.problems if p not in before] + routing_radius(safety, max_share, routing)
+    return replace(analysis, semantic=replace(analysis.semantic, routing=routing), problems=tuple(problems))
+
+
+def _uncovered(routing: RoutingReport, replay: Replayed) -> bool:
+    name = _entry_names(routing)
+    covered = {name(label) for label in replay.covered}
+    return any(c.entry not in covered for c in routing.changes)
+
+
+def _entry_names(routing: RoutingReport) -> Callable[[str], str]:
+    """A sandbox listener's label (`www`, `:80`, `srv0`) → the routing entry it is (`frontend www`, ...)."""
+    entries = {c.entry for c in routing.changes} | {entry for entry, _ in routing.reached}
+
+    def name(label: str) -> str:
+        if label in entries:
+            return label
+        found = [e for e in entries if e.endswith(" " + label) or (label.startswith(":") and e.endswith(label))]
+        return found[0] if len(found) == 1 else label
+
+    return name
 
 
 def _only_cosmetic(old: Bundle | None, new: Bundle) -> str:

@@ -3,8 +3,9 @@
 While a deploy or rollback may change the LB, its in-flight record (`.git/lbctl/inflight/T.json`)
 says who runs it, since when, at which stage, and the content (blob ids) it moves the LB from
 and to. A record whose process is gone is an interrupted operation. The next command that
-touches the target (deploy, rollback, status, log, unlock) reads what the LB's files hold and
-records an `interrupted` event saying which config runs, old or new, by content; the target's
+touches the target (deploy, rollback, status, log, unlock, pull, check, diff --live) reads what the LB's files hold and
+records an `interrupted` event saying which config runs, old or new, by content (pull, check and
+`diff --live` too, through `record_pending`); the target's
 state follows what runs, so `rollback --to last-good` needs no `--force` and makes its forward
 commit. The next deploy or rollback, holding both locks, also removes the files the interrupted
 one left beside the live config (staged candidates, half-made links) and then the record.
@@ -118,6 +119,26 @@ def recover(ws: Workspace, target: Target, transport: Transport, *, locked: bool
                 os.link(claimed, path)
         claimed.unlink(missing_ok=True)
     return message
+
+
+def record_pending(ws: Workspace, target: Target, transport: Transport | None = None) -> str | None:
+    """Before a command that reads the target: record an operation that died on it (see `recover`).
+
+    Through `transport` when the command has one open, else through a connection of its own,
+    best effort: a LB out of reach leaves the record for the next command. Returns the
+    message of the event recorded, or None.
+    """
+    if pending(ws, target.name) is None:
+        return None
+    if transport is not None:
+        return recover(ws, target, transport, locked=False)
+    from lbctl.transports import transport_for
+
+    try:
+        with transport_for(target) as own:
+            return recover(ws, target, own, locked=False)
+    except Exception:  # out of reach, or refused: `status` or the next operation records it
+        return None
 
 
 def sweep(transport: Transport, target: Target) -> list[str]:

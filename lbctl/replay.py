@@ -10,7 +10,8 @@ is chosen by the balancing algorithm (round robin depends on what came before), 
 a backend the requests that move are counted from each server's share: half the sum of
 the changes in each server's count, which is how many requests must land elsewhere.
 
-`judge` turns a replay's figures into blast-radius problems against `max_traffic_moved`.
+`routing_moves` turns a replay's figures into `RoutingMove`s (basis "replay"), which the
+blast-radius gate (`gates.routing_radius`) judges instead of the estimate.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from lbctl.errors import ExitCode
-
 if TYPE_CHECKING:
     from lbctl.bundle import Bundle
-    from lbctl.config import Safety, Target
-    from lbctl.gates import Problem
+    from lbctl.config import Target
+    from lbctl.preflight import Replayed
     from lbctl.sandbox import Answer, FindFile, Request
+    from lbctl.semantic.routing import RoutingMove
 
 MAX_REQUESTS = 100_000  # a bigger log is sampled evenly down to this
 
@@ -122,6 +122,7 @@ class ReplayResult:
     pairs: tuple[Pair, ...]  # every (before, after) pair, the unchanged ones too
     servers: tuple[ServerShift, ...]  # per server: requests before and after (backends that kept requests)
     seconds: float = 0.0
+    loads: tuple[ServerShift, ...] = ()  # per server: all the frontend's requests it took before and after
 
     @property
     def moved(self) -> int:
@@ -130,11 +131,6 @@ class ReplayResult:
     @property
     def moved_share(self) -> float:
         return self.moved / self.requests if self.requests else 0.0
-
-    def figures(self) -> list[tuple[str, float]]:
-        """(scope, moved share) per frontend and overall: what the blast-radius gate judges (basis "replay")."""
-        found = [(f"frontend {f.frontend}", f.moved_share) for f in self.frontends]
-        return [*found, ("all frontends", self.moved_share)] if len(found) > 1 else found
 
     def lines(self) -> list[str]:
         out = [
@@ -184,8 +180,12 @@ def compare(source: str, skipped: int, before: Sequence[Answer], after: Sequence
     by_frontend: dict[str, list[tuple[Answer, Answer]]] = defaultdict(list)
     for old, new in zip(before, after, strict=True):
         by_frontend[old.listener].append((old, new))
-    frontends, pairs, servers = [], [], []
+    frontends, pairs, servers, loads = [], [], [], []
     for frontend, answers in by_frontend.items():
+        was_at = Counter((old.backend, old.server or "-") for old, _ in answers if old.backend is not None)
+        now_at = Counter((new.backend, new.server or "-") for _, new in answers if new.backend is not None)
+        for backend, server in sorted(set(was_at) | set(now_at)):
+            loads.append(ServerShift(frontend, backend, server, was_at[backend, server], now_at[backend, server]))
         counted = Counter((_where(old), _where(new)) for old, new in answers)
         for (was, now), n in sorted(counted.items(), key=lambda item: (-item[1], item[0])):
             pairs.append(Pair(frontend, was, now, n, n / len(answers)))
@@ -201,7 +201,9 @@ def compare(source: str, skipped: int, before: Sequence[Answer], after: Sequence
             for server in sorted(set(was_on) | set(now_on)):
                 servers.append(ServerShift(frontend, backend, server, was_on[server], now_on[server]))
         frontends.append(FrontendReplay(frontend, len(answers), moved_backend, moved_server))
-    return ReplayResult(source, len(before), skipped, tuple(frontends), tuple(pairs), tuple(servers))
+    return ReplayResult(
+        source, len(before), skipped, tuple(frontends), tuple(pairs), tuple(servers), loads=tuple(loads)
+    )
 
 
 def _where(answer: Answer) -> str:
@@ -254,23 +256,58 @@ def replay(
     return replace(result, seconds=time.monotonic() - started)
 
 
-def judge(safety: Safety, result: ReplayResult) -> list[Problem]:
-    """Blast radius from a replay: each frontend (and all of them) against `max_traffic_moved` (exit 4)."""
-    from lbctl.gates import Problem
+def routing_moves(result: ReplayResult) -> list[RoutingMove]:
+    """The replay's figures as routing moves (basis "replay"), for the blast-radius gate.
 
-    limit = safety.max_traffic_moved
-    if limit is None or not result.requests:
-        return []
-    found = []
-    for scope, share in result.figures():
-        if share > limit:
-            found.append(
-                Problem(
-                    ExitCode.REFUSED,
-                    "max_traffic_moved",
-                    f"replay of {result.requests} request(s) from {result.source}: {share:.1%} of {scope}'s "
-                    f"requests change backend or server, above max_traffic_moved {limit:.0%}",
-                    section=scope,
+    One move per frontend and pair of endpoints whose requests changed: `share` is the part
+    of the frontend's requests that move, `pool_share` the part of `from_backend`'s. The
+    busiest server of the backend the requests reach, with its share of the frontend's
+    requests before and after, goes on the first move into that backend (for `max_share`).
+    Requests that stay in their backend but land on another server are the pool preview's
+    business (weights), and stay in the replay's own report.
+    """
+    from lbctl.semantic.routing import RoutingMove
+
+    out: list[RoutingMove] = []
+    for f in result.frontends:
+        pairs = [p for p in result.pairs if p.frontend == f.frontend]
+        sent: Counter[str] = Counter()
+        for p in pairs:
+            sent[p.before] += p.requests
+        peaked: set[str] = set()
+        for p in pairs:
+            if p.before == p.after:
+                continue
+            detail = (
+                f"replay of {result.requests} request(s) from {result.source}: {p.requests} of {f.frontend}'s "
+                f"{f.requests} ({p.share:.0%}) move from {p.before} to {p.after}"
+            )
+            loads = [s for s in result.loads if s.frontend == f.frontend and s.backend == p.after]
+            peak = max(loads, key=lambda s: s.after) if loads and p.after not in peaked else None
+            peaked.add(p.after)
+            if peak is not None:
+                detail += f"; {peak.server} takes {peak.after} (was {peak.before})"
+            out.append(
+                RoutingMove(
+                    f.frontend,
+                    p.before,
+                    p.after,
+                    p.share,
+                    "replay",
+                    True,
+                    detail,
+                    peak.server if peak else None,
+                    peak.after / f.requests if peak else None,
+                    p.requests / sent[p.before],
+                    peak.before / f.requests if peak else None,
                 )
             )
-    return found
+    return out
+
+
+def replayed(result: ReplayResult) -> Replayed:
+    """What `preflight.analyze(replay=...)` judges instead of the estimate."""
+    from lbctl.preflight import Replayed
+
+    note = f"a replay of {result.requests} request(s) from {result.source}"
+    return Replayed(routing_moves(result), note, frozenset(f.frontend for f in result.frontends if f.requests))

@@ -1,9 +1,9 @@
 """The routing gate of `check` and `deploy`: routing cases, and a replay of real requests.
 
 Run before anything is pushed, against the candidate (and, for a replay, the live config),
-each in a sandbox of the LB's real binary. A failed case refuses (exit 3); a replay whose
-moved share is above `max_traffic_moved` refuses for safety (exit 4, `--force` overrides),
-through `replay.judge`, the one function that turns a replay's figures into problems. What
+each in a sandbox of the LB's real binary. A failed case refuses (exit 3). A replay's
+figures replace the routing estimate (`preflight.Replayed`), so the blast-radius gate
+(`gates.routing_radius`) judges the change once, on what the replay measured. What
 cannot run (no binary, a file or module missing on this machine, an unreadable log) is a
 note that says so: the static checks still judge the change.
 """
@@ -76,9 +76,6 @@ def judge(
         else:
             result = _replay(ws, target, live, live_rev, candidate, candidate_rev, requests, source, skipped, notes)
     if result is not None:
-        from lbctl.replay import judge as judge_replay
-
-        problems += judge_replay(ws.config.safety_for(target), result)
         notes += result.lines()
     return RoutingJudgement(tuple(problems), tuple(notes), report, result)
 
@@ -93,7 +90,10 @@ def with_routing(
     candidate_rev: str | None,
     transport: Transport,
 ) -> Plan:
-    """A deploy's plan with the routing gate's problems and notes added (nothing to add: the same plan)."""
+    """A deploy's plan with the routing gate's problems and notes added (nothing to add: the same plan).
+
+    A replay's figures replace the plan's routing estimate, and its blast radius is judged on them.
+    """
     state = ws.journal.state(target.name)
     verdict = judge(
         ws,
@@ -105,6 +105,14 @@ def with_routing(
         label=(candidate_rev or "candidate")[:10],
         transport=transport,
     )
+    if verdict.replay is not None and plan.analysis is not None:
+        from lbctl.planning import with_analysis
+        from lbctl.preflight import rejudged
+        from lbctl.replay import replayed
+
+        policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
+        analysis = rejudged(plan.analysis, target, policy, safety, replayed(verdict.replay))
+        plan = dataclasses.replace(with_analysis(plan, analysis), replay=verdict.replay)
     if not verdict.problems and not verdict.notes:
         return plan
     return dataclasses.replace(plan, problems=(*plan.problems, *verdict.problems), notes=(*plan.notes, *verdict.notes))

@@ -41,6 +41,7 @@ def message(event: Event) -> dict[str, Any]:
         "target": event.target,
         "from": event.from_rev,
         "to": event.to_rev,
+        "started": event.started,
         "at": event.finished,
         "message": event.message,
         "diff": diff,
@@ -102,4 +103,25 @@ def body(sink_type: str, msg: dict[str, Any]) -> Any:
                 "endsAt": (now + timedelta(minutes=5)).isoformat(timespec="milliseconds"),
             }
         ]
+    if sink_type == "grafana":
+        # An annotation over the operation's span, organisation-wide (any dashboard can show it by tag).
+        at = _epoch_ms(msg["at"])
+        start = _epoch_ms(msg.get("started")) or at
+        return {
+            "time": start or at,
+            "timeEnd": at or start,
+            "tags": ["lbctl", f"target:{msg['target']}", f"verdict:{msg['kind']}", f"op:{msg['op']}"],
+            "text": text(msg),
+        }
     return msg
+
+
+def _epoch_ms(stamp: str | None) -> int | None:
+    """A journal timestamp (ISO 8601) as Grafana's milliseconds since the epoch."""
+    if not stamp:
+        return None
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)

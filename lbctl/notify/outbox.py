@@ -124,8 +124,18 @@ def deliver(sink: NotifySink, msg: dict[str, Any], *, timeout: float) -> tuple[b
         return False, f"${sink.url_env} is not set"
     if sink.type == "alertmanager":
         url = url.rstrip("/") + "/api/v2/alerts"
+    elif sink.type == "grafana":
+        url = url.rstrip("/") + "/api/annotations"
+    headers = {"Content-Type": "application/json"}
+    if sink.token_env:  # read at delivery only: never in lbctl.toml, the outbox or the journal
+        token = os.environ.get(sink.token_env, "").strip()
+        if not token:
+            return False, f"${sink.token_env} is not set"
+        if any(c in token for c in "\r\n\0"):  # http.client would quote it in its error: never shown
+            return False, f"${sink.token_env} holds a line break"
+        headers["Authorization"] = f"Bearer {token}"
     data = json.dumps(body(sink.type, msg)).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(url, data=data, headers=headers, method="POST")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             response.read()

@@ -13,6 +13,7 @@ class Sink:
 
     def __init__(self) -> None:
         self.received: list[Any] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []  # path and headers of each request received
         self.mode = "ok"
         self.release = threading.Event()
         sink = self
@@ -20,6 +21,7 @@ class Sink:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.requests.append((self.path, dict(self.headers.items())))
                 if sink.mode == "hang":
                     sink.release.wait(30)
                     return

@@ -152,3 +152,51 @@ def test_a_real_process_delivers_before_it_exits(tmp_path: Path, lab: Lab, lbctl
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [m["kind"] for m in sink.received] == ["good"]  # sent before the process ended
+
+
+def test_grafana_gets_an_annotation_and_its_token_stays_in_the_environment(
+    tmp_path: Path, lab: Lab, lbctl: LbctlRunner, sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import secrets
+    import subprocess
+
+    token = "glsa_" + secrets.token_hex(16)
+    monkeypatch.setenv("LBCTL_TEST_GRAFANA_TOKEN", token)
+    grafana = sink.url.rsplit("/", 1)[0]  # the server's root, as Grafana's address is given
+    notify = f'[[notify]]\ntype = "grafana"\nurl = "{grafana}"\ntoken_env = "LBCTL_TEST_GRAFANA_TOKEN"\n'
+    root = notified_store(tmp_path / "store", lab, lbctl, notify)
+    sink.received.clear()
+    sink.requests.clear()
+    code, _, output = deploy_weights(root, lab, lbctl, {"web1": 200})
+    assert code == 0, output
+    [(path, headers)] = sink.requests
+    [annotation] = sink.received
+    assert path == "/api/annotations" and headers["Authorization"] == f"Bearer {token}"
+    assert headers["Content-Type"] == "application/json"
+    assert annotation["tags"] == ["lbctl", "target:edge", "verdict:good", "op:deploy"]
+    assert 1.7e12 < annotation["time"] <= annotation["timeEnd"]  # milliseconds, over the deploy's span
+    text = annotation["text"]
+    assert text.startswith("lbctl: deploy edge ") and ": good (by " in text
+    assert "web1" in text and "undo: lbctl rollback edge --to " in text
+
+    # The token is in no file of the store, no journal event, no output.
+    log = lbctl("log", "edge", "--json", "--store", str(root))
+    history = subprocess.run(["git", "-C", str(root), "log", "-p", "--all"], capture_output=True, text=True).stdout
+    files = [p.read_text(errors="replace") for p in root.rglob("*") if p.is_file() and ".git/objects" not in str(p)]
+    for seen in (output, log.out, log.err, history, *files):
+        assert token not in seen
+
+    # Without the token, nothing is sent and the deploy's exit code is the same; the outbox sends it later.
+    monkeypatch.delenv("LBCTL_TEST_GRAFANA_TOKEN")
+    code, _, output = deploy_weights(root, lab, lbctl, {"web1": 100})
+    assert code == 0, output
+    assert len(sink.received) == 1 and len(waiting(lbctl, root)) == 1
+    monkeypatch.setenv("LBCTL_TEST_GRAFANA_TOKEN", token)
+    assert lbctl("notify", "--flush", "--store", str(root)).code == 0
+    assert len(sink.received) == 2 and waiting(lbctl, root) == []
+
+    # A token written into lbctl.toml is refused: only the name of a variable goes there.
+    toml = root / "lbctl.toml"
+    toml.write_text(toml.read_text().replace('token_env = "LBCTL_TEST_GRAFANA_TOKEN"', f'token = "{token}"'))
+    result = lbctl("notify", "--store", str(root))
+    assert result.code == 2 and "token" in result.err and token not in result.out + result.err

@@ -12,9 +12,11 @@ import pytest
 from lbctl import config
 from lbctl.config import Route, Safety
 from lbctl.errors import ConfigError
-from lbctl.replay import compare, judge, parse_log
+from lbctl.gates import routing_radius
+from lbctl.replay import compare, parse_log, routing_moves
 from lbctl.routing import judge_case
 from lbctl.sandbox import Answer
+from lbctl.semantic.routing import RoutingReport
 
 TOML = """\
 [groups.edges]
@@ -123,11 +125,32 @@ def test_moved_counts_backends_per_request_and_servers_by_spread() -> None:
     assert result.moved_share == pytest.approx(23 / 40)
     pairs = {(p.before, p.after): p.requests for p in result.pairs}
     assert pairs == {("web", "web"): 20, ("web", "(403)"): 10, ("api", "api"): 10}
-    assert [p.text for p in judge(Safety(max_traffic_moved=0.5), result)] == [
-        "max_traffic_moved: replay of 40 request(s) from test: 57.5% of frontend www's requests change backend "
-        "or server, above max_traffic_moved 50% [frontend www]"
-    ]
-    assert judge(Safety(max_traffic_moved=0.6), result) == []
+    # the gate judges the backend moves (basis replay); the spread within web is the pool preview's business
+    (move,) = routing_moves(result)
+    assert (move.frontend, move.from_backend, move.to_backend, move.basis) == ("www", "web", "(403)", "replay")
+    assert move.share == pytest.approx(10 / 40) and move.pool_share == pytest.approx(10 / 30)
+    report = RoutingReport(moves=(move,))
+    assert routing_radius(Safety(max_traffic_moved=0.5), None, report) == []
+    (problem,) = routing_radius(Safety(max_traffic_moved=0.3), None, report)
+    assert problem.text == (
+        "max_traffic_moved: 33% of web's requests now go to (403) (threshold 30%): replay of 40 request(s) "
+        "from test: 10 of www's 40 (25%) move from web to (403) [www]"
+    )
+
+
+def test_a_replayed_move_names_the_busiest_server_it_reaches() -> None:
+    before = [answer("web", f"web{i % 3 + 1}") for i in range(30)]
+    after = [answer("legacy", "old1")] * 30
+    (move,) = routing_moves(compare("test", 0, before, after))
+    assert (move.share, move.pool_share, move.peak_server, move.peak_share, move.peak_before) == (
+        1.0,
+        1.0,
+        "old1",
+        1.0,
+        0.0,
+    )
+    found = routing_radius(Safety(max_traffic_moved=None), 0.6, RoutingReport(moves=(move,)))
+    assert [p.rule for p in found] == ["max_share"]
 
 
 def test_a_case_is_judged_on_each_expectation() -> None:

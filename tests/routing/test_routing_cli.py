@@ -265,6 +265,73 @@ def test_deploy_replays_the_targets_own_log_and_refuses_a_big_move(
     assert leftovers() == []
 
 
+def test_a_replays_figures_replace_the_estimate_in_the_blast_radius_gate(
+    store: Path, lbctl: LbctlRunner, lab: Lab, tmp_path: Path
+) -> None:
+    good = lab_store(store, lab, "")
+    good = good.replace("default_backend web", "use_backend web if { path_beg /shop }\n    default_backend web")
+    (store / "configs/edge/haproxy.cfg").write_text(good)
+    git(store, "commit", "-qam", "the shop's rule")
+    assert lbctl("deploy", "edge", "--yes").code == 0
+    log = write(tmp_path / "access.log", "GET - /\nGET - /about\nGET - /cart\nGET - /old/page\n" * 10)
+    # the outage's change, refused once, on the replay's figures
+    outage = write(tmp_path / "outage.cfg", good.replace("default_backend web", "default_backend legacy"))
+    result = lbctl("check", "edge", "--file", str(outage), "--replay", str(log), "--json")
+    assert result.code == 3, result.out
+    data = json.loads(result.out)
+    (move,) = data["semantic"]["routing"]["moves"]
+    assert (move["frontend"], move["from_backend"], move["to_backend"], move["basis"]) == (
+        "frontend www",
+        "web",
+        "legacy",
+        "replay",
+    )
+    assert (move["share"], move["pool_share"], move["peak_server"]) == (1.0, 1.0, "old1")
+    assert data["semantic"]["routing"]["basis"].startswith("a replay of 40 request(s)")
+    moved = [f for f in data["findings"] if f.startswith("max_traffic_moved")]
+    assert moved == [
+        f"max_traffic_moved: 100% of web's requests now go to legacy (threshold 50%): replay of 40 request(s) "
+        f"from {log}: 40 of www's 40 (100%) move from web to legacy; old1 takes 40 (was 0) [frontend www]"
+    ]
+    assert data["replay"]["pairs"][0]["after"] == "legacy"  # the replay's own report is kept
+
+    # the shop's requests go to legacy: the estimate can only bound it (a whole class, up to 100 %)...
+    narrow = write(tmp_path / "narrow.cfg", good.replace("use_backend web if", "use_backend legacy if"))
+    result = lbctl("check", "edge", "--file", str(narrow), "--json")
+    assert result.code == 3, result.out
+    assert any(f.startswith("max_traffic_moved: the routing change sends") for f in json.loads(result.out)["findings"])
+    # ... and the replay shows none of the LB's requests take it: not refused
+    result = lbctl("check", "edge", "--file", str(narrow), "--replay", str(log), "--json")
+    assert result.code == 0, result.out
+    data = json.loads(result.out)
+    assert data["semantic"]["routing"]["moves"] == [] and data["replay"]["moved"] == 0
+    # part of them do (/old/page, 25 %, all of them from web): judged on that figure
+    old = write(
+        tmp_path / "old.cfg",
+        good.replace("default_backend web", "use_backend legacy if { path_beg /old }\n    default_backend web"),
+    )
+    data = json.loads(lbctl("check", "edge", "--file", str(old), "--replay", str(log), "--json").out)
+    (move,) = data["semantic"]["routing"]["moves"]
+    assert (move["basis"], move["share"], move["pool_share"]) == ("replay", 0.25, 0.25)
+    assert data["ok"], data["findings"]
+
+    # deploy's plan: the same figures, and the replay as a structured field
+    toml = (store / "lbctl.toml").read_text()
+    toml = toml.replace("[[targets.edge.checks]]", f'replay_log = "{log}"\n\n[[targets.edge.checks]]', 1)
+    (store / "lbctl.toml").write_text(toml)
+    git(store, "commit", "-qam", "replay the LB's log")
+    result = lbctl("deploy", "edge", "--file", str(outage), "--yes", "--dry-run", "--json")
+    assert result.code == 4
+    plan = json.loads(result.out)["plan"]
+    assert [r["rule"] for r in plan["refusals"]] == ["max_traffic_moved"]
+    assert plan["semantic"]["routing"]["moves"][0]["basis"] == "replay"
+    assert plan["replay"]["requests"] == 40 and plan["replay"]["moved"] == 40
+    result = lbctl("deploy", "edge", "--file", str(narrow), "--yes", "--dry-run", "--json")
+    assert result.code == 0, result.out
+    assert json.loads(result.out)["plan"]["replay"]["moved"] == 0
+    assert leftovers() == []
+
+
 def test_a_case_on_a_port_the_config_does_not_listen_on_fails_alone(tmp_path: Path, lbctl: LbctlRunner) -> None:
     extra = ROUTES + '\n[[targets.edge.routes]]\npath = "/"\nport = 8443\nbackend = "web"\n'
     store = offline_store(tmp_path, lbctl, "haproxy", "configs/edge/haproxy.cfg", HAPROXY, extra)
