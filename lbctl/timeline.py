@@ -263,8 +263,12 @@ def _stages_line(event: Event) -> str:
 
 
 def _checks_line(event: Event) -> str:
-    parts = [f"{c.get('name', 'check')} {'ok' if c.get('ok') else 'FAILED'}" for c in event.checks]
-    return ", ".join(parts)
+    parts = []
+    for check in event.checks:
+        verdict = "ok" if check.get("ok") else "FAILED"
+        summary = str(check.get("summary") or "").splitlines()[0] if check.get("summary") else ""
+        parts.append(f"{check.get('name', 'check')} {verdict}" + (f": {summary}" if summary else ""))
+    return "; ".join(parts)
 
 
 def _shares(event: Event) -> dict[str, dict[str, dict[str, float | None]]]:
