@@ -507,6 +507,47 @@ def timeline(
     return 0
 
 
+@app.command()
+def drill(
+    scenario: Annotated[str, typer.Argument(help="misroute | drain-half | bad-acl | reload-fail")],
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="On a throw-away local HAProxy (required).")] = False,
+    max_duration: Annotated[
+        str, typer.Option("--max-duration", help="The kill switch: lbctl rolls back after this long.")
+    ] = "15m",
+    detect_goal: Annotated[str, typer.Option("--detect-goal", help="Time to detect to beat.")] = "5m",
+    restore_goal: Annotated[str, typer.Option("--restore-goal", help="Time to restore to beat.")] = "15m",
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the sandbox's files.")] = False,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Rehearse a load-balancer failure: break a sandbox on purpose, let the trainee undo it, report."""
+    from lbctl.config import duration
+    from lbctl.drill import run_drill, summary
+
+    if not sandbox:
+        raise UsageError("drills run on a throw-away local HAProxy only, for now", hint="add --sandbox")
+    try:
+        limits = duration(max_duration), duration(detect_goal), duration(restore_goal)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    report = run_drill(
+        scenario,
+        max_duration=limits[0],
+        detect_goal=limits[1],
+        restore_goal=limits[2],
+        keep=keep,
+        say=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    if json_out:
+        from lbctl.render import emit_json
+
+        emit_json(report.to_json())
+    else:
+        print(summary(report), end="")
+    return 0
+
+
 ci_app = typer.Typer(
     help="GitOps from CI: plan every changed target as Markdown; deploy exactly those at HEAD.",
     no_args_is_help=True,

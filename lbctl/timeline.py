@@ -307,6 +307,8 @@ def _entries(event: Event, revision: Any) -> list[Entry]:
         why.append(f"ticket {trailers['Lbctl-Ticket']}")
     if trailers.get("Lbctl-Reason"):
         why.append(f"reason: {trailers['Lbctl-Reason']}")
+    if trailers.get("Lbctl-Drill"):
+        why.append(f"DRILL: {trailers['Lbctl-Drill']}")
     if trailers.get("Lbctl-Forced"):
         why.append(f"forced: {trailers['Lbctl-Forced']}")
     extra = f" ({'; '.join(why)})" if why else ""
