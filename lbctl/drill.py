@@ -47,6 +47,7 @@ class DrillReport:
     scenario: str
     store: Path
     drill_rev: str | None
+    live_rev: str | None  # what the target runs when the drill ends
     ended_by: str  # trainee | kill-switch | lbctl (the change never stayed live)
     timeline_markdown: str
     time_to_detect: float | None
@@ -64,6 +65,7 @@ class DrillReport:
             "scenario": self.scenario,
             "store": str(self.store),
             "drill_rev": self.drill_rev,
+            "live_rev": self.live_rev,
             "ended_by": self.ended_by,
             "time_to_detect": self.time_to_detect,
             "time_to_restore": self.time_to_restore,
@@ -245,6 +247,7 @@ def _rehearse(
         scenario=scenario,
         store=store,
         drill_rev=drill_rev,
+        live_rev=ws.journal.state(TARGET).live,
         ended_by=ended_by,
         timeline_markdown=timeline.markdown(report),
         # Undone by the kill switch: the trainee detected and restored nothing.
