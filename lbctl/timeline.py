@@ -2,8 +2,8 @@
 
 Everything comes from the store, so a fresh clone writes the same timeline: the journal
 (`refs/lbctl/journal`: deploys, their stages and checks, rollbacks, interruptions, unlocks,
-lease breaks, notes) and the revisions' trailers. Notifications sent are read from this
-clone's `.git/lbctl/notified.log`, the only record of them.
+lease breaks, `watch` alerts fired and resolved, notes) and the revisions' trailers.
+Notifications sent are read from this clone's `.git/lbctl/notified.log`, their only record.
 
 A *failed change* is a revision that lbctl's verification failed (and restored), or one a
 person rolled back. For each, measured from the moment the LB was reloaded with it:
@@ -285,6 +285,10 @@ def _entries(event: Event, revision: Any) -> list[Entry]:
     if event.op == "unlock":
         kind = "lease-break" if event.verdict == "lease-broken" else "unlock"
         return [Entry(finished, target, kind, f"{event.message} (by {who})", event.id, {"who": who})]
+    if event.op == "watch":
+        firing = event.verdict == "watch-alert"
+        kind, what = ("alert", "alert firing") if firing else ("alert-resolved", "alert resolved")
+        return [Entry(finished, target, kind, f"{what}: {event.message}", event.id, {"live": event.to_rev})]
     if event.verdict == "interrupted":
         return [Entry(finished, target, "interrupted", event.message, event.id, {"who": who})]
     if event.op not in CHANGES:
@@ -362,8 +366,8 @@ def _notifications(ws: Workspace, events: list[Event], wanted: set[str]) -> list
         if event is not None:
             text = f"notified {sink}: {event.op} {event.verdict} ({_short(event.to_rev)})"
             out.append(Entry(at, event.target, "notify", text, event.id, {"sink": sink}))
-        elif len(wanted) == len(ws.config.targets):  # an alert from `lbctl watch`: not in the journal
-            out.append(Entry(at, EVERYWHERE, "notify", f"notified {sink} (watch alert {event_id})", event_id))
+        elif len(wanted) == len(ws.config.targets):  # an event this clone's journal does not have (yet)
+            out.append(Entry(at, EVERYWHERE, "notify", f"notified {sink} (event {event_id})", event_id))
     return out
 
 
@@ -402,7 +406,7 @@ def _incidents(events: list[Event], entries: list[Entry], revision: Any) -> list
         signs = [
             e
             for e in entries
-            if e.kind in ("note", "notify", "watch-alert")
+            if e.kind in ("note", "notify", "alert")
             and e.target in (event.target, EVERYWHERE)
             and live_at <= e.at <= start
         ]

@@ -119,7 +119,7 @@ def test_a_person_rolls_back_after_a_notification_and_every_kind_of_event_shows(
     assert "interrupted" in kinds and kinds[-1] == "note"
     (incident,) = timeline.incidents
     assert incident.revision == b and incident.undone_by == "rollback by alice@host"
-    assert incident.detected_by.startswith("notify: notified a sink no longer configured (watch alert")
+    assert incident.detected_by.startswith("notify: notified a sink no longer configured (event")
     assert incident.detect == 50 - 12 and incident.mitigate == 202 - 12 and incident.restore == 206 - 12
     text = markdown(timeline)
     assert '03:00:00 deploy: deploy of aaaaaaaaaa "Good weights" started by alice@host (ticket OPS-1)' in text
