@@ -111,7 +111,7 @@ def test_timeline_of_an_incident_in_this_clone_and_a_fresh_one(
     remote = tmp_path / "remote.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
     git(store, "remote", "add", "origin", str(remote))
-    git(store, "push", "-q", "origin", "main", "refs/lbctl/*:refs/lbctl/*")
+    git(store, "push", "-q", "-u", "origin", "main", "refs/lbctl/*:refs/lbctl/*")
     fresh = tmp_path / "fresh"
     subprocess.run(["git", "clone", "-q", str(remote), str(fresh)], check=True)
     assert not git(fresh, "for-each-ref", "refs/lbctl/").strip()
@@ -121,6 +121,10 @@ def test_timeline_of_an_incident_in_this_clone_and_a_fresh_one(
     again_json = json.loads(lbctl("timeline", "edge", "--format", "json", "--store", str(fresh)).out)
     assert normal_json(again_json) == normal_json(data)
     assert again_json["incidents"] == data["incidents"]  # the same figures, to the millisecond
+    # and back: a note made in the fresh clone is pushed, and the deploying clone's timeline has it
+    assert lbctl("timeline", "note", "postmortem review booked", "--store", str(fresh)).code == 0
+    texts = [e["text"] for e in json.loads(lbctl("timeline", "edge", "--json").out)["entries"]]
+    assert texts[-1] == "postmortem review booked"
 
 
 def test_window_csv_and_notes_at_a_time(store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path) -> None:
