@@ -13,9 +13,11 @@ the goals given.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -171,7 +173,8 @@ def _store(root: Path, haproxy: Haproxy, fe_port: int) -> Path:
     subprocess.run(["git", "-C", str(root), "add", "lbctl.toml", SOURCE], check=True)
     subprocess.run(["git", "-C", str(root), "commit", "-q", "-m", "Add the drill's sandbox target"], check=True)
     # The good config goes through lbctl once, so the target has a last-good to go back to.
-    code = main(["deploy", TARGET, "--yes", "-q", "--force", "--reason", "first deploy", "--store", str(root)])
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the drill's report alone (one JSON document)
+        code = main(["deploy", TARGET, "--yes", "-q", "--force", "--reason", "first deploy", "--store", str(root)])
     if code != 0:
         raise UsageError(f"the sandbox's first deploy failed (exit {code})", hint="run with --keep and look at it")
     return root

@@ -82,3 +82,11 @@ def test_drill_needs_the_sandbox_and_a_known_scenario(lbctl: LbctlRunner) -> Non
     assert lbctl("drill", "misroute").code == 2
     unknown = lbctl("drill", "fire", "--sandbox")
     assert unknown.code == 2 and "misroute" in unknown.err
+
+
+def test_the_drill_command_prints_one_json_report(lbctl: LbctlRunner) -> None:
+    result = lbctl("drill", "drain-half", "--sandbox", "--max-duration", "1s", "--json")
+    assert result.code == 0, result.err
+    report = json.loads(result.out)
+    assert report["ended_by"] == "kill-switch" and report["restore"] == "not reached"
+    assert "export LBCTL_STORE=" in result.err
