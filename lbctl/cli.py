@@ -462,6 +462,92 @@ def notify(
     return 0
 
 
+# -- timeline (lbctl.timeline) --------------------------------------------------------------------
+@app.command()
+def timeline(
+    args: Annotated[
+        list[str] | None, typer.Argument(help='TARGET or @GROUP (default: every target); or: note "TEXT".')
+    ] = None,
+    since: Annotated[str | None, typer.Option("--since", help="From (ISO time, HH:MM today UTC, or 2h ago).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="To (default: now).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="markdown | json | csv")] = "markdown",
+    at: Annotated[str | None, typer.Option("--at", help="With note: when it happened (default: now).")] = None,
+    target: Annotated[str | None, typer.Option("--target", help="With note: the target it is about.")] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Every change, stage, verdict, rollback and note in a window, in UTC order, for a postmortem."""
+    from lbctl import timeline as tl
+
+    words = list(args or [])
+    if words and words[0] == "note":
+        if len(words) != 2:
+            raise UsageError('usage: lbctl timeline note "TEXT" [--at HH:MM] [--target T]')
+        event = tl.note(_workspace(store, require_sources=False, sync=True), words[1], at=at, target=target)
+        if json_out:
+            from lbctl.render import emit_json
+
+            emit_json(event.to_json())
+        elif not quiet:
+            print(f"noted at {event.started}: {event.message}")
+        return 0
+    if len(words) > 1:
+        raise UsageError("usage: lbctl timeline [TARGET | @GROUP] [--since T] [--until T] [--format F]")
+    fmt = "json" if json_out else fmt
+    if fmt not in ("markdown", "json", "csv"):
+        raise UsageError(f"unknown --format {fmt!r}", hint="markdown, json or csv")
+    from lbctl.watch.report import select
+
+    ws = _workspace(store, require_sources=False, sync=True)
+    names = [t.name for t in select(ws, words[0] if words else None)]
+    window = (tl.parse_moment(since) if since else None, tl.parse_moment(until) if until else None)
+    print(tl.render(tl.build(ws, names, since=window[0], until=window[1]), fmt), end="")
+    return 0
+
+
+@app.command()
+def drill(
+    scenario: Annotated[str, typer.Argument(help="misroute | drain-half | bad-acl | reload-fail")],
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="On a throw-away local HAProxy (required).")] = False,
+    max_duration: Annotated[
+        str, typer.Option("--max-duration", help="The kill switch: lbctl rolls back after this long.")
+    ] = "15m",
+    detect_goal: Annotated[str, typer.Option("--detect-goal", help="Time to detect to beat.")] = "5m",
+    restore_goal: Annotated[str, typer.Option("--restore-goal", help="Time to restore to beat.")] = "15m",
+    keep: Annotated[bool, typer.Option("--keep", help="Keep the sandbox's files.")] = False,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Rehearse a load-balancer failure: break a sandbox on purpose, let the trainee undo it, report."""
+    from lbctl.config import duration
+    from lbctl.drill import run_drill, summary
+
+    if not sandbox:
+        raise UsageError("drills run on a throw-away local HAProxy only, for now", hint="add --sandbox")
+    try:
+        limits = duration(max_duration), duration(detect_goal), duration(restore_goal)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    report = run_drill(
+        scenario,
+        max_duration=limits[0],
+        detect_goal=limits[1],
+        restore_goal=limits[2],
+        keep=keep,
+        say=lambda text: print(text, file=sys.stderr, flush=True),
+    )
+    if json_out:
+        from lbctl.render import emit_json
+
+        emit_json(report.to_json())
+    else:
+        print(summary(report), end="")
+    return 0
+
+
 ci_app = typer.Typer(
     help="GitOps from CI: plan every changed target as Markdown; deploy exactly those at HEAD.",
     no_args_is_help=True,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from lbctl.errors import UsageError
+from lbctl.errors import LbctlError, UsageError
 from lbctl.journal import Journal, TargetState
 from lbctl.store import Store
 
@@ -45,7 +45,7 @@ def select(
     if selector == "last-good":
         failing = state.live if state.status != "good" else None
         for rev in state.good:
-            if rev not in state.bad and rev != failing:
+            if rev not in state.bad and rev != failing and not _drill(store, rev):
                 return Selected(rev, "last revision verified good here")
         raise UsageError(
             f"{target} has no revision verified good yet",
@@ -73,6 +73,14 @@ def select(
         when = parse_time(selector[1:])
         return _live_at(journal, state, when)
     return Selected(store.resolve(selector), f"revision {selector}")
+
+
+def _drill(store: Store, rev: str) -> bool:
+    """A drill's change (`Lbctl-Drill` trailer) is never a place to go back to, however it verified."""
+    try:
+        return "Lbctl-Drill" in store.revision(rev).trailers
+    except (LbctlError, ValueError):
+        return False
 
 
 def parse_time(text: str) -> datetime:

@@ -29,6 +29,7 @@ from lbctl.watch.evaluate import (
 )
 
 if TYPE_CHECKING:
+    from lbctl.journal import Event
     from lbctl.watch.alertmanager import AlertmanagerClient
     from lbctl.watch.metrics import MetricsServer
     from lbctl.watch.sources import Source
@@ -154,19 +155,16 @@ class Watcher:
         return WatchResult(reports, self.book.firing, tuple(self.infos.values()))
 
 
-def announce_alerts(ws: Workspace, changes: Sequence[Change], infos: dict[str, TargetInfo]) -> None:
-    """Alerts that started firing, to the `[[notify]]` sinks that want `watch-alert` (never raises)."""
+def alert_events(changes: Sequence[Change], infos: dict[str, TargetInfo]) -> list[Event]:
+    """One event per alert that started firing (`watch-alert`) or resolved (`watch-resolved`)."""
     from lbctl.journal import Event, new_event_id, timestamp
-    from lbctl.notify.outbox import Outbox
 
-    try:
-        outbox = Outbox(ws.store.git_dir / "lbctl")
-        for change in changes:
-            if change.what != "firing":
-                continue
-            info = infos.get(change.alert.target)
-            at = timestamp()
-            event = Event(
+    events = []
+    for change in changes:
+        info = infos.get(change.alert.target)
+        at = timestamp()
+        events.append(
+            Event(
                 id=new_event_id(),
                 op="watch",
                 target=change.alert.target,
@@ -175,15 +173,42 @@ def announce_alerts(ws: Workspace, changes: Sequence[Change], infos: dict[str, T
                 finished=at,
                 from_rev=info.previous if info else None,
                 to_rev=info.live if info else None,
-                verdict="watch-alert",
+                verdict="watch-alert" if change.what == "firing" else "watch-resolved",
                 message=change.alert.message,
             )
-            outbox.queue(event, ws.config.notify)
+        )
+    return events
+
+
+def announce_alerts(ws: Workspace, events: Sequence[Event]) -> None:
+    """Alerts that started firing, to the `[[notify]]` sinks that want `watch-alert` (never raises)."""
+    from lbctl.notify.outbox import Outbox
+
+    try:
+        outbox = Outbox(ws.store.git_dir / "lbctl")
+        for event in events:
+            if event.verdict == "watch-alert":
+                outbox.queue(event, ws.config.notify)
         outbox.flush(ws.config.notify)
     except Exception as exc:
         import sys
 
         print(f"lbctl watch: notification not sent ({exc})", file=sys.stderr)
+
+
+def record_alerts(ws: Workspace, events: Sequence[Event]) -> None:
+    """Alerts fired and resolved go into the journal, for `lbctl timeline` (never raises).
+
+    A target's state is left as it was. Announced first with the same event ids, so the
+    journal's own announcement of them never sends a message twice."""
+    for event in events:
+        try:
+            ws.journal.append(event, ws.journal.state(event.target))
+        except Exception as exc:
+            import sys
+
+            print(f"lbctl watch: alert not recorded in the journal ({exc})", file=sys.stderr)
+            return
 
 
 def _roll_back(
@@ -263,8 +288,11 @@ def run(
             result = watcher.result()
             for change in changes:
                 on_change(change, watcher.infos.get(change.alert.target))
-            if ws.config.notify and any(c.what == "firing" for c in changes):
-                announce_alerts(ws, changes, watcher.infos)
+            if changes:
+                events = alert_events(changes, watcher.infos)
+                if ws.config.notify and any(c.what == "firing" for c in changes):
+                    announce_alerts(ws, events)
+                record_alerts(ws, events)
             if settings.auto_rollback:
                 _roll_back(ws, settings, watcher, changes, on_rollback)
             if metrics is not None:

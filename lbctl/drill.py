@@ -1,0 +1,277 @@
+"""`lbctl drill SCENARIO --sandbox`: rehearse a load-balancer failure on a throw-away HAProxy.
+
+Like the demo, everything runs in a temp dir: three backends and a one-server legacy pool,
+a HAProxy master-worker, a fresh store with target `sandbox` and a good config deployed.
+The drill then commits the scenario's change with an `Lbctl-Drill` trailer (so `last-good`
+never picks it) and deploys it with the target's checks left out for that one change (so
+lbctl's automatic rollback does not undo it for the trainee). The trainee finds and undoes
+it with the runbook's commands against the printed store; lbctl's own timer is the kill
+switch: at `--max-duration` the drill rolls the target back to last-good itself. It ends
+with the report of `lbctl timeline` for the drill, time to detect and to restore against
+the goals given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lbctl.errors import UsageError
+from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml, temp_dir
+
+TARGET = "sandbox"
+SOURCE = "configs/sandbox/haproxy.cfg"
+SCENARIOS = {
+    "misroute": "the default route goes to the one-server legacy pool (the seed's outage)",
+    "drain-half": "half of web's servers at weight 0",
+    "bad-acl": "a catch-all rule sends every request to a pool with no server up",
+    "reload-fail": "a config that validates but that the LB cannot load (its port is taken)",
+}
+LEGACY = """
+backend legacy
+    server old1 127.0.0.1:{legacy_port} check inter 1s
+
+backend maintenance
+    server sorry 127.0.0.1:{dead_port} check inter 1s
+"""
+
+
+@dataclass(frozen=True)
+class DrillReport:
+    scenario: str
+    store: Path
+    drill_rev: str | None
+    live_rev: str | None  # what the target runs when the drill ends
+    ended_by: str  # trainee | kill-switch | lbctl (the change never stayed live)
+    timeline_markdown: str
+    time_to_detect: float | None
+    time_to_restore: float | None
+    detect_goal: float
+    restore_goal: float
+
+    def verdict(self, figure: float | None, goal: float) -> str:
+        if figure is None:
+            return "not reached"
+        return "met" if figure <= goal else "missed"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "scenario": self.scenario,
+            "store": str(self.store),
+            "drill_rev": self.drill_rev,
+            "live_rev": self.live_rev,
+            "ended_by": self.ended_by,
+            "time_to_detect": self.time_to_detect,
+            "time_to_restore": self.time_to_restore,
+            "detect_goal": self.detect_goal,
+            "restore_goal": self.restore_goal,
+            "detect": self.verdict(self.time_to_detect, self.detect_goal),
+            "restore": self.verdict(self.time_to_restore, self.restore_goal),
+        }
+
+
+def run_drill(
+    scenario: str,
+    *,
+    max_duration: float,
+    detect_goal: float = 300.0,
+    restore_goal: float = 900.0,
+    keep: bool = False,
+    poll: float = 0.5,
+    on_ready: Callable[[Path, str], None] | None = None,
+    say: Callable[[str], None] = print,
+) -> DrillReport:
+    """Run one drill in a sandbox; `on_ready(store, target)` is called once the change is live."""
+    if scenario not in SCENARIOS:
+        raise UsageError(f"unknown drill scenario {scenario!r}", hint=", ".join(SCENARIOS))
+    if shutil.which("haproxy") is None and not Path("/usr/sbin/haproxy").exists():
+        raise UsageError("a sandbox drill needs HAProxy", hint="apt-get install haproxy")
+    _identity()
+    with temp_dir("lbctl-drill-", keep=keep) as tmp:
+        backends = Backends.start(["web1", "web2", "web3", "web4"])
+        legacy = Backends.start(["old1"])
+        taken = socket.socket()  # a port the reload-fail scenario binds, held here
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        haproxy: Haproxy | None = None
+        try:
+            lb = tmp / "lb"
+            fe_port, dead_port = free_port(), free_port()
+
+            def cfg(route_to: str = "web", weights: dict[str, int] | None = None, extra: str = "") -> str:
+                text = haproxy_config(
+                    frontend_port=fe_port,
+                    backends=backends.ports,
+                    stats_socket=lb / "admin.sock",
+                    extra_backends=LEGACY.format(legacy_port=legacy.ports["old1"], dead_port=dead_port),
+                    route_to=route_to,
+                    weights=weights,
+                )
+                return text.replace(f"    default_backend {route_to}\n", f"{extra}    default_backend {route_to}\n")
+
+            haproxy = Haproxy.start(lb, cfg())
+            store = _store(tmp / "store", haproxy, fe_port)
+            changed = {
+                "misroute": lambda: cfg(route_to="legacy"),
+                "drain-half": lambda: cfg(weights={"web1": 0, "web2": 0}),
+                "bad-acl": lambda: cfg(extra="    use_backend maintenance if TRUE\n"),
+                "reload-fail": lambda: cfg(extra=f"    bind 127.0.0.1:{taken.getsockname()[1]}\n"),
+            }[scenario]()
+            return _rehearse(
+                store,
+                scenario,
+                changed,
+                max_duration=max_duration,
+                detect_goal=detect_goal,
+                restore_goal=restore_goal,
+                poll=poll,
+                on_ready=on_ready,
+                say=say,
+            )
+        finally:
+            if haproxy is not None:
+                haproxy.stop()
+            backends.stop()
+            legacy.stop()
+            taken.close()
+
+
+def _identity() -> None:
+    import subprocess
+
+    has = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True).stdout.strip()
+    if not has and not os.environ.get("GIT_AUTHOR_NAME"):
+        os.environ.update(
+            GIT_AUTHOR_NAME="lbctl drill",
+            GIT_AUTHOR_EMAIL="drill@lbctl.invalid",
+            GIT_COMMITTER_NAME="lbctl drill",
+            GIT_COMMITTER_EMAIL="drill@lbctl.invalid",
+        )
+
+
+def _store(root: Path, haproxy: Haproxy, fe_port: int) -> Path:
+    """A fresh store whose target runs its adopted config, verified good (last-good exists)."""
+    import subprocess
+
+    from lbctl.cli import main
+    from lbctl.store import init_store
+
+    init_store(root)
+    defaults = "[defaults]\nverify_seconds = 1\ncheck_interval = 0.25\nretries = 2\n\n"
+    url = f"http://127.0.0.1:{fe_port}/"
+    (root / "lbctl.toml").write_text(defaults + haproxy_target_toml(TARGET, haproxy, url, source=SOURCE, probes=2))
+    (root / SOURCE).parent.mkdir(parents=True, exist_ok=True)
+    (root / SOURCE).write_bytes(haproxy.config.read_bytes())
+    subprocess.run(["git", "-C", str(root), "add", "lbctl.toml", SOURCE], check=True)
+    subprocess.run(["git", "-C", str(root), "commit", "-q", "-m", "Add the drill's sandbox target"], check=True)
+    # The good config goes through lbctl once, so the target has a last-good to go back to.
+    with contextlib.redirect_stdout(sys.stderr):  # stdout is the drill's report alone (one JSON document)
+        code = main(["deploy", TARGET, "--yes", "-q", "--force", "--reason", "first deploy", "--store", str(root)])
+    if code != 0:
+        raise UsageError(f"the sandbox's first deploy failed (exit {code})", hint="run with --keep and look at it")
+    return root
+
+
+def _rehearse(
+    store: Path,
+    scenario: str,
+    changed: str,
+    *,
+    max_duration: float,
+    detect_goal: float,
+    restore_goal: float,
+    poll: float,
+    on_ready: Callable[[Path, str], None] | None,
+    say: Callable[[str], None],
+) -> DrillReport:
+    from lbctl import operations, timeline
+    from lbctl.workspace import open_workspace
+
+    ws = open_workspace(str(store))
+    begun = datetime.now(tz=UTC)
+    drill_rev = ws.store.commit_files(
+        {SOURCE: changed.encode()},
+        f"Drill: {scenario}",
+        {"Lbctl-Target": TARGET, "Lbctl-Drill": scenario, "Lbctl-Reason": SCENARIOS[scenario]},
+    )
+    timeline.note(ws, f"drill {scenario} started; kill switch in {max_duration:g}s", target=TARGET)
+    # The automatic rollback is off for this one change: its deploy runs without the target's checks.
+    target = ws.config.targets[TARGET]
+    quiet = replace(ws.config, targets={**ws.config.targets, TARGET: replace(target, checks=[])})
+    drill_ws = replace(ws, config=quiet)
+    outcome = operations.deploy(
+        drill_ws,
+        TARGET,
+        force=True,
+        reason=f"drill {scenario}",
+        confirm=lambda plan: True,
+        report=lambda stage, message: None,
+    )
+    say(f"lbctl drill: {scenario} ({SCENARIOS[scenario]}): {outcome.verdict}")
+    ended_by = "lbctl"
+    if ws.journal.state(TARGET).live == drill_rev:
+        say(
+            f"lbctl drill: the change is live. In another shell:\n  export LBCTL_STORE={store}\n"
+            f"  lbctl status {TARGET}; lbctl diff {TARGET}; lbctl rollback {TARGET} --to last-good\n"
+            f"  (the drill rolls it back itself in {max_duration:g}s)"
+        )
+        if on_ready is not None:
+            on_ready(store, TARGET)
+        deadline = time.monotonic() + max_duration
+        ended_by = "kill-switch"
+        while time.monotonic() < deadline:
+            state = ws.journal.state(TARGET)
+            if state.live != drill_rev and state.status == "good":
+                ended_by = "trainee"
+                break
+            time.sleep(poll)
+        if ended_by == "kill-switch":
+            say("lbctl drill: max duration reached: rolling back to last-good (the kill switch)")
+            operations.rollback(
+                ws,
+                TARGET,
+                to="last-good",
+                message=f"drill {scenario}: kill switch at max duration",
+                confirm=lambda plan: True,
+                report=lambda stage, message: None,
+            )
+    timeline.note(ws, f"drill {scenario} ended ({ended_by})", target=TARGET)
+    report = timeline.build(ws, [TARGET], since=begun, until=None)
+    found = next((i for i in report.incidents if i.revision == drill_rev), None)
+    return DrillReport(
+        scenario=scenario,
+        store=store,
+        drill_rev=drill_rev,
+        live_rev=ws.journal.state(TARGET).live,
+        ended_by=ended_by,
+        timeline_markdown=timeline.markdown(report),
+        # Undone by the kill switch: the trainee detected and restored nothing.
+        time_to_detect=found.detect if found and ended_by == "trainee" else None,
+        time_to_restore=found.restore if found and ended_by == "trainee" else None,
+        detect_goal=detect_goal,
+        restore_goal=restore_goal,
+    )
+
+
+def summary(report: DrillReport) -> str:
+    from lbctl.timeline import _span
+
+    lines = [
+        f"## Drill: {report.scenario}",
+        "",
+        f"Ended by: {report.ended_by}.",
+        f"- time to detect: {_span(report.time_to_detect)} (goal {_span(report.detect_goal)}: "
+        f"{report.verdict(report.time_to_detect, report.detect_goal)})",
+        f"- time to restore: {_span(report.time_to_restore)} (goal {_span(report.restore_goal)}: "
+        f"{report.verdict(report.time_to_restore, report.restore_goal)})",
+        "",
+    ]
+    return "\n".join(lines) + "\n" + report.timeline_markdown
