@@ -10,12 +10,16 @@ deadline; superseded by a newer deploy, it does nothing; its reload failing, `st
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
-from tests.faults.conftest import Scene
+from lbctl.lab.processes import Backends
+from lbctl.lab.sshd import start_sshd
+from tests.faults.conftest import Scene, ssh_scene_in
 
 WINDOW = "2s"
 
@@ -167,3 +171,72 @@ def test_a_revert_whose_reload_fails_pages_a_human(local_scene: Scene) -> None:
     assert code == 1, out + err
     assert "page a human" in out, out
     assert scene.events()[0]["verdict"] == "watchdog-reload-failed"
+
+
+def test_over_ssh_killed_after_reload_the_lb_reverts_by_itself(ssh_scene: Scene) -> None:
+    scene = ssh_scene
+    old, _ = pending_deploy(scene, 30)
+    before = workers(scene)
+    assert_reverted(scene, old, before)
+    _, out, _ = scene.lbctl("status", "edge", "--json")
+    data = json.loads(out)["targets"][0]
+    assert any(line.startswith("watchdog-reverted") for line in data["watchdog"]), data
+    assert data["status"] == "good" and data["drift"] == "none", data
+    assert scene.events()[0]["verdict"] == "watchdog-reverted"
+
+
+def test_over_ssh_the_sshd_stopped_after_the_reload(tmp_path: Path, backends: Backends) -> None:
+    """The operator's link is gone (the LB host's sshd itself stopped): the LB still reverts."""
+    own = start_sshd(tmp_path / "own-sshd")
+    with ssh_scene_in(tmp_path, own, backends) as scene:
+        try:
+            old, new = pending_deploy(scene, 30, fault=None)
+        finally:
+            own.stop()
+        before = workers(scene)
+        assert scene.live() == new
+        assert_reverted(scene, old, before)
+        # The link comes back (a new sshd, same client key): the next status records what happened.
+        again = start_sshd(tmp_path / "sshd-again", client_key=own.client_key)
+        try:
+            toml = scene.store / "lbctl.toml"
+            text = re.sub(r"(?m)^port = \d+$", f"port = {again.port}", toml.read_text())
+            toml.write_text(text.replace(str(own.known_hosts), str(again.known_hosts)))
+            scene.commit_all("the LB host's sshd is back")
+            code, out, err = scene.lbctl("status", "edge", "--json")
+            data = json.loads(out)["targets"][0]
+            assert any(line.startswith("watchdog-reverted") for line in data["watchdog"]), err + str(data)
+            assert code == 0 and data["status"] == "good" and data["drift"] == "none", data
+        finally:
+            again.stop()
+
+
+def test_rollback_with_confirm_within_reverts_too(local_scene: Scene) -> None:
+    scene = local_scene
+    first, second = scene.file(100), scene.file(30)
+    for config in (first, second):
+        code, out, err = scene.lbctl("deploy", "edge", "--file", str(config), "--yes")
+        assert code == 0, out + err
+    code, out, err = scene.lbctl("rollback", "edge", "--to", "previous", "--yes", "--confirm-within", WINDOW)
+    assert code == 0 and "PENDING CONFIRMATION" in out, out + err
+    assert scene.live() == first.read_text()
+    before = workers(scene)
+    assert_reverted(scene, second.read_text(), before)
+    assert scene.lbctl("status", "edge")[0] == 0
+    assert scene.events()[0]["verdict"] == "watchdog-reverted"
+
+
+def test_the_target_key_arms_it_and_a_bad_duration_is_refused(local_scene: Scene) -> None:
+    scene = local_scene
+    toml = scene.store / "lbctl.toml"
+    toml.write_text(toml.read_text().replace('kind = "haproxy"', 'kind = "haproxy"\nconfirm_within = "2s"'))
+    scene.commit_all("confirm within 2s")
+    good = scene.file(100)
+    code, out, err = scene.lbctl("deploy", "edge", "--file", str(good), "--yes")
+    assert code == 0 and "PENDING CONFIRMATION" in out, out + err
+    assert scene.lbctl("confirm", "edge")[0] == 0
+    code, out, err = scene.lbctl("deploy", "edge", "--file", str(scene.file(30)), "--yes", "--confirm-within", "soon")
+    assert code == 2 and "not a duration" in err, out + err
+    code, out, err = scene.lbctl("deploy", "edge", "--file", str(scene.file(30)), "--yes", "--confirm-within", "0")
+    assert code == 0 and "PENDING" not in out, out + err  # 0 turns the target's default off
+    assert watchdog_dirs(scene) == []
