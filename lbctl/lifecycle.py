@@ -144,7 +144,9 @@ def apply_change(
         if _recover(ws, target, transport) and rechoose is not None:
             candidate = rechoose(ws.journal.state(target.name))
         seconds = target.confirm_within if confirm_within is None else confirm_within
-        if seconds > 0 or ws.journal.state(target.name).status == "pending-confirm":
+        if seconds > 0:
+            _can_arm(target, None)
+        if target.transport != "http" and (seconds > 0 or ws.journal.state(target.name).status == "pending-confirm"):
             _settle_watchdogs(ws, target, transport, report)  # what a watchdog did while nobody watched
         taken = getattr(transport, "took_over", None)
         if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
@@ -193,13 +195,7 @@ def apply_change(
             # routing cases and a replay of the LB's log, in sandboxes on this machine
             plan = run.timed("routing", lambda: _with_routing(ws, target, plan, live, pushed, candidate, transport))
         if seconds > 0:
-            from lbctl.watchdog import CannotArm, refusal
-
-            why = refusal(target, len(pushed.rels) > 0) or (
-                None if live is not None else f"{target.name}: --confirm-within needs a config to go back to"
-            )
-            if why:
-                raise CannotArm(why, hint='deploy without --confirm-within (or confirm_within = "0")')
+            _can_arm(target, pushed, live)
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:
             verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
@@ -440,6 +436,17 @@ def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bun
         return retry.call(retry.network(target.retries), lambda: read_live(transport, target, rels))
     except TransientError as exc:
         raise Unreachable(f"{target.name}: could not read the live config: {exc}") from None
+
+
+def _can_arm(target: Target, pushed: Bundle | None, live: Bundle | None = None) -> None:
+    """Refuse `--confirm-within` (exit 2, before anything changes) where no watchdog can be armed."""
+    from lbctl.watchdog import CannotArm, refusal
+
+    why = refusal(target, pushed is not None and len(pushed.rels) > 0)
+    if why is None and pushed is not None and live is None:
+        why = f"{target.name}: --confirm-within needs a config on the LB to go back to"
+    if why:
+        raise CannotArm(why, hint='deploy without --confirm-within (or with confirm_within = "0" for this target)')
 
 
 def _settle_watchdogs(ws: Workspace, target: Target, transport: Transport, report: Reporter) -> None:
