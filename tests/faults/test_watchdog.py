@@ -240,3 +240,21 @@ def test_the_target_key_arms_it_and_a_bad_duration_is_refused(local_scene: Scene
     code, out, err = scene.lbctl("deploy", "edge", "--file", str(scene.file(30)), "--yes", "--confirm-within", "0")
     assert code == 0 and "PENDING" not in out, out + err  # 0 turns the target's default off
     assert watchdog_dirs(scene) == []
+
+
+def test_a_change_lbctl_rolls_back_itself_leaves_no_watchdog(local_scene: Scene) -> None:
+    scene = local_scene
+    good = scene.file(100)
+    code, out, err = scene.lbctl("deploy", "edge", "--file", str(good), "--yes")
+    assert code == 0, out + err
+    outage = scene.store.parent / "outage.cfg"
+    outage.write_text(scene.config(100).replace("default_backend web", "default_backend maintenance"))
+    code, out, err = scene.lbctl(
+        "deploy", "edge", "--file", str(outage), "--yes", "--force", "--reason", "test", "--confirm-within", WINDOW
+    )
+    assert code == 1, out + err  # verification failed: lbctl restored it at once
+    assert scene.live() == good.read_text()
+    assert watchdog_dirs(scene) == []  # disarmed by the restore: it will not act later
+    before = workers(scene)
+    time.sleep(3.0)
+    assert scene.live() == good.read_text() and workers(scene) == before
