@@ -94,7 +94,14 @@ d=$1 live=$2 sha=$3 deadline=$4 meta=$5 reload=$6 marker=$7 script=$8
 printf '%s\n' "$sha" > "$d/new.sha256" && printf '%s\n' "$meta" > "$d/meta.json" &&
 printf '%s\n' "$reload" > "$d/reload.sh" && printf '%s' "$marker" > "$d/marker.sh" &&
 printf '%s' "$script" > "$d/watchdog.sh" && printf '%s\n' "$deadline" > "$d/deadline" || exit 5
-setsid nohup sh "$d/watchdog.sh" "$d" "$live" > /dev/null 2>&1 < /dev/null &
+# Where systemd is PID 1, a transient service outlives the login session's scope (KillUserProcesses);
+# elsewhere, or if systemd-run is refused (not root), its own session, detached from ours.
+if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && command -v systemd-run > /dev/null 2>&1 &&
+   systemd-run --quiet --collect --unit="lbctl-watchdog-${d##*/}" sh "$d/watchdog.sh" "$d" "$live" > /dev/null 2>&1
+then :
+else
+  setsid nohup sh "$d/watchdog.sh" "$d" "$live" > /dev/null 2>&1 < /dev/null &
+fi
 i=0
 while ! [ -s "$d/pid" ] && [ "$i" -lt 50 ]; do sleep 0.02; i=$((i + 1)); done
 [ -s "$d/pid" ] || { echo "the watchdog did not start" >&2; exit 6; }
