@@ -258,3 +258,21 @@ def test_a_change_lbctl_rolls_back_itself_leaves_no_watchdog(local_scene: Scene)
     before = workers(scene)
     time.sleep(3.0)
     assert scene.live() == good.read_text() and workers(scene) == before
+
+
+def test_confirm_by_the_event_id_deploy_printed(local_scene: Scene) -> None:
+    scene = local_scene
+    code, out, err = scene.lbctl("deploy", "edge", "--file", str(scene.file(100)), "--yes")
+    assert code == 0, out + err
+    code, out, err = scene.lbctl(
+        "deploy", "edge", "--file", str(scene.file(30)), "--yes", "--confirm-within", "30s", "--json"
+    )
+    outcome = json.loads(out)
+    assert code == 0 and outcome["verdict"] == "pending-confirm", out + err
+    event_id = outcome["events"][0]
+    assert watchdog_dirs(scene) == [event_id]
+    assert scene.lbctl("confirm", "edge", "20000101T000000-000000")[0] == 2  # not that one
+    code, out, err = scene.lbctl("confirm", "edge", event_id, "--json")
+    assert code == 0 and json.loads(out)["verdict"] == "confirmed", out + err
+    assert watchdog_dirs(scene) == []
+    assert scene.status()["status"] == "good"
