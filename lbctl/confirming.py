@@ -146,13 +146,16 @@ def confirm(ws: Workspace, name: str, event_id: str | None = None, *, extend: fl
         raise UsageError(f"{name}: nothing to confirm: no watchdog is ever armed on this target")
     with transport_for(target) as transport:
         pending, said = settle(ws, target, transport)
+        if not pending and not said and any(w.fired for w in watchdog.scan(transport, target)):
+            said = _wait_for_result(ws, target, transport)  # a watchdog at work right now: hear how it ends
         reverted = [s for s in said if event_id is None or event_id in s]
         chosen = [w for w in pending if event_id is None or w.event_id == event_id]
         if not chosen:
             if any(s.startswith("watchdog-") for s in reverted):
                 return Confirmed(name, "reverted", ExitCode(1), "too late: " + reverted[-1], recorded=tuple(said))
-            if event_id is not None and _already_reverted(ws, name, event_id):
-                return Confirmed(name, "reverted", ExitCode(1), f"too late: the watchdog reverted {event_id}")
+            late = _already_reverted(ws, name, event_id)
+            if late is not None:
+                return Confirmed(name, "reverted", ExitCode(1), f"too late: {late}", recorded=tuple(said))
             none = f"{name}: no change is pending confirmation"
             return Confirmed(name, "nothing-pending", ExitCode.USAGE, none, recorded=tuple(said))
         watch = chosen[-1]
@@ -171,21 +174,31 @@ def confirm(ws: Workspace, name: str, event_id: str | None = None, *, extend: fl
         elif watchdog.disarm(transport, target, watch.event_id) == "disarmed":
             return _confirmed(ws, target, watch, tuple(said))
         # It fired meanwhile: wait (bounded) for its result and record it.
-        for _ in range(150):
-            time.sleep(0.1)
-            _, late = settle(ws, target, transport)
-            if late:
-                return Confirmed(name, "reverted", ExitCode(1), "too late: " + late[-1], recorded=(*said, *late))
+        fired = _wait_for_result(ws, target, transport)
+        if fired:
+            return Confirmed(name, "reverted", ExitCode(1), "too late: " + fired[-1], recorded=(*said, *fired))
         return Confirmed(name, "reverted", ExitCode(1), f"too late: the watchdog of {watch.event_id} fired")
 
 
-def _already_reverted(ws: Workspace, name: str, event_id: str) -> bool:
+def _wait_for_result(ws: Workspace, target: Target, transport: Transport) -> list[str]:
+    """A watchdog that fired writes its result within its bounded reload wait (10 s): record it."""
+    for _ in range(150):
+        time.sleep(0.1)
+        _, fired = settle(ws, target, transport)
+        if fired:
+            return fired
+    return []
+
+
+def _already_reverted(ws: Workspace, name: str, event_id: str | None) -> str | None:
+    """What a watchdog did, as recorded: to the change `event_id`, or (None) as the target's newest event."""
     for n, event in enumerate(ws.journal.events(name)):
-        if n > 50:
+        if n > 50 or (event_id is None and n > 0):
             break
-        if event.op == "watchdog" and f"[watchdog {event_id}]" in event.message and event.verdict != "superseded":
-            return True
-    return False
+        mine = event_id is None or f"[watchdog {event_id}]" in event.message
+        if event.op == "watchdog" and mine and event.verdict != "superseded":
+            return f"{event.verdict} at {event.finished}: {event.message}"
+    return None
 
 
 def _confirmed(ws: Workspace, target: Target, watch: Watch, said: tuple[str, ...]) -> Confirmed:

@@ -81,6 +81,8 @@ def assert_reverted(scene: Scene, old: str, before: set[str]) -> None:
     assert wait_for(lambda: scene.live() == old), "the watchdog did not put the previous config back"
     assert wait_for(lambda: bool(workers(scene)) and not workers(scene) & before), "no new worker after the revert"
     assert served(scene)
+    home = scene.lb_dir / f".{scene.haproxy.config.name}.lbctl-watchdog"
+    assert wait_for(lambda: any(home.glob("*/result"))), "the watchdog wrote no result"  # it saw the worker too
 
 
 def test_killed_after_reload_the_lb_reverts_by_itself(local_scene: Scene) -> None:
@@ -100,6 +102,8 @@ def test_killed_after_reload_the_lb_reverts_by_itself(local_scene: Scene) -> Non
     assert events[0]["verdict"] == "watchdog-reverted", events[0]
     assert scene.content_at(str(data["live"])) == old
     assert watchdog_dirs(scene) == []  # recorded once, then its files are gone
+    code, out, err = scene.lbctl("confirm", "edge")
+    assert code == 1 and "watchdog-reverted" in err, out + err  # too late, even once status recorded it
     scene.lbctl("status", "edge", "--json")
     assert [e["verdict"] for e in scene.events()].count("watchdog-reverted") == 1  # never twice
 
@@ -166,7 +170,8 @@ def test_a_revert_whose_reload_fails_pages_a_human(local_scene: Scene) -> None:
     old, _ = pending_deploy(scene, 30, window="4s")
     reload_script.write_text("echo 'reload is broken' >&2; exit 1\n")
     assert wait_for(lambda: scene.live() == old)
-    time.sleep(1.0)
+    home = scene.lb_dir / f".{scene.haproxy.config.name}.lbctl-watchdog"
+    assert wait_for(lambda: any(home.glob("*/result")))
     code, out, err = scene.lbctl("status", "edge")
     assert code == 1, out + err
     assert "page a human" in out, out

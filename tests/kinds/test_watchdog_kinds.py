@@ -69,6 +69,8 @@ def test_nginx_killed_after_reload_the_lb_reverts_by_itself(
     assert lab.nginx.master_pid() == master
     with urllib.request.urlopen(f"http://127.0.0.1:{lab.fe_port}/", timeout=5) as answer:
         assert answer.status == 200
+    home = lab.nginx.config.parent / f".{lab.nginx.config.name}.lbctl-watchdog"
+    assert wait_for(lambda: any(home.glob("*/result")))  # the watchdog saw the new generation too
 
     result = lbctl("status", "edge", "--json")
     data = json.loads(result.out)["targets"][0]
