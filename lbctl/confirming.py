@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lbctl import watchdog
-from lbctl.errors import ExitCode, UsageError
+from lbctl.errors import ExitCode, LbctlError, UsageError
 from lbctl.journal import Event, new_event_id, timestamp
 from lbctl.lock import holder_info
 
@@ -87,10 +87,41 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
     still_it = state.last_event == watch.event_id or (state.live is not None and state.live == meta.get("to_rev"))
     if outcome != "superseded" and still_it:
         status = {"reverted": str(meta.get("from_status") or "good")}.get(outcome, "revert-failed")
-        new_state = state.moved_to(meta.get("from_rev"), meta.get("from_blob"), status, event.id, event.finished)
-        new_state = new_state.marked_bad(meta.get("to_rev")) if outcome == "reverted" else new_state
+        live_rev = meta.get("from_rev")
+        if outcome == "reverted":  # the store's HEAD says what is live again, as after lbctl's own restore
+            live_rev = _forward_commit(ws, target, str(state.live or ""), live_rev, message) or live_rev
+            event = replace(event, to_rev=live_rev)
+        new_state = state.moved_to(live_rev, meta.get("from_blob"), status, event.id, event.finished)
+        new_state = new_state.marked_bad(state.live) if outcome == "reverted" else new_state
     ws.journal.append(event, new_state)
     return f"{verdict}: {message}"
+
+
+def _forward_commit(ws: Workspace, target: Target, bad_rev: str, restores: str | None, reason: str) -> str | None:
+    """A commit restoring `restores`' files when HEAD still holds the reverted change's; None when HEAD
+    moved on, the target's files have edits in progress, or the store cannot commit (said by `log`)."""
+    from lbctl.bundle import bundle_at, store_changes, store_paths
+    from lbctl.kinds import kind_for
+
+    if not bad_rev or not restores:
+        return None
+    kind = kind_for(target)
+    store = ws.store
+    try:
+        previous = bundle_at(store, kind, target, restores)
+        if previous is None or bundle_at(store, kind, target, "HEAD") != bundle_at(store, kind, target, bad_rev):
+            return None
+        store.require_clean(only=store_paths(store, kind, target))
+        trailers = {
+            "Lbctl-Target": target.name,
+            "Lbctl-Rollback-Of": bad_rev,
+            "Lbctl-Restores": restores,
+            "Lbctl-Reason": reason.splitlines()[0][:200],
+        }
+        message = f"Roll back {target.name}: {bad_rev[:10]} was not confirmed in time (the LB's watchdog reverted it)"
+        return store.commit_files(store_changes(store, kind, target, previous), message, trailers)
+    except LbctlError:
+        return None
 
 
 def _ms(text: str) -> int:

@@ -101,6 +101,7 @@ def test_killed_after_reload_the_lb_reverts_by_itself(local_scene: Scene) -> Non
     events = scene.events()
     assert events[0]["verdict"] == "watchdog-reverted", events[0]
     assert scene.content_at(str(data["live"])) == old
+    assert scene.content_at("HEAD") == old  # a forward commit: the store's HEAD says what is live
     assert watchdog_dirs(scene) == []  # recorded once, then its files are gone
     code, out, err = scene.lbctl("confirm", "edge")
     assert code == 1 and "watchdog-reverted" in err, out + err  # too late, even once status recorded it
