@@ -36,6 +36,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of internal errors.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ConfirmWithinOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--confirm-within",
+        help="Commit-confirm: unless `lbctl confirm` within this (e.g. 5m), a watchdog on the LB reverts it.",
+    ),
+]
 SELECTORS = "last-good | previous | prev-N (or ~N: N deploys back) | <git rev> | @<ISO time>"
 
 
@@ -127,6 +134,7 @@ def deploy(
     checksum: Annotated[
         str | None, typer.Option("--checksum", help="Proceed only if the plan is the one reviewed (--dry-run).")
     ] = None,
+    confirm_within: ConfirmWithinOpt = None,
     yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -153,6 +161,7 @@ def deploy(
         force=force,
         reason=reason,
         checksum=checksum,
+        confirm_within=_seconds(confirm_within),
         confirm=render.confirmer(yes, json_out),
         report=render.reporter(quiet or json_out),
     )
@@ -171,6 +180,7 @@ def rollback(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; change nothing.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Roll back over a hand edit (drift).")] = False,
     reason: Annotated[str | None, typer.Option("--reason", help="Why --force (recorded).")] = None,
+    confirm_within: ConfirmWithinOpt = None,
     yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
@@ -192,6 +202,7 @@ def rollback(
         force=force,
         reason=reason,
         explain=dry_run or not yes,
+        confirm_within=_seconds(confirm_within),
         confirm=render.confirmer(yes, json_out),
         report=render.reporter(quiet or json_out),
     )
@@ -366,6 +377,41 @@ def unlock(
     else:
         print(result.message)
     return 0
+
+
+@app.command()
+def confirm(
+    target: Annotated[str, typer.Argument(help="The target whose pending change to confirm.")],
+    event_id: Annotated[str | None, typer.Argument(help="The pending change's event id (default: the newest).")] = None,
+    extend: Annotated[
+        str | None, typer.Option("--extend", help="Move the deadline to now + this (e.g. 10m) instead.")
+    ] = None,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+    quiet: QuietOpt = False,
+) -> int:
+    """Confirm a change deployed with --confirm-within (0), or extend it; 1: already reverted, 2: none pending."""
+    from lbctl import render
+    from lbctl.confirming import confirm as confirm_change
+
+    result = confirm_change(_workspace(store, connect=target), target, event_id, extend=_seconds(extend))
+    if json_out:
+        render.emit_json(result.to_json())
+    else:
+        print(result.message, file=sys.stdout if result.exit_code == 0 else sys.stderr)
+    return int(result.exit_code)
+
+
+def _seconds(text: str | None) -> float | None:
+    from lbctl.config import duration
+
+    if text is None:
+        return None
+    try:
+        return duration(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 @app.command()

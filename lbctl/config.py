@@ -235,6 +235,8 @@ class Target:
     stats_socket: str | None = None
     # false: lbctl does not confirm reloads, and a deploy's verdict is `unconfirmed`, never `good`
     confirm_reload: bool = True
+    # commit-confirm: a watchdog on the LB host reverts a change unless `lbctl confirm` within this ("0": off)
+    confirm_within: Annotated[float, BeforeValidator(duration), Field(ge=0)] = 0.0
     environment: str | None = None
     group: str | None = None
     verify_seconds: Annotated[float, Field(ge=0)] = 10.0

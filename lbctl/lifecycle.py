@@ -121,6 +121,7 @@ def apply_change(
     explain: bool = True,
     report: Reporter = lambda stage, message: None,
     rechoose: Callable[[TargetState], Candidate] | None = None,
+    confirm_within: float | None = None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
@@ -128,6 +129,8 @@ def apply_change(
     a reviewed checksum; what is refused leaves no commit and touches nothing on the LB.
     An earlier operation that was interrupted is recorded first (`lbctl.recovery`); then
     `rechoose`, if given, picks the candidate again from the state as it is now.
+    With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog armed on the
+    LB host before the reload reverts the change unless `lbctl confirm` comes in time (`lbctl.watchdog`).
     """
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
@@ -140,6 +143,11 @@ def apply_change(
     ):
         if _recover(ws, target, transport) and rechoose is not None:
             candidate = rechoose(ws.journal.state(target.name))
+        seconds = target.confirm_within if confirm_within is None else confirm_within
+        if seconds > 0:
+            _can_arm(target, None)
+        if target.transport != "http" and (seconds > 0 or ws.journal.state(target.name).status == "pending-confirm"):
+            _settle_watchdogs(ws, target, transport, report)  # what a watchdog did while nobody watched
         taken = getattr(transport, "took_over", None)
         if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
             from lbctl.unlock import record
@@ -186,6 +194,8 @@ def apply_change(
         if op == "deploy" and not plan.unchanged and (ws.config.routes_for(target) or target.replay_log):
             # routing cases and a replay of the LB's log, in sandboxes on this machine
             plan = run.timed("routing", lambda: _with_routing(ws, target, plan, live, pushed, candidate, transport))
+        if seconds > 0:
+            _can_arm(target, pushed, live)
         refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
         if dry_run:
             verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
@@ -248,6 +258,12 @@ def apply_change(
                 ),
             )
         to_rev = pending.sha if pending is not None else (candidate.rev or "")
+        if seconds > 0 and live is not None:
+            try:
+                run.timed("arm watchdog", lambda: run.arm(kind, transport, seconds, state, live, pushed, to_rev))
+            except BaseException:
+                run.discard(place)
+                raise
         lb = _Lb(kind, transport, place, lambda: _read_back(transport, target, managed), marker)
         with shielded() as interrupted, run.inflight(to_rev, state):
             try:
@@ -286,6 +302,8 @@ def apply_change(
             return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="verification")
         if not verification.ok:
             return run.undo(state, lb, checks, live, to_rev, verification.summary, plan, verification=verification)
+        if run.armed is not None:
+            return run.pending_confirm(state, to_rev, pushed.blob(kind), plan, verification, candidate.rollback_of)
         # Checks that pass after a reload nobody confirmed may be the old config passing them.
         verdict = "good" if target.confirm_reload else "unconfirmed"
         with shielded():
@@ -420,6 +438,40 @@ def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bun
         raise Unreachable(f"{target.name}: could not read the live config: {exc}") from None
 
 
+def _can_arm(target: Target, pushed: Bundle | None, live: Bundle | None = None) -> None:
+    """Refuse `--confirm-within` (exit 2, before anything changes) where no watchdog can be armed."""
+    from lbctl.watchdog import CannotArm, refusal
+
+    why = refusal(target, pushed is not None and len(pushed.rels) > 0)
+    if why is None and pushed is not None and live is None:
+        why = f"{target.name}: --confirm-within needs a config on the LB to go back to"
+    if why:
+        raise CannotArm(why, hint='deploy without --confirm-within (or with confirm_within = "0" for this target)')
+
+
+def _settle_watchdogs(ws: Workspace, target: Target, transport: Transport, report: Reporter) -> None:
+    """Record what commit-confirm watchdogs did on the LB host while no lbctl watched (`lbctl.confirming`)."""
+    from lbctl.confirming import settle
+
+    try:
+        _, said = settle(ws, target, transport)
+    except TransientError as exc:
+        raise Unreachable(f"{target.name}: could not read its watchdogs: {exc}") from None
+    for line in said:
+        report("watchdog", line)
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(epoch)) + " UTC"
+
+
+def _quietly_value(fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except Exception:  # best effort: the caller has a fallback
+        return None
+
+
 def _quietly(fn: Callable[[], object]) -> None:
     """Best-effort cleanup that must not hide the error being handled."""
     with contextlib.suppress(Exception):
@@ -495,6 +547,7 @@ class _Run:
         # Fault injection for the tests and bench/faults.py: `before:STAGE` or `after:STAGE`
         # (a timed stage, or `record`) kills this process there, as a crash would.
         self.fault_at = os.environ.get("LBCTL_FAULT_AT", "")
+        self.armed: tuple[Transport, str, float, float] | None = None  # (transport, event id, seconds, deadline)
 
     @contextlib.contextmanager
     def nothing_changed_on_interrupt(self) -> Iterator[None]:
@@ -609,6 +662,7 @@ class _Run:
         """The LB refused the change before taking it (a transport's contract for `LbctlError`s
         from swap or reload): record that, leave no commit, and report the refusal."""
         _quietly(cleanup)
+        self.disarm()
         self.record_event(state, "refused", to_rev, str(exc))
         raise exc
 
@@ -633,9 +687,10 @@ class _Run:
         from_rev: str | None = None,
         diff: str = "",
         live_status: str | None = None,
+        event_id: str | None = None,
     ) -> str:
         event = Event(
-            id=new_event_id(),
+            id=event_id or new_event_id(),
             op=op or self.op,
             target=self.target.name,
             who=json.loads(holder_info(self.op, self.target.name))["holder"],
@@ -704,6 +759,7 @@ class _Run:
         """
         target, kind, transport = self.target, lb.kind, lb.transport
         self.report("restore", "the change hurts: restoring the previous config")
+        self.disarm()  # lbctl restores it now; its watchdog must not act later
         deploy_stages, self.stages = self.stages, []
         restore_ok: Verification | None = None
         problem = ""
@@ -788,6 +844,81 @@ class _Run:
         if healthy:
             return self.outcome("rolled-back", ExitCode.ROLLED_BACK, plan, message, **extra)
         return self.outcome("restore-failed", ExitCode.ROLLBACK_FAILED, plan, message + ": page a human", **extra)
+
+    def arm(
+        self,
+        kind: Kind,
+        transport: Transport,
+        seconds: float,
+        state: TargetState,
+        live: Bundle,
+        pushed: Bundle,
+        to_rev: str,
+    ) -> str:
+        """Start the commit-confirm watchdog on the LB host (`lbctl.watchdog`), before the reload."""
+        from lbctl import watchdog
+
+        event_id = new_event_id()
+        meta = {
+            "target": self.target.name,
+            "op": self.op,
+            "who": json.loads(holder_info(self.op, self.target.name))["holder"],
+            "from_rev": state.live or (self.before.rev if self.before else None),
+            "from_blob": live.blob(kind),
+            "from_status": state.status if state.live else "good",
+            "to_rev": to_rev,
+        }
+        deadline = watchdog.arm(
+            transport, kind, event_id=event_id, seconds=seconds, previous=live.main, new=pushed.main, meta=meta
+        )
+        self.armed = (transport, event_id, seconds, deadline)
+        return f"reverts at {_clock(deadline)} unless confirmed"
+
+    def disarm(self) -> None:
+        if self.armed is not None:
+            from lbctl import watchdog
+
+            transport, event_id = self.armed[0], self.armed[1]
+            _quietly(lambda: watchdog.disarm(transport, self.target, event_id))
+            self.armed = None
+
+    def pending_confirm(
+        self,
+        state: TargetState,
+        to_rev: str,
+        blob: str,
+        plan: Plan,
+        verification: Verification,
+        rollback_of: str | None,
+    ) -> Outcome:
+        """Verified, but the change stays pending until `lbctl confirm`: the watchdog's window starts now."""
+        from lbctl import watchdog
+
+        assert self.armed is not None
+        transport, event_id, seconds, deadline = self.armed
+        moved = _quietly_value(lambda: watchdog.extend(transport, self.target, event_id, seconds))
+        deadline = moved or deadline
+        name = self.target.name
+        message = (
+            f"{name} runs {to_rev[:10]}, verified ({verification.summary}), PENDING CONFIRMATION: the LB reverts "
+            f"it at {_clock(deadline)} unless `lbctl confirm {name}` (or `lbctl confirm {name} {event_id}`)"
+        )
+        with shielded():
+            event = self.record_event(
+                state,
+                "pending-confirm",
+                to_rev,
+                message,
+                verification=verification,
+                blob=blob,
+                diff=plan.diff,
+                mark_bad=rollback_of,
+                live_status="pending-confirm",
+                event_id=event_id,
+            )
+        return self.outcome(
+            "pending-confirm", ExitCode.OK, plan, message, to_rev=to_rev, verification=verification, events=(event,)
+        )
 
     def _forward_commit(self, kind: Kind, previous: Bundle, bad_rev: str, restores: str | None, reason: str) -> str:
         """Make the store say what is live again: a new commit with the restored content.

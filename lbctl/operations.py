@@ -33,6 +33,7 @@ def deploy(
     force: bool = False,
     reason: str | None = None,
     checksum: str | None = None,
+    confirm_within: float | None = None,
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
@@ -91,6 +92,7 @@ def deploy(
             reason=reason,
             expected_checksum=checksum,
             report=report,
+            confirm_within=confirm_within,
         )
 
 
@@ -140,6 +142,7 @@ def rollback(
     force: bool = False,
     reason: str | None = None,
     explain: bool = True,
+    confirm_within: float | None = None,
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
@@ -183,6 +186,7 @@ def rollback(
             explain=explain,
             report=report,
             rechoose=rechoose,
+            confirm_within=confirm_within,
         )
     if outcome.verdict == "unchanged":
         return Outcome(

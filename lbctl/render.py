@@ -256,6 +256,9 @@ def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
                 f"(`lbctl status {r.name}` without --offline reads which)"
             )
             print(_color(f"  interrupted {told}", "red"))
+        for line in r.watchdog:
+            style = "yellow" if line.startswith(("pending", "superseded")) else "red"
+            print(_color(f"  watchdog    {line}", style))
         for problem in r.problems:
             print(_color(f"  problem     {mask_message(str(problem))}", "red"))
         for problem in r.config_problems:

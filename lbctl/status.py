@@ -46,6 +46,7 @@ class TargetStatus:
     lb_lock: str | None = None  # the lock beside the live file on the LB host, when held
     config_problems: tuple[str, ...] = ()  # the target's settings are wrong (a socket, the API): exit 2
     locks: tuple[LockInfo, ...] = ()
+    watchdog: tuple[str, ...] = ()  # commit-confirm: what a watchdog did, or when a pending one reverts
 
     def to_json(self) -> dict[str, Any]:
         s = self.state
@@ -72,6 +73,7 @@ class TargetStatus:
             "verdict": self.verdict,
             "reasons": list(self.reasons),
             "config_problems": list(self.config_problems),
+            "watchdog": list(self.watchdog),
         }
 
 
@@ -105,11 +107,15 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         origin: Origin | None = None
         lb_lock: str | None = None
         reach = "ok"
+        watch_lines: list[str] = []
         if probe:
             try:
                 with transport_for(target) as transport:
                     if recovery.pending(ws, target.name) is not None:  # an operation that died: say so first
                         recovery.recover(ws, target, transport, locked=False)
+                        state = ws.journal.state(target.name)
+                    if target.transport != "http" and target.path:  # commit-confirm watchdogs on the LB host
+                        watch_lines = _watchdogs(ws, target, transport)
                         state = ws.journal.state(target.name)
                     held = transport.lock_holder(lb_lock_path(target))
                     if held is not None:
@@ -147,6 +153,12 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
         verdict, reasons = _verdict(
             state, drift, health, running_state, origin, lock, crashed, reach, [*misconfigured, *problems]
         )
+        if state.status == "revert-failed":
+            reasons.append(
+                "the watchdog on the LB host could not revert cleanly (its reload failed): the LB may run the "
+                f"unconfirmed change or no config: page a human (`lbctl log {target.name}`)"
+            )
+        reasons += [line for line in watch_lines if line.startswith("pending")]
         if lb_lock and verdict == "healthy":
             verdict = "degraded"
         if lb_lock:
@@ -172,9 +184,18 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                 lb_lock=lb_lock,
                 config_problems=tuple(misconfigured),
                 locks=tuple(locks),
+                watchdog=tuple(watch_lines),
             )
         )
     return results
+
+
+def _watchdogs(ws: Workspace, target: Target, transport: Transport) -> list[str]:
+    """Record what fired watchdogs did (`lbctl.confirming.settle`); describe the pending ones."""
+    from lbctl.confirming import describe, settle
+
+    pending, said = settle(ws, target, transport)
+    return [*said, *(describe(w) for w in pending)]
 
 
 def _conformance(

@@ -25,6 +25,7 @@ retries = 3                   # transport retries (exponential backoff with jitt
 # # validate = "haproxy -c -f {path}"           # the kind's default; commands run by /bin/sh -c on the LB
 # # reload = "systemctl reload haproxy"         # default: `reload` on the master socket
 # # confirm_reload = false                      # only if nothing can confirm: verdicts are `unconfirmed`
+# # confirm_within = "5m"                       # commit-confirm: the LB reverts unless `lbctl confirm` in time
 # # host = "10.0.0.5"                           # ssh: also user, port, identity_file, known_hosts, proxy_jump
 # # api = "http://127.0.0.1:2019"               # http: Caddy's admin API
 # # environment = "production"                  # production takes only revisions verified on staging

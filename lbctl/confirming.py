@@ -1,0 +1,262 @@
+"""`lbctl confirm`, and what the watchdogs on a LB host did, recorded in the journal.
+
+A change deployed with `--confirm-within` is recorded `pending-confirm` (`lbctl.lifecycle`) and a
+watchdog waits on the LB host (`lbctl.watchdog`). `confirm` disarms it (`confirmed`, the revision
+is good) or moves its deadline (`--extend`). Any command that reaches the target calls `settle`
+first: a watchdog that fired while nobody watched becomes a `watchdog-reverted`, `superseded`,
+`watchdog-reload-failed` or `watchdog-revert-failed` event, and the target's state says what runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from lbctl import watchdog
+from lbctl.errors import ExitCode, LbctlError, UsageError
+from lbctl.journal import Event, new_event_id, timestamp
+from lbctl.lock import holder_info
+
+if TYPE_CHECKING:
+    from lbctl.config import Target
+    from lbctl.transports.base import Transport
+    from lbctl.watchdog import Watch
+    from lbctl.workspace import Workspace
+
+VERDICTS = {
+    "reverted": "watchdog-reverted",
+    "superseded": "superseded",
+    "reload-failed": "watchdog-reload-failed",
+    "revert-failed": "watchdog-revert-failed",
+}
+PAGE = "page a human"
+
+
+def clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def settle(ws: Workspace, target: Target, transport: Transport) -> tuple[list[Watch], list[str]]:
+    """Record every watchdog of `target` that fired; return (those still pending, lines about the fired)."""
+    pending, said = [], []
+    for watch in watchdog.scan(transport, target):
+        if watch.pending:
+            pending.append(watch)
+            continue
+        if not watch.result:  # fired/ taken, no result yet: the watchdog is at work, or a confirm is
+            continue
+        said.append(_record(ws, target, watch))
+        watchdog.forget(transport, target, watch.event_id)
+    return pending, said
+
+
+def _record(ws: Workspace, target: Target, watch: Watch) -> str:
+    meta, result = watch.meta, watch.result
+    outcome = watch.outcome
+    verdict = VERDICTS.get(outcome, "watchdog-" + outcome)
+    times = {k: result.get(k, "") for k in ("deadline_ms", "fired_ms", "restored_ms", "done_ms")}
+    late = _ms(times["restored_ms"]) - _ms(times["deadline_ms"]) if times["restored_ms"] else None
+    message = {
+        "reverted": f"the watchdog on the LB put {str(meta.get('from_rev'))[:10]} back at the deadline "
+        f"({clock(watch.deadline)}): the change {str(meta.get('to_rev'))[:10]} was not confirmed",
+        "superseded": "the watchdog found a newer change live at its deadline and did nothing",
+        "reload-failed": f"the watchdog put the previous config file back but its reload failed: {PAGE}",
+        "revert-failed": f"the watchdog could not put the previous config back: {PAGE}",
+    }.get(outcome, f"the watchdog ended with {outcome!r}")
+    detail = result.get("detail", "")
+    message += f" ({detail})" if detail else ""
+    if late is not None:
+        message += f"; file back {late / 1000:.2f} s after the deadline"
+    state = ws.journal.state(target.name)
+    event = Event(
+        id=new_event_id(),
+        op="watchdog",
+        target=target.name,
+        who=f"watchdog on {target.host or 'the LB host'} (armed by {meta.get('who', '?')})",
+        started=_iso(times["fired_ms"]) or timestamp(),
+        finished=_iso(times["done_ms"]) or timestamp(),
+        from_rev=state.live if state.last_event == watch.event_id else meta.get("to_rev"),
+        to_rev=meta.get("from_rev") if outcome != "superseded" else meta.get("to_rev"),
+        verdict=verdict,
+        message=message + f" [watchdog {watch.event_id}]",
+    )
+    new_state = state
+    still_it = state.last_event == watch.event_id or (state.live is not None and state.live == meta.get("to_rev"))
+    if outcome != "superseded" and still_it:
+        status = {"reverted": str(meta.get("from_status") or "good")}.get(outcome, "revert-failed")
+        live_rev = meta.get("from_rev")
+        if outcome == "reverted":  # the store's HEAD says what is live again, as after lbctl's own restore
+            live_rev = _forward_commit(ws, target, str(state.live or ""), live_rev, message) or live_rev
+            event = replace(event, to_rev=live_rev)
+        new_state = state.moved_to(live_rev, meta.get("from_blob"), status, event.id, event.finished)
+        new_state = new_state.marked_bad(state.live) if outcome == "reverted" else new_state
+    ws.journal.append(event, new_state)
+    return f"{verdict}: {message}"
+
+
+def _forward_commit(ws: Workspace, target: Target, bad_rev: str, restores: str | None, reason: str) -> str | None:
+    """A commit restoring `restores`' files when HEAD still holds the reverted change's; None when HEAD
+    moved on, the target's files have edits in progress, or the store cannot commit (said by `log`)."""
+    from lbctl.bundle import bundle_at, store_changes, store_paths
+    from lbctl.kinds import kind_for
+
+    if not bad_rev or not restores:
+        return None
+    kind = kind_for(target)
+    store = ws.store
+    try:
+        previous = bundle_at(store, kind, target, restores)
+        if previous is None or bundle_at(store, kind, target, "HEAD") != bundle_at(store, kind, target, bad_rev):
+            return None
+        store.require_clean(only=store_paths(store, kind, target))
+        trailers = {
+            "Lbctl-Target": target.name,
+            "Lbctl-Rollback-Of": bad_rev,
+            "Lbctl-Restores": restores,
+            "Lbctl-Reason": reason.splitlines()[0][:200],
+        }
+        message = f"Roll back {target.name}: {bad_rev[:10]} was not confirmed in time (the LB's watchdog reverted it)"
+        return store.commit_files(store_changes(store, kind, target, previous), message, trailers)
+    except LbctlError:
+        return None
+
+
+def _ms(text: str) -> int:
+    return int(text) if text.isdigit() else 0
+
+
+def _iso(ms: str) -> str:
+    if not ms.isdigit():
+        return ""
+    return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+def describe(watch: Watch) -> str:
+    """A pending watchdog, for `status`: when it reverts, and who must confirm."""
+    left = watch.deadline - time.time()
+    who = watch.meta.get("who", "?")
+    return (
+        f"pending confirmation of {str(watch.meta.get('to_rev'))[:10]} (event {watch.event_id}): the LB reverts "
+        f"to {str(watch.meta.get('from_rev'))[:10]} at {clock(watch.deadline)} (in {max(left, 0):.0f} s) unless "
+        f"{who} runs `lbctl confirm {watch.meta.get('target')}`"
+        + ("" if watch.alive else "; WARNING: its watchdog process is not running")
+    )
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    target: str
+    verdict: str  # confirmed | extended | reverted | nothing-pending
+    exit_code: ExitCode
+    message: str
+    event_id: str | None = None
+    deadline: float | None = None
+    recorded: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "target": self.target,
+            "verdict": self.verdict,
+            "exit_code": int(self.exit_code),
+            "message": self.message,
+            "event_id": self.event_id,
+            "deadline": clock(self.deadline) if self.deadline else None,
+            "recorded": list(self.recorded),
+        }
+
+
+def confirm(ws: Workspace, name: str, event_id: str | None = None, *, extend: float | None = None) -> Confirmed:
+    """Disarm the watchdog of the pending change on `name` (or move its deadline with `extend`)."""
+    from lbctl.transports import transport_for
+
+    target = ws.target(name)
+    if target.transport == "http" or not target.path:
+        raise UsageError(f"{name}: nothing to confirm: no watchdog is ever armed on this target")
+    with transport_for(target) as transport:
+        pending, said = settle(ws, target, transport)
+        if not pending and not said and any(w.fired for w in watchdog.scan(transport, target)):
+            said = _wait_for_result(ws, target, transport)  # a watchdog at work right now: hear how it ends
+        reverted = [s for s in said if event_id is None or event_id in s]
+        chosen = [w for w in pending if event_id is None or w.event_id == event_id]
+        if not chosen:
+            if any(s.startswith("watchdog-") for s in reverted):
+                return Confirmed(name, "reverted", ExitCode(1), "too late: " + reverted[-1], recorded=tuple(said))
+            late = _already_reverted(ws, name, event_id)
+            if late is not None:
+                return Confirmed(name, "reverted", ExitCode(1), f"too late: {late}", recorded=tuple(said))
+            none = f"{name}: no change is pending confirmation"
+            return Confirmed(name, "nothing-pending", ExitCode.USAGE, none, recorded=tuple(said))
+        watch = chosen[-1]
+        if extend is not None:
+            deadline = watchdog.extend(transport, target, watch.event_id, extend)
+            if deadline is not None:
+                return Confirmed(
+                    name,
+                    "extended",
+                    ExitCode.OK,
+                    f"{name}: the deadline of {watch.event_id} is now {clock(deadline)}",
+                    event_id=watch.event_id,
+                    deadline=deadline,
+                    recorded=tuple(said),
+                )
+        elif watchdog.disarm(transport, target, watch.event_id) == "disarmed":
+            return _confirmed(ws, target, watch, tuple(said))
+        # It fired meanwhile: wait (bounded) for its result and record it.
+        fired = _wait_for_result(ws, target, transport)
+        if fired:
+            return Confirmed(name, "reverted", ExitCode(1), "too late: " + fired[-1], recorded=(*said, *fired))
+        return Confirmed(name, "reverted", ExitCode(1), f"too late: the watchdog of {watch.event_id} fired")
+
+
+def _wait_for_result(ws: Workspace, target: Target, transport: Transport) -> list[str]:
+    """A watchdog that fired writes its result within its bounded reload wait (10 s): record it."""
+    for _ in range(150):
+        time.sleep(0.1)
+        _, fired = settle(ws, target, transport)
+        if fired:
+            return fired
+    return []
+
+
+def _already_reverted(ws: Workspace, name: str, event_id: str | None) -> str | None:
+    """What a watchdog did, as recorded: to the change `event_id`, or (None) as the target's newest event."""
+    for n, event in enumerate(ws.journal.events(name)):
+        if n > 50 or (event_id is None and n > 0):
+            break
+        mine = event_id is None or f"[watchdog {event_id}]" in event.message
+        if event.op == "watchdog" and mine and event.verdict != "superseded":
+            return f"{event.verdict} at {event.finished}: {event.message}"
+    return None
+
+
+def _confirmed(ws: Workspace, target: Target, watch: Watch, said: tuple[str, ...]) -> Confirmed:
+    state = ws.journal.state(target.name)
+    rev = state.live if state.last_event == watch.event_id else watch.meta.get("to_rev")
+    who = json.loads(holder_info("confirm", target.name))["holder"]
+    event = Event(
+        id=new_event_id(),
+        op="confirm",
+        target=target.name,
+        who=who,
+        started=timestamp(),
+        finished=timestamp(),
+        from_rev=rev,
+        to_rev=rev,
+        verdict="confirmed",
+        message=f"confirmed {str(rev)[:10]} (event {watch.event_id}) before its deadline {clock(watch.deadline)}",
+    )
+    new_state = state
+    if state.status == "pending-confirm" and state.live == rev:
+        new_state = state.moved_to(rev, state.live_blob, "good", event.id, event.finished)
+    ws.journal.append(event, replace(new_state))
+    return Confirmed(
+        target.name,
+        "confirmed",
+        ExitCode.OK,
+        f"{target.name}: {str(rev)[:10]} confirmed; the watchdog is disarmed",
+        event_id=watch.event_id,
+        recorded=said,
+    )
