@@ -138,15 +138,12 @@ class Haproxy:
         raise RuntimeError("haproxy's master socket did not answer within 10 s")
 
     def master_command(self, command: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(5)
-            s.connect(str(self.master_socket))
-            s.sendall(command.encode() + b"\n")
-            s.shutdown(socket.SHUT_WR)
-            chunks = []
-            while chunk := s.recv(65536):
-                chunks.append(chunk)
-        return b"".join(chunks).decode()
+        """One command on the master CLI."""
+        return unix_command(self.master_socket, command)
+
+    def runtime_command(self, command: str) -> str:
+        """One command on the runtime API (the stats socket), as an operator would send it."""
+        return unix_command(self.stats_socket, command)
 
     def stop(self) -> None:
         stop(self.proc)
@@ -206,6 +203,19 @@ class Load:
         self._stop.set()
         for thread in self._threads:
             thread.join(5)
+
+
+def unix_command(path: Path, command: str) -> str:
+    """Send one line to a HAProxy UNIX socket and read the whole answer (it answers once we stop writing)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(command.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode()
 
 
 def haproxy_config(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,15 +14,7 @@ from tests.conftest import Lab, LbctlRunner, git, target_toml, write
 
 
 def stats_command(lab: Lab, command: str) -> str:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(str(lab.haproxy.stats_socket))
-        s.sendall(command.encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
+    return lab.haproxy.runtime_command(command)
 
 
 def running_weight(lab: Lab, server: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from lbctl.kinds.haproxy import parse_show_proc
@@ -12,16 +11,7 @@ from tests.conftest import Lab, LbctlRunner, git, write
 
 
 def runtime(haproxy: Haproxy, command: str) -> str:
-    """One command on HAProxy's stats socket (the runtime API), as an operator would send it."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(str(haproxy.stats_socket))
-        s.sendall(command.encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
+    return haproxy.runtime_command(command)
 
 
 def status(lbctl: LbctlRunner, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -28,15 +27,7 @@ def watch_toml(**settings: Any) -> str:
 
 def admin(haproxy: Haproxy, command: str) -> str:
     """One command on HAProxy's runtime API (the stats socket)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(5)
-        s.connect(str(haproxy.stats_socket))
-        s.sendall(command.encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode()
+    return haproxy.runtime_command(command)
 
 
 def worker_pid(haproxy: Haproxy) -> str:
