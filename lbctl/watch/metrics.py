@@ -77,6 +77,14 @@ class WatchCollector:
             "Active alerts (state firing or pending)",
             labels=["target", "backend", "server", "alertname", "rule", "state"],
         )
+        pending = GaugeMetricFamily(
+            "lbctl_pending_confirm", "1 while a commit-confirm change awaits `lbctl confirm`", labels=["target"]
+        )
+        pending_deadline = GaugeMetricFamily(
+            "lbctl_pending_confirm_deadline_seconds",
+            "Unix time at which the LB host reverts the pending change unless confirmed (0: not known)",
+            labels=["target"],
+        )
         for (target, backend, server), (sent, failed) in sorted(totals.items()):
             requests.add_metric([target, backend, server], sent)
             errors.add_metric([target, backend, server], failed)
@@ -95,6 +103,10 @@ class WatchCollector:
                         state.add_metric([*labels, s.state or "unknown"], 1.0)
             for info in result.infos:
                 live.add_metric([info.name], {"revision": info.live or "", "status": info.status})
+                waiting = info.confirm_deadline is not None
+                pending.add_metric([info.name], 1.0 if waiting else 0.0)
+                if waiting:
+                    pending_deadline.add_metric([info.name], info.confirm_deadline or 0.0)
         for alert in book.alerts.values():
             alerts.add_metric(
                 [
@@ -108,6 +120,7 @@ class WatchCollector:
                 1.0,
             )
         yield from (actual, intended, weight, state, requests, errors, verdict, up, live, alerts)
+        yield from (pending, pending_deadline)
 
 
 class MetricsServer:

@@ -6,11 +6,13 @@ The loop owns no policy: `evaluate` judges, `advance` decides what fires, `metri
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import BalanceCheck, Target, WatchSettings
@@ -45,6 +47,7 @@ class TargetInfo:
     status: str
     rollback: str
     previous: str | None = None  # what the rollback command puts back
+    confirm_deadline: float | None = None  # epoch seconds, while a commit-confirm change is pending
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,35 @@ def target_info(ws: Workspace, name: str) -> TargetInfo:
     before = next((h.rev for h in state.history if h.rev and h.rev != state.live), None)
     to = before or next((g for g in state.good if g != state.live), None)
     rollback = f"lbctl rollback {name} --to {to[:12]} --yes" if to else f"lbctl rollback {name} --to last-good --yes"
-    return TargetInfo(name, state.live, state.status, rollback, to)
+    deadline = pending_deadline(ws, name, state.last_event) if state.status == "pending-confirm" else None
+    return TargetInfo(name, state.live, state.status, rollback, to, deadline)
+
+
+_REVERTS_AT = re.compile(r"reverts it at (\d\d):(\d\d):(\d\d) UTC")
+
+
+def pending_deadline(ws: Workspace, name: str, event_id: str | None) -> float:
+    """When the pending change of `name` reverts, from its `pending-confirm` event (0.0: not known).
+
+    The event says the clock time (`reverts it at HH:MM:SS UTC`); its date is the first one at or
+    after the event's end (a deadline is never before the change was recorded)."""
+    for n, event in enumerate(ws.journal.events(name)):
+        if n > 50:
+            break
+        if event.id != event_id:
+            continue
+        found = _REVERTS_AT.search(event.message)
+        if not found:
+            return 0.0
+        finished = datetime.fromisoformat(event.finished.replace("Z", "+00:00"))
+        if finished.tzinfo is None:
+            finished = finished.replace(tzinfo=UTC)
+        hour, minute, second = (int(g) for g in found.groups())
+        at = finished.replace(hour=hour, minute=minute, second=second, microsecond=0)
+        if at < finished - timedelta(seconds=1):
+            at += timedelta(days=1)
+        return at.timestamp()
+    return 0.0
 
 
 @dataclass
@@ -235,6 +266,17 @@ def _roll_back(
             on_rollback(target, outcome)
 
 
+def _refresh_infos(ws: Workspace, watcher: Watcher) -> None:
+    """Re-read each target's journal state: a deploy, a pending commit-confirm or a confirm since the last round."""
+    for name in list(watcher.infos):
+        try:
+            watcher.infos[name] = target_info(ws, name)
+        except Exception as exc:  # a store briefly unreadable keeps the last round's view
+            import sys
+
+            print(f"lbctl watch: journal not read for {name} ({exc})", file=sys.stderr)
+
+
 def open_watcher(ws: Workspace, targets: list[Target], settings: WatchSettings) -> Watcher:
     from lbctl.watch.sources import Source
 
@@ -283,6 +325,7 @@ def run(
     try:
         while not stop.is_set():
             round_started = time.monotonic()
+            _refresh_infos(ws, watcher)
             watcher.sample()
             changes = watcher.evaluate(settings.for_)
             result = watcher.result()
