@@ -6,6 +6,10 @@ validator), and renders it as Markdown for the pull request. `apply` deploys exa
 targets at HEAD through `operations.deploy`: a target already running its HEAD revision is
 left alone (a re-run does nothing), and a revision the journal marks failed on a target is
 never deployed to it again.
+
+`apply` deploys with commit-confirm on (the target's `confirm_within`, else 5m): should the job
+die between the reload and the verdict, the LB host reverts by itself. A change that verified
+good is confirmed at once (`lbctl.confirming.confirm`), so a successful job leaves nothing pending.
 """
 
 from __future__ import annotations
@@ -148,8 +152,47 @@ def plan(ws: Workspace, base: str | None) -> CiResult:
     return CiResult("plan", base_sha, head, tuple(results))
 
 
-def apply(ws: Workspace, base: str | None, *, report: Reporter) -> CiResult:
-    from lbctl import operations
+CI_CONFIRM_WITHIN = 300.0  # seconds: commit-confirm for a target that sets no confirm_within
+
+
+def _confirm_within(tables: dict[str, Any], name: str, target_default: float) -> float:
+    """The target's own `confirm_within` when its table sets one (0: off), else CI's default."""
+    table = tables.get(name)
+    if isinstance(table, dict) and "confirm_within" in table:
+        return target_default
+    return CI_CONFIRM_WITHIN
+
+
+def _deploy_confirmed(
+    ws: Workspace, name: str, rev: str | None, seconds: float, explicit: bool, report: Reporter
+) -> TargetPlan:
+    """Deploy under commit-confirm, then confirm it once verified (the verdict `confirmed`)."""
+    from lbctl import confirming, operations, sync
+    from lbctl.watchdog import CannotArm
+
+    def deploy(within: float) -> Outcome:
+        return operations.deploy(ws, name, rev=rev, confirm_within=within, confirm=lambda plan: True, report=report)
+
+    try:
+        outcome = deploy(seconds)
+    except CannotArm as exc:
+        if explicit or seconds <= 0:
+            raise
+        report("ci", f"{name}: deploying without commit-confirm: {exc}")
+        outcome = deploy(0.0)
+    if outcome.verdict != "pending-confirm" or outcome.exit_code != 0:
+        return TargetPlan(name, rev, int(outcome.exit_code), outcome.verdict, outcome)
+    confirmed = confirming.confirm(ws, name)
+    report("confirm", confirmed.message)
+    for warning in sync.publish_after(ws, op="confirm", target=name).warnings:  # the team sees it confirmed
+        report("sync", warning)
+    if confirmed.verdict != "confirmed":
+        return TargetPlan(name, rev, int(confirmed.exit_code) or 1, confirmed.verdict, outcome, error=confirmed.message)
+    return TargetPlan(name, rev, 0, "confirmed", outcome)
+
+
+def apply(ws: Workspace, base: str | None, *, report: Reporter, confirm_within: float | None = None) -> CiResult:
+    """Deploy the changed targets; `confirm_within` (seconds, 0 off) overrides the commit-confirm window."""
     from lbctl.bundle import revision_of
     from lbctl.kinds import kind_for
     from lbctl.sync import refresh
@@ -159,6 +202,7 @@ def apply(ws: Workspace, base: str | None, *, report: Reporter) -> CiResult:
     for warning in refresh(ws).warnings:  # the journal says what already runs where, and what failed
         report("sync", warning)
     results = []
+    tables = _target_tables(ws, "HEAD")
     for name in changed_targets(ws, base_sha):
         target = ws.target(name)
         rev = revision_of(ws.store, kind_for(target), target)
@@ -178,12 +222,12 @@ def apply(ws: Workspace, base: str | None, *, report: Reporter) -> CiResult:
             results.append(TargetPlan(name, rev, 0, "unchanged", error=f"{name} already runs {rev[:10]}"))
             continue
         report("ci", f"deploying {name} at {(rev or '')[:10]}")
+        explicit = confirm_within is not None
+        seconds = confirm_within if confirm_within is not None else _confirm_within(tables, name, target.confirm_within)
         try:
-            outcome = operations.deploy(ws, name, rev=rev, confirm=lambda plan: True, report=report)
+            results.append(_deploy_confirmed(ws, name, rev, seconds, explicit, report))
         except LbctlError as exc:
             results.append(TargetPlan(name, rev, int(exc.exit_code), "error", error=str(exc)))
-            continue
-        results.append(TargetPlan(name, rev, int(outcome.exit_code), outcome.verdict, outcome))
     return CiResult("apply", base_sha, head, tuple(results))
 
 
@@ -244,6 +288,7 @@ def _headline(t: TargetPlan) -> str:
         "refused": f"a gate refuses it (exit {t.code})",
         "skipped-failed": "failed here before: not redeployed",
         "good": "deployed, verified good",
+        "confirmed": "deployed, verified good and confirmed",
         "rolled-back": "failed verification and was rolled back",
         "error": f"error (exit {t.code})",
     }

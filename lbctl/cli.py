@@ -630,15 +630,24 @@ def ci_plan(
 @ci_app.command("apply")
 def ci_apply(
     base: BaseOpt = None,
+    confirm_within: ConfirmWithinOpt = None,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """Deploy exactly the targets whose files changed, at HEAD; a re-run does nothing."""
+    """Deploy exactly the targets whose files changed, at HEAD; a re-run does nothing.
+
+    Commit-confirm is on (the target's confirm_within, else 5m) and each verified change is
+    confirmed at once; `--confirm-within 0` turns it off."""
     from lbctl import ci, render
 
-    result = ci.apply(_workspace(store), base, report=render.reporter(quiet or json_out))
+    result = ci.apply(
+        _workspace(store),
+        base,
+        report=render.reporter(quiet or json_out),
+        confirm_within=_seconds(confirm_within),
+    )
     if json_out:
         render.emit_json(result.to_json())
     else:

@@ -384,7 +384,12 @@ def test_ci_plan_refuses_a_route_to_a_one_server_pool_and_apply_deploys_only_wha
     assert applied.code == 0, applied.out + applied.err
     assert "### ✅ `api`: deployed, verified good" in applied.out and "`edge`" not in applied.out
     assert "weight 2" in team.api.config.read_text() and team.edge.live_text() == edge_before
-    assert remote_journal(team).count("deploy api: good") == 1
+    # commit-confirm is on in CI, and a verified change is confirmed at once: nothing stays pending
+    journal = remote_journal(team)
+    assert journal.count("deploy api: pending-confirm") == 1 and journal.count("confirm api: confirmed") == 1
+    assert journal.index("confirm api: confirmed") < journal.index("deploy api: pending-confirm")  # newest first
+    home = team.api.config.parent / f".{team.api.config.name}.lbctl-watchdog"
+    assert home.is_dir() and not list(home.iterdir())  # it was armed, then disarmed: no watchdog left waiting
     again = run(lbctl, ci, "ci", "apply", "--base", before)
     assert again.code == 0 and "already live, nothing to do" in again.out, again.out
     assert remote_journal(team).count("deploy api") == 1
@@ -432,6 +437,21 @@ def test_ci_apply_never_redeploys_a_failed_revision_and_its_rollback_goes_to_a_b
     again = run(lbctl, ci, "ci", "apply", "--base", before)
     assert again.code == 1 and "failed on edge before: not deployed again" in again.out, again.out
     assert remote_journal(team).count("deploy edge: failed") == 1
+
+
+def test_ci_apply_confirm_within_0_deploys_without_commit_confirm(team: Team, lbctl: LbctlRunner) -> None:
+    alice, ci = team.clone("alice", "Alice"), team.clone("ci", "CI")
+    before = git(alice, "rev-parse", "HEAD").strip()
+    commit_edit(alice, API_SOURCE, team.api_config(weights={"web1": 3, "web2": 1, "web3": 1}), "api 3:1:1")
+    ci_checkout(ci, "origin/main")
+
+    applied = run(lbctl, ci, "ci", "apply", "--base", before, "--confirm-within", "0")
+
+    assert applied.code == 0, applied.out + applied.err
+    assert "### ✅ `api`: deployed, verified good" in applied.out and "confirmed" not in applied.out
+    journal = remote_journal(team)
+    assert journal.count("deploy api: good") == 1 and "pending-confirm" not in journal
+    assert status_of(lbctl, alice, "api")["status"] == "good"
 
 
 # -- docs/ci.md's examples, as written -------------------------------------------------------
@@ -487,7 +507,8 @@ def test_the_ci_examples_in_the_docs_run_as_written(team: Team, tmp_path: Path) 
             done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", line], cwd=ci, env={**env, "LBCTL_BASE": base})
             assert done.returncode == 0, line
         assert f"weight {2 + number}" in team.api.config.read_text()
-    assert remote_journal(team).count("deploy api: good") == 2
+    journal = remote_journal(team)
+    assert journal.count("deploy api: pending-confirm") == 2 and journal.count("confirm api: confirmed") == 2
     assert "deployed, verified good" in (tmp_path / "summary.md").read_text()
 
 
