@@ -872,6 +872,7 @@ class _Run:
             transport, kind, event_id=event_id, seconds=seconds, previous=live.main, new=pushed.main, meta=meta
         )
         self.armed = (transport, event_id, seconds, deadline)
+        self._write_marker(watchdog=event_id)  # a crash from here on: the watchdog's result explains it
         return f"reverts at {_clock(deadline)} unless confirmed"
 
     def disarm(self) -> None:

@@ -104,10 +104,11 @@ def recover(ws: Workspace, target: Target, transport: Transport, *, locked: bool
     message = None
     try:
         if not data.get("ended") and not data.get("recorded"):
-            message = _record(ws, target, transport, data) or None
+            message, settled = _record(ws, target, transport, data)
+            message = message or None
             data["recorded"] = True
             data["message"] = message
-            if message is None:  # its outcome was in the journal already: only files to sweep
+            if message is None or settled:  # its outcome is in the journal: only files to sweep
                 data["ended"] = True
         if locked:
             sweep(transport, target)
@@ -157,8 +158,33 @@ def _read(path: Path) -> dict[str, Any]:
         return {"op": "unknown"}
 
 
-def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str, Any]) -> str:
-    """Read what the LB's files hold, and append the `interrupted` event that says so."""
+def _watchdog_reverted(ws: Workspace, target: Target, transport: Transport, event_id: str) -> str | None:
+    """When the commit-confirm watchdog of the killed run put the previous config back: when (UTC), else None.
+
+    Read from its result file on the LB host, or from its `watchdog-reverted` event once recorded."""
+    from lbctl import watchdog
+    from lbctl.confirming import clock
+
+    try:
+        for watch in watchdog.scan(transport, target):
+            if watch.event_id == event_id and watch.outcome == "reverted":
+                done = watch.result.get("restored_ms") or watch.result.get("done_ms") or ""
+                return clock(int(done) / 1000) if done.isdigit() else clock(watch.deadline)
+    except Exception:  # the LB host unreadable: the journal may still know
+        pass
+    for n, event in enumerate(ws.journal.events(target.name)):
+        if n > 20:
+            break
+        if event.verdict == "watchdog-reverted" and f"[watchdog {event_id}]" in event.message:
+            return event.finished
+    return None
+
+
+def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str, Any]) -> tuple[str, bool]:
+    """Read what the LB's files hold, and append the `interrupted` event that says so.
+
+    Returns its message ("" when the outcome was recorded already) and whether that settles the
+    operation: its watchdog reverted it, so nothing is left for a human to look at."""
     from lbctl.bundle import live_rels, reachable, read_live
     from lbctl.journal import Event, new_event_id, timestamp
     from lbctl.kinds import kind_for
@@ -166,7 +192,7 @@ def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str,
     kind = kind_for(target)
     state = ws.journal.state(target.name)
     if state.updated and data.get("started") and state.updated >= str(data["started"]):
-        return ""  # the operation recorded its outcome and died just before dropping its record
+        return "", True  # the operation recorded its outcome and died just before dropping its record
     rels = {*data.get("rels", ()), *live_rels(ws.store, kind, target, state.live)}
     raw = read_live(transport, target, rels) if target.path else None
     running = reachable(kind, target, raw.main, raw.files()) if raw is not None else None
@@ -176,13 +202,23 @@ def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str,
     who = f"{data.get('holder', 'an unknown holder')} (pid {data.get('pid', '?')})"
     started = str(data.get("started", "?"))
     lead = f"{op} of {target.name} by {who}, started {started}, was interrupted during {stage}"
+    settled = False
     runs_new = blob is not None and blob == data.get("to_blob") and blob != data.get("from_blob")
     if runs_new:
         label = f"{str(to_rev)[:10]}" if to_rev else "the candidate"
         message = f"{lead}: {target.name} runs the NEW config {label} (complete, not verified)"
     elif blob is not None and blob == data.get("from_blob"):
         label = f"{str(from_rev)[:10]}" if from_rev else "the config that was live before"
-        message = f"{lead}: {target.name} runs the OLD config {label}; the change did not take"
+        reverted = _watchdog_reverted(ws, target, transport, str(data["watchdog"])) if data.get("watchdog") else None
+        if reverted is not None:
+            new = f"{str(to_rev)[:10]}" if to_rev else "the candidate"
+            message = (
+                f"{lead}: the NEW config {new} was live (not confirmed); the commit-confirm watchdog on the LB "
+                f"put {label} back at {reverted}, and {target.name} runs it"
+            )
+            settled = True
+        else:
+            message = f"{lead}: {target.name} runs the OLD config {label}; the change did not take"
     elif running is None:
         message = f"{lead}: {target.name} has no config file at {target.path}"
     else:
@@ -201,4 +237,4 @@ def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str,
     )
     new_state = state.moved_to(to_rev, blob, "unverified", event.id, event.finished) if runs_new else state
     ws.journal.append(event, new_state)
-    return message
+    return message, settled

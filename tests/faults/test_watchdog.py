@@ -96,10 +96,15 @@ def test_killed_after_reload_the_lb_reverts_by_itself(local_scene: Scene) -> Non
     assert any(line.startswith("watchdog-reverted") for line in data["watchdog"]), data
     assert data["drift"] == "none", data
     assert data["status"] == "good", err + str(data)  # the previous, good config runs
-    # Degraded only for the killed run itself, which status records as interrupted (the OLD config runs).
-    assert code == 1 and data["reasons"] == ["an interrupted deploy did not finish"], data
+    # The killed run is recorded as interrupted, and what happened to it is told: its change was live
+    # and the watchdog reverted it. Nothing is left for a human: healthy on the previous revision.
+    assert code == 0 and data["reasons"] == [] and data["verdict"] == "healthy", data
+    assert data["interrupted_operation"] is None, data
     events = scene.events()
     assert events[0]["verdict"] == "watchdog-reverted", events[0]
+    interrupted = next(e for e in events if e["verdict"] == "interrupted")
+    assert "the NEW config" in interrupted["message"] and "watchdog on the LB put" in interrupted["message"]
+    assert "did not take" not in interrupted["message"], interrupted
     assert scene.content_at(str(data["live"])) == old
     assert scene.content_at("HEAD") == old  # a forward commit: the store's HEAD says what is live
     assert watchdog_dirs(scene) == []  # recorded once, then its files are gone
