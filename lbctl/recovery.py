@@ -142,6 +142,35 @@ def record_pending(ws: Workspace, target: Target, transport: Transport | None = 
         return None
 
 
+def release_reverted_lock(ws: Workspace, target: Target, transport: Transport) -> str | None:
+    """Break the LB lock a killed run left (a directory over ssh outlives its lbctl) once the run is
+    settled by its commit-confirm watchdog's revert; the journal records it (`unlocked`).
+
+    Only that run's lock, and only when its holder is provably gone (this machine, pid gone): the same
+    proof `lbctl unlock` and a deploy's take-over ask for. Returns the message recorded, or None."""
+    from lbctl.lock import lb_lock_path, lock_info
+    from lbctl.unlock import record
+
+    data = pending(ws, target.name)
+    if data is None or not data.get("ended") or not data.get("watchdog"):
+        return None
+    path = lb_lock_path(target)
+    held = transport.lock_holder(path)
+    if held is None:
+        return None
+    info = lock_info(held[0], where="lb", path=path, age_seconds=held[1])
+    if not info.dead or info.pid != data.get("pid") or info.holder != data.get("holder"):
+        return None
+    if not transport.break_lock(path, held[0]):
+        return None
+    message = (
+        f"broke the lock on {transport.where} of {info.describe()}: its {info.operation} was killed and the "
+        f"commit-confirm watchdog reverted its change [watchdog {data['watchdog']}]"
+    )
+    record(ws, target.name, message)
+    return message
+
+
 def sweep(transport: Transport, target: Target) -> list[str]:
     """Remove lbctl's leftovers beside the live file (see `_SWEEP`); the paths removed."""
     if not target.path or transport.name not in ("local", "ssh"):

@@ -116,6 +116,7 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
                         state = ws.journal.state(target.name)
                     if target.transport != "http" and target.path:  # commit-confirm watchdogs on the LB host
                         watch_lines = _watchdogs(ws, target, transport)
+                        recovery.release_reverted_lock(ws, target, transport)  # the killed run's, over ssh
                         state = ws.journal.state(target.name)
                     held = transport.lock_holder(lb_lock_path(target))
                     if held is not None:
