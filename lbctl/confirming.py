@@ -94,6 +94,10 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
         new_state = state.moved_to(live_rev, meta.get("from_blob"), status, event.id, event.finished)
         new_state = new_state.marked_bad(state.live) if outcome == "reverted" else new_state
     ws.journal.append(event, new_state)
+    if outcome == "reverted":
+        from lbctl import recovery
+
+        recovery.settled_by_watchdog(ws, target.name, watch.event_id)
     return f"{verdict}: {message}"
 
 

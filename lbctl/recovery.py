@@ -142,6 +142,17 @@ def record_pending(ws: Workspace, target: Target, transport: Transport | None = 
         return None
 
 
+def settled_by_watchdog(ws: Workspace, name: str, event_id: str) -> None:
+    """The watchdog `event_id` reverted the change of a killed run already recorded `interrupted`
+    (while it was still live): that run needs nobody any more, only its files a sweep."""
+    try:
+        data = json.loads(marker_path(ws, name).read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return
+    if isinstance(data, dict) and data.get("watchdog") == event_id and data.get("recorded"):
+        write(ws, name, {**data, "ended": True})
+
+
 def release_reverted_lock(ws: Workspace, target: Target, transport: Transport) -> str | None:
     """Break the LB lock a killed run left (a directory over ssh outlives its lbctl) once the run is
     settled by its commit-confirm watchdog's revert; the journal records it (`unlocked`).

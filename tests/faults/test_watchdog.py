@@ -114,6 +114,22 @@ def test_killed_after_reload_the_lb_reverts_by_itself(local_scene: Scene) -> Non
     assert [e["verdict"] for e in scene.events()].count("watchdog-reverted") == 1  # never twice
 
 
+def test_killed_run_recorded_before_the_deadline_then_reverted(local_scene: Scene) -> None:
+    """`log` records the killed run while its change is still live; the revert then settles it."""
+    scene = local_scene
+    old, _ = pending_deploy(scene, 30, window="6s")
+    before = workers(scene)
+    interrupted = next(e for e in scene.events() if e["verdict"] == "interrupted")  # `log` recorded it
+    assert "runs the NEW config" in str(interrupted["message"]), interrupted
+    assert_reverted(scene, old, before)
+    code, out, err = scene.lbctl("status", "edge", "--json")
+    data = json.loads(out)["targets"][0]
+    assert any(line.startswith("watchdog-reverted") for line in data["watchdog"]), data
+    assert code == 0 and data["status"] == "good" and data["reasons"] == [], err + str(data)
+    assert data["interrupted_operation"] is None, data
+    assert scene.content_at(str(data["live"])) == old
+
+
 def test_confirmed_in_time_nothing_changes(local_scene: Scene) -> None:
     scene = local_scene
     _, new = pending_deploy(scene, 30, fault=None)
