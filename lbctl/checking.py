@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbctl.errors import UsageError
+from lbctl.errors import LbctlError, UsageError
 from lbctl.selectors import select
 from lbctl.workspace import Workspace
 
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from lbctl.routing_counters import BackendCounts
     from lbctl.routing_gate import RoutingJudgement
     from lbctl.semantic import SemanticDiff
+    from lbctl.transports.base import Transport
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,59 @@ class CheckReport:
         }
 
 
+class _Connection:
+    """One connection to the target for everything `check` reads there, opened when first needed.
+
+    A failure to open is kept, so the steps that follow say so without waiting on the network again.
+    """
+
+    def __init__(self, target: Target) -> None:
+        from lbctl.transports import transport_for
+
+        self.target = target
+        self.transport = transport_for(target)
+        self._stack = ExitStack()
+        self._open = False
+        self._failed: LbctlError | None = None
+
+    def get(self) -> Transport:
+        from lbctl.lifecycle import _connect
+
+        if self._failed is not None:
+            raise self._failed
+        if not self._open:
+            try:
+                self._stack.enter_context(_connect(self.transport, self.target))
+            except LbctlError as exc:
+                self._failed = exc
+                raise
+            self._open = True
+        return self.transport
+
+    def close(self) -> None:
+        self._stack.close()
+
+
 def check(
     ws: Workspace, name: str, *, file: Path | None = None, rev: str | None = None, replay: Path | None = None
 ) -> CheckReport:
     """Everything `deploy` would judge before the push, without pushing: fit for a PR's CI job."""
+    lb = _Connection(ws.target(name))
+    try:
+        return _check(ws, name, lb, file=file, rev=rev, replay=replay)
+    finally:
+        lb.close()
+
+
+def _check(
+    ws: Workspace,
+    name: str,
+    lb: _Connection,
+    *,
+    file: Path | None = None,
+    rev: str | None = None,
+    replay: Path | None = None,
+) -> CheckReport:
     import shutil
     import tempfile
 
@@ -65,7 +116,6 @@ def check(
     from lbctl.kinds import kind_for
     from lbctl.preflight import analyze
     from lbctl.recovery import record_pending
-    from lbctl.transports import transport_for
     from lbctl.transports.local import LocalTransport
 
     target = ws.target(name)
@@ -105,19 +155,17 @@ def check(
         findings.append(f"{exc.message}\n{exc.details}".strip())
 
     def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
-        from lbctl.errors import LbctlError, TransientError
-        from lbctl.lifecycle import _connect
+        from lbctl.errors import TransientError
         from lbctl.routing_counters import sample
 
         try:
-            with _connect(transport_for(target), target) as transport:
-                return sample(kind, transport)
+            return sample(kind, lb.get())
         except (LbctlError, TransientError, OSError) as exc:
             return f"the LB's counters could not be read ({exc}): the routing figures are bounds"
 
     policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
     # Routing cases and replay first: a replay's figures replace the estimate in the analysis.
-    routing = _routing(ws, target, baseline, state.live, bundle, at, label, replay)
+    routing = _routing(ws, target, lb, baseline, state.live, bundle, at, label, replay)
     replayed = None
     if routing.replay is not None:
         from lbctl.replay import replayed as replay_figures
@@ -132,9 +180,9 @@ def check(
     output, valid = "", True
     validate_here = shutil.which(binary) is not None
     # The sockets / API the target names, tested on the LB (a wrong one is a setting to fix, exit 2).
-    config_problems = _endpoint_problems(target, kind, notes)
+    config_problems = _endpoint_problems(target, kind, lb, notes)
     if not config_problems:
-        notes.append(f"path: {_origin(target, kind)}")  # a `path` the LB does not read: exit 2
+        notes.append(f"path: {_origin(target, kind, lb)}")  # a `path` the LB does not read: exit 2
     if validate_here:
         # The LB's own validator is here: check in a temp dir, touching nothing of the target's.
         where = f"local {binary}"
@@ -149,23 +197,22 @@ def check(
                 output, valid = exc.details, False
     else:
         from lbctl.errors import TransientError, Unreachable
-        from lbctl.lifecycle import _connect
         from lbctl.placement import placement
 
-        with _connect(transport_for(target), target) as transport:
-            where = f"{binary} on {transport.where}"
-            place = placement(transport, target.path or "", bundle, ())
+        transport = lb.get()
+        where = f"{binary} on {transport.where}"
+        place = placement(transport, target.path or "", bundle, ())
+        try:
+            staged = place.stage()
             try:
-                staged = place.stage()
-                try:
-                    output = kind.validate(transport, staged)
-                except ValidationFailed as exc:
-                    findings.append(f"{exc.message}\n{exc.details}".strip())
-                    output, valid = exc.details, False
-                finally:
-                    place.discard()
-            except TransientError as exc:
-                raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
+                output = kind.validate(transport, staged)
+            except ValidationFailed as exc:
+                findings.append(f"{exc.message}\n{exc.details}".strip())
+                output, valid = exc.details, False
+            finally:
+                place.discard()
+        except TransientError as exc:
+            raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
     findings += [p.text for p in routing.problems]
     notes += routing.notes
     return CheckReport(
@@ -182,18 +229,15 @@ def check(
     )
 
 
-def _origin(target: Target, kind: Kind) -> Origin:
+def _origin(target: Target, kind: Kind, lb: _Connection) -> Origin:
     """The file the running LB reads; a `path` that is not it is refused (exit 2)."""
     from lbctl.conformance import check_origin, origin_unknown, wrong_path
     from lbctl.errors import TransientError, Unreachable
-    from lbctl.lifecycle import _connect
-    from lbctl.transports import transport_for
 
     if not target.path or target.transport == "http":
         return origin_unknown("the target has no config file")
     try:
-        with _connect(transport_for(target), target) as transport:
-            origin = check_origin(kind, transport, target)
+        origin = check_origin(kind, lb.get(), target)
     except (Unreachable, TransientError) as exc:
         return origin_unknown(f"could not reach the LB to ask which file it reads: {exc.args[0] if exc.args else exc}")
     if origin.matches is False:
@@ -201,21 +245,20 @@ def _origin(target: Target, kind: Kind) -> Origin:
     return origin
 
 
-def _endpoint_problems(target: Target, kind: Kind, notes: list[str]) -> list[str]:
-    """Wrong sockets / API settings of `target`, as found on the LB (one try: `check` must not wait).
+def _endpoint_problems(target: Target, kind: Kind, lb: _Connection, notes: list[str]) -> list[str]:
+    """Wrong sockets / API settings of `target`, as found on the LB.
 
     A LB that cannot be reached from here, or a host without the target's live config (a CI
     runner checking a `local` target), is a note, not a failure.
     """
-    from lbctl.errors import ConfigError, LbctlError, TransientError
+    from lbctl.errors import ConfigError, TransientError
     from lbctl.kinds.base import Kind as BaseKind
-    from lbctl.transports import transport_for
 
     if type(kind).check_endpoints is BaseKind.check_endpoints:
         return []  # the kind names no socket or API to test (nginx): no connection for nothing
-    transport = transport_for(target)
+    transport = lb.transport
     try:
-        transport.open()
+        lb.get()
         if target.transport != "http" and target.path and transport.read_file(target.path) is None:
             # No live config here: a CI runner checking a `local` target, not the LB host.
             notes.append(f"no {target.path} on {transport.where}: not the LB host, its sockets were not tested")
@@ -225,14 +268,13 @@ def _endpoint_problems(target: Target, kind: Kind, notes: list[str]) -> list[str
         return [str(exc)]
     except (TransientError, LbctlError) as exc:
         notes.append(f"could not reach {transport.where} to test its sockets / API: {str(exc).splitlines()[0]}")
-    finally:
-        transport.close()
     return []
 
 
 def _routing(
     ws: Workspace,
     target: Target,
+    lb: _Connection,
     live: Bundle | None,
     live_rev: str | None,
     candidate: Bundle,
@@ -241,11 +283,7 @@ def _routing(
     replay: Path | None,
 ) -> RoutingJudgement:
     """Routing cases and replay; the target's `replay_log` is read over its transport (else a note)."""
-    from contextlib import ExitStack
-
-    from lbctl.errors import LbctlError
     from lbctl.routing_gate import judge
-    from lbctl.transports import transport_for
 
     note = None
     if live is None and (replay is not None or target.replay_log) and ws.store.has_commits():
@@ -254,24 +292,21 @@ def _routing(
 
         live, live_rev = bundle_at(ws.store, kind_for(target), target, "HEAD"), ws.store.resolve("HEAD")
         note = f"nothing is recorded live on {target.name}: the replay compares the candidate with HEAD"
-    with ExitStack() as stack:
-        transport = None
-        if replay is None and target.replay_log:
-            from lbctl.lifecycle import _connect
-
-            try:
-                transport = stack.enter_context(_connect(transport_for(target), target))
-            except LbctlError as exc:
-                note = f"replay skipped: {exc.message}"
-        verdict = judge(
-            ws,
-            target,
-            live=live,
-            live_rev=live_rev,
-            candidate=candidate,
-            candidate_rev=at,
-            label=label,
-            replay_file=replay,
-            transport=transport,
-        )
+    transport = None
+    if replay is None and target.replay_log:
+        try:
+            transport = lb.get()
+        except LbctlError as exc:
+            note = f"replay skipped: {exc.message}"
+    verdict = judge(
+        ws,
+        target,
+        live=live,
+        live_rev=live_rev,
+        candidate=candidate,
+        candidate_rev=at,
+        label=label,
+        replay_file=replay,
+        transport=transport,
+    )
     return replace(verdict, notes=(*verdict.notes, note)) if note else verdict
