@@ -33,8 +33,8 @@ def toml(haproxy: Haproxy, fe_port: int, *, balance: bool) -> str:
 
 
 def deploy(store: Path, cfg: Path, marks: dict[str, float]) -> int:
-    from lbctl import operations
-    from lbctl.workspace import open_workspace
+    from lbctl.commands import deploy as operations
+    from lbctl.store.workspace import open_workspace
 
     def report(stage: str, message: str) -> None:
         if stage == "reload" and message == "..." and "reload" not in marks:

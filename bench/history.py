@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from lbctl.journal import JOURNAL_REF, Event, TargetState
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml
+from lbctl.store.journal import JOURNAL_REF, Event, TargetState
 
 SOURCE = "configs/edge/haproxy.cfg"
 

@@ -23,11 +23,11 @@ import resource
 import statistics
 import time
 
-from lbctl.bundle import Bundle
 from lbctl.config import Safety, Target
-from lbctl.gates import routing_radius
-from lbctl.replay import parse_log, replay, routing_moves
+from lbctl.engine.gates import routing_radius
+from lbctl.engine.replay import parse_log, replay, routing_moves
 from lbctl.semantic.routing import RoutingReport
+from lbctl.store.bundle import Bundle
 
 MAP = "/etc/haproxy/routes.map"
 

@@ -52,8 +52,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
     args = parser.parse_args()
+    from lbctl.store.workspace import open_workspace
     from lbctl.watch.runner import run
-    from lbctl.workspace import open_workspace
 
     with tempfile.TemporaryDirectory(prefix="lbctl-bench-watch-") as tmp:
         root = Path(tmp)

@@ -65,7 +65,7 @@ def _root(
 
 
 def _workspace(store: str | None, connect: str | None = None, require_sources: bool = True, sync: bool = False):  # type: ignore[no-untyped-def]
-    from lbctl.workspace import open_workspace
+    from lbctl.store.workspace import open_workspace
 
     ws = open_workspace(store, connect=connect, require_sources=require_sources)
     if sync:
@@ -74,8 +74,8 @@ def _workspace(store: str | None, connect: str | None = None, require_sources: b
 
 
 def _sync(ws) -> None:  # type: ignore[no-untyped-def]
-    """Fetch the store's remote before reading state (lbctl.sync); its warnings go to stderr."""
-    from lbctl.sync import refresh
+    """Fetch the store's remote before reading state (lbctl.store.sync); its warnings go to stderr."""
+    from lbctl.store.sync import refresh
 
     for warning in refresh(ws).warnings:
         print(f"lbctl: warning: {warning}", file=sys.stderr)
@@ -98,7 +98,7 @@ def init(
 ) -> int:
     """Create a store: a git repo with a commented lbctl.toml and configs/."""
     from lbctl.render import emit_json, say
-    from lbctl.store import init_store
+    from lbctl.store.repo import init_store
 
     root = init_store(directory)
     if json_out:
@@ -148,7 +148,8 @@ def deploy(
         )
     _require_consent(yes, dry_run, "deploy")
     ws = _workspace(store, connect=target, sync=dry_run)  # the LB handshake runs while the rest loads
-    from lbctl import operations, render
+    from lbctl import render
+    from lbctl.commands import deploy as operations
 
     outcome = operations.deploy(
         ws,
@@ -190,7 +191,8 @@ def rollback(
     """Restore a prior revision as a new commit, with the same verification."""
     _require_consent(yes, dry_run, "roll back")
     ws = _workspace(store, connect=target, sync=True)  # the LB handshake runs while the rest loads
-    from lbctl import operations, render
+    from lbctl import render
+    from lbctl.commands import deploy as operations
 
     outcome = operations.rollback(
         ws,
@@ -224,7 +226,8 @@ def check(
     quiet: QuietOpt = False,
 ) -> int:
     """Parse, validate natively, lint against policy and preview traffic; deploy nothing."""
-    from lbctl import checking, render
+    from lbctl import render
+    from lbctl.commands import check as checking
 
     report = checking.check(_workspace(store), target, file=file, rev=rev, replay=replay)
     return render.check_report(report, json_out=json_out)
@@ -242,7 +245,7 @@ def test_routes(
     quiet: QuietOpt = False,
 ) -> int:
     """Run the target's routing cases through the candidate, in a local sandbox of the real LB binary."""
-    from lbctl import routing
+    from lbctl.commands import test as routing
 
     if fmt not in ("text", "json", "junit"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json or junit")
@@ -264,8 +267,8 @@ def status(
 ) -> int:
     """What is live on each target, last-good, drift, health and lock holder."""
     from lbctl import render
-    from lbctl.status import status as statuses
-    from lbctl.workspace import EVERY_TARGET
+    from lbctl.commands.status import status as statuses
+    from lbctl.store.workspace import EVERY_TARGET
 
     # --offline leaves the targets alone; the store's remote is still fetched (`[store] sync`).
     ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET), sync=True)
@@ -282,7 +285,8 @@ def log(
     quiet: QuietOpt = False,
 ) -> int:
     """Deploy events and their revisions, newest first."""
-    from lbctl import history, render
+    from lbctl import render
+    from lbctl.commands import log as history
 
     return render.log(history.log(_workspace(store, sync=True), target, limit=n), json_out=json_out)
 
@@ -305,7 +309,8 @@ def diff(
     quiet: QuietOpt = False,
 ) -> int:
     """What changed: live vs your edits (work tree, --cached: index, or HEAD), two revisions, the LB, two files."""
-    from lbctl import compare, render
+    from lbctl import render
+    from lbctl.commands import diff as compare
 
     words = list(args or [])
     if kind is not None:
@@ -337,8 +342,9 @@ def pull(
     quiet: QuietOpt = False,
 ) -> int:
     """Commit the config running on the LB (adopt a brownfield LB, or record a hand edit)."""
-    from lbctl import adopt, render
-    from lbctl.sync import publish_after
+    from lbctl import render
+    from lbctl.commands import pull as adopt
+    from lbctl.store.sync import publish_after
 
     ws = _workspace(store, connect=target, require_sources=False, sync=True)
     result = adopt.pull(ws, target, message=message)
@@ -369,7 +375,7 @@ def unlock(
 ) -> int:
     """Break a stale lock on a target (local and on the LB host); recorded in the journal."""
     from lbctl import render
-    from lbctl.unlock import unlock as break_lock
+    from lbctl.commands.unlock import unlock as break_lock
 
     result = break_lock(_workspace(store, connect=target), target, force=force)
     if json_out:
@@ -393,7 +399,7 @@ def confirm(
 ) -> int:
     """Confirm a change deployed with --confirm-within (0), or extend it; 1: already reverted, 2: none pending."""
     from lbctl import render
-    from lbctl.confirming import confirm as confirm_change
+    from lbctl.commands.confirm import confirm as confirm_change
 
     result = confirm_change(_workspace(store, connect=target), target, event_id, extend=_seconds(extend))
     if json_out:
@@ -421,7 +427,7 @@ def demo(
     quiet: QuietOpt = False,
 ) -> int:
     """Replay the outage on a real local HAProxy and watch lbctl catch and undo it."""
-    from lbctl.demo import run_demo
+    from lbctl.commands.demo import run_demo
 
     return run_demo(keep=keep)
 
@@ -508,7 +514,7 @@ def notify(
     return 0
 
 
-# -- timeline (lbctl.timeline) --------------------------------------------------------------------
+# -- timeline (lbctl.commands.timeline) --------------------------------------------------------------------
 @app.command()
 def timeline(
     args: Annotated[
@@ -525,7 +531,7 @@ def timeline(
     quiet: QuietOpt = False,
 ) -> int:
     """Every change, stage, verdict, rollback and note in a window, in UTC order, for a postmortem."""
-    from lbctl import timeline as tl
+    from lbctl.commands import timeline as tl
 
     words = list(args or [])
     if words and words[0] == "note":
@@ -568,8 +574,8 @@ def drill(
     quiet: QuietOpt = False,
 ) -> int:
     """Rehearse a load-balancer failure: break a sandbox on purpose, let the trainee undo it, report."""
+    from lbctl.commands.drill import run_drill, summary
     from lbctl.config import duration
-    from lbctl.drill import run_drill, summary
 
     if not sandbox:
         raise UsageError("drills run on a throw-away local HAProxy only, for now", hint="add --sandbox")
@@ -617,7 +623,8 @@ def ci_plan(
     quiet: QuietOpt = False,
 ) -> int:
     """Markdown for a pull request: each changed target's diff, traffic, gates and plan checksum."""
-    from lbctl import ci, render
+    from lbctl import render
+    from lbctl.commands import ci
 
     result = ci.plan(_workspace(store, sync=True), base)
     if json_out:
@@ -640,7 +647,8 @@ def ci_apply(
 
     Commit-confirm is on (the target's confirm_within, else 5m) and each verified change is
     confirmed at once; `--confirm-within 0` turns it off."""
-    from lbctl import ci, render
+    from lbctl import render
+    from lbctl.commands import ci
 
     result = ci.apply(
         _workspace(store),

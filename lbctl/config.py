@@ -35,13 +35,13 @@ _STRICT: dict[str, Any] = {"extra": "forbid", "populate_by_name": True}
 
 
 def _splits_like_a_shell(value: str | None) -> str | None:
-    """A command run by `/bin/sh -c` (`lbctl.commands`): balanced quotes, placeholders left bare."""
+    """A command run by `/bin/sh -c` (`lbctl.shell`): balanced quotes, placeholders left bare."""
     if value is not None:
         try:
             shlex.split(value)
         except ValueError as exc:
             raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
-        from lbctl.commands import quoted_placeholder
+        from lbctl.shell import quoted_placeholder
 
         quoted = quoted_placeholder(value)
         if quoted:
@@ -70,7 +70,7 @@ def _ip_address(value: str | None) -> str | None:
 
 def _relative_source(value: str) -> str:
     """A store path, normalised as git names it (`./a//b.cfg` is `a/b.cfg`): gitio's one rule."""
-    from lbctl.gitio import GitError, split_path
+    from lbctl.store.gitio import GitError, split_path
 
     try:
         if value.startswith("/"):
@@ -111,7 +111,7 @@ class CommandCheck:
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     type: Literal["command"]
-    # `command` is shell syntax run by /bin/sh -c with placeholders (`lbctl.commands`); `argv` runs as listed.
+    # `command` is shell syntax run by /bin/sh -c with placeholders (`lbctl.shell`); `argv` runs as listed.
     command: Annotated[str | None, AfterValidator(_splits_like_a_shell)] = None
     argv: Annotated[list[str] | None, Field(min_length=1)] = None
     timeout: Annotated[float, Field(gt=0)] = 10.0
@@ -271,7 +271,7 @@ class Target:
 
     def _check_placeholders(self) -> None:
         """Every placeholder a command uses has a value on this target (found now, not mid-deploy)."""
-        from lbctl.commands import missing_placeholders, values_for
+        from lbctl.shell import missing_placeholders, values_for
 
         values = values_for(self)
         commands = [("validate", self.validate_command), ("reload", self.reload)]
@@ -344,7 +344,7 @@ class NotifySink:
 
 @dataclass(frozen=True)
 class StoreSync:
-    """`[store]`: the git remote a team shares the store through (see `lbctl.sync`)."""
+    """`[store]`: the git remote a team shares the store through (see `lbctl.store.sync`)."""
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     remote: str | None = None  # default: the branch's upstream remote, when there is one

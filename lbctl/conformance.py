@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 from lbctl.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.config import Target
     from lbctl.kinds.base import Kind
+    from lbctl.store.bundle import Bundle
     from lbctl.transports.base import Transport
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 def holder_info(operation: str, target: str) -> str:
-    from lbctl.journal import timestamp
+    from lbctl.store.journal import timestamp
 
     return json.dumps(
         {

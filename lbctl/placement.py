@@ -3,7 +3,7 @@
 A single file is staged beside the live one and renamed over it (the transport's
 `write_staged` / `swap` / `restore`), exactly as lbctl always did.
 
-A tree (a bundle with includes, `lbctl.bundle`) is all-or-nothing:
+A tree (a bundle with includes, `lbctl.store.bundle`) is all-or-nothing:
 
 - **stage**: a directory beside the live file, `.NAME.lbctl-stage-TOKEN/`, mirrors the live
   directory: the bundle's files are written there at their relative places, and every other
@@ -33,8 +33,8 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
-from lbctl.bundle import Bundle
 from lbctl.errors import ConfigError, ExitCode, LbctlError
+from lbctl.store.bundle import Bundle
 from lbctl.transports.base import Transport
 
 _MIRROR = r"""

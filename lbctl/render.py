@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any
 from lbctl.masking import hide, mask_json, mask_message
 
 if TYPE_CHECKING:
-    from lbctl.checking import CheckReport
-    from lbctl.compare import DiffResult
-    from lbctl.history import LogEntry
-    from lbctl.lifecycle import Outcome, Reporter
-    from lbctl.planning import Plan
-    from lbctl.status import TargetStatus
+    from lbctl.commands.check import CheckReport
+    from lbctl.commands.diff import DiffResult
+    from lbctl.commands.log import LogEntry
+    from lbctl.commands.status import TargetStatus
+    from lbctl.engine.execute import Outcome, Reporter
+    from lbctl.engine.plan import Plan
 
 
 def say(text: str, *, quiet: bool = False) -> None:
@@ -199,7 +199,7 @@ def check_report(report: CheckReport, *, json_out: bool) -> int:
 
 
 def status(results: Sequence[TargetStatus], *, json_out: bool) -> int:
-    from lbctl.status import exit_code
+    from lbctl.commands.status import exit_code
 
     code = exit_code(list(results))
     if json_out:

@@ -118,7 +118,7 @@ class CommandHealthCheck(HealthCheck):
     def _argv(self) -> list[str]:
         if self.spec.command is None:
             return list(self.spec.argv or ())
-        from lbctl.commands import shell_argv, values_for
+        from lbctl.shell import shell_argv, values_for
 
         return shell_argv(self.spec.command, values_for(self.target), key=f"targets.{self.target.name}.checks")
 

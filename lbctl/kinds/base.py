@@ -17,13 +17,13 @@ the LB's own commands, and does all I/O through the target's transport. Contract
 - `prepare(content)` / `canonical(content)`: what is pushed for a store file, and the form
   in which a running config and the store's are compared.
 - `include_patterns(content)`: the relative paths (globs allowed) a config includes, for a
-  kind whose configs span several files (`lbctl.bundle` deploys the store's ones with it).
+  kind whose configs span several files (`lbctl.store.bundle` deploys the store's ones with it).
 - `config_origin(transport)`: the config file(s) the running LB was started with, or why
   that cannot be known (`lbctl.conformance`).
 - `conformance(transport, deployed)`: whether the LB's running state is `deployed`'s.
 - `validate_argv` / `reload_argv`: a target's `validate` / `reload` strings are shell
   commands, run by `/bin/sh -c` on the LB host with their placeholders quoted
-  (`lbctl.commands`); the kind's defaults are plain argument lists.
+  (`lbctl.shell`); the kind's defaults are plain argument lists.
 - `shown_names(text, staged)`: the LB's messages with the staged and live file names
   replaced by the store's (`configs/edge/haproxy.cfg:12`), so an error points at the line to fix.
 """
@@ -36,14 +36,14 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from lbctl.checks.counters import Snapshot
-from lbctl.commands import shell_argv, values_for
 from lbctl.config import Target
 from lbctl.errors import ConfigError, ValidationFailed
+from lbctl.shell import shell_argv, values_for
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.conformance import Conformance, Origin
+    from lbctl.store.bundle import Bundle
 
 STAGE_MARK = ".lbctl-stage-"  # in the name of a staged file, or of a staged tree's directory
 
@@ -62,7 +62,7 @@ class Kind(ABC):
     # A kind whose traffic readings are lbctl's own probes (Caddy) counts them in `probes_sent`;
     # the balance check then sends no top-up probes of its own.
     probes_itself: ClassVar[bool] = False
-    # A kind whose configs may `include` other files: its targets deploy a bundle (`lbctl.bundle`).
+    # A kind whose configs may `include` other files: its targets deploy a bundle (`lbctl.store.bundle`).
     follows_includes: ClassVar[bool] = False
     probes_sent: int = 0
     # What `conformance` imports, loaded in the background while the LB validates.

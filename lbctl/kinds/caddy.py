@@ -40,9 +40,9 @@ from lbctl.transports.base import Transport
 from lbctl.transports.http import ApiRefused, HttpTransport, canonical_json
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.conformance import Conformance
     from lbctl.kinds import caddy_traffic
+    from lbctl.store.bundle import Bundle
 
 VALIDATE_TIMEOUT = 60
 

@@ -34,8 +34,8 @@ from lbctl.kinds.haproxy_api import (
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.conformance import Conformance, Origin
+    from lbctl.store.bundle import Bundle
 
 __all__ = ["HaproxyKind", "ProcState", "balance_algorithms", "parse_show_proc", "parse_stats"]
 

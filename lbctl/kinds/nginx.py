@@ -30,8 +30,8 @@ from lbctl.kinds.nginx_traffic import TAIL_BYTES, LiveView, Tally, pick_log, rea
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.conformance import Conformance, Origin
+    from lbctl.store.bundle import Bundle
 
 _SHUTTING_DOWN = "is shutting down"
 # The LB host's clock now, its uptime, the clock tick, each worker's start (ticks since boot),

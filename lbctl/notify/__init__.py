@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lbctl.config import NotifySink
-    from lbctl.journal import Event
     from lbctl.notify.outbox import Outbox
-    from lbctl.store import Store
+    from lbctl.store.journal import Event
+    from lbctl.store.repo import Store
 
 
 def announce(store: Store, event: Event) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lbctl.journal import Event
+from lbctl.store.journal import Event
 
 DIFF_LINES = 12
 FAILED = ("failed", "validation-failed", "refused", "interrupted")

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lbctl.config import NotifySink
-from lbctl.journal import Event, timestamp
 from lbctl.notify.messages import body, kind_of, message
+from lbctl.store.journal import Event, timestamp
 
 FLUSH_BUDGET = 5.0  # seconds one flush may spend on all sinks together
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lbctl.config import WatchSettings
-from lbctl.journal import TargetState
+from lbctl.store.journal import TargetState
 
 if TYPE_CHECKING:
-    from lbctl.lifecycle import Outcome
-    from lbctl.workspace import Workspace
+    from lbctl.engine.execute import Outcome
+    from lbctl.store.workspace import Workspace
 
 
 def due(state: TargetState, settings: WatchSettings, done: set[str], now: datetime) -> bool:
@@ -57,7 +57,7 @@ class AutoRollback:
 
     def maybe(self, target: str, why: str) -> Outcome | None:
         """Roll `target` back if it is due; the outcome, or None when it was not due."""
-        from lbctl import operations
+        from lbctl.commands import deploy as operations
 
         state = self.ws.journal.state(target)
         if not due(state, self.settings, self.done(), datetime.now(tz=UTC)):

@@ -15,7 +15,7 @@ from lbctl.watch.evaluate import Change, TargetReport
 from lbctl.watch.runner import TargetInfo, WatchResult
 
 if TYPE_CHECKING:
-    from lbctl.workspace import Workspace
+    from lbctl.store.workspace import Workspace
 
 
 def select(ws: Workspace, name: str | None) -> list[Target]:

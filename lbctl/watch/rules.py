@@ -18,8 +18,8 @@ from lbctl.watch.alertmanager import alert_name
 from lbctl.watch.runner import limits_for, target_info
 
 if TYPE_CHECKING:
+    from lbctl.store.workspace import Workspace
     from lbctl.watch.evaluate import Pool
-    from lbctl.workspace import Workspace
 
 
 def _duration(seconds: float) -> str:

@@ -31,11 +31,11 @@ from lbctl.watch.evaluate import (
 )
 
 if TYPE_CHECKING:
-    from lbctl.journal import Event
+    from lbctl.store.journal import Event
+    from lbctl.store.workspace import Workspace
     from lbctl.watch.alertmanager import AlertmanagerClient
     from lbctl.watch.metrics import MetricsServer
     from lbctl.watch.sources import Source
-    from lbctl.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ class Watcher:
 
 def alert_events(changes: Sequence[Change], infos: dict[str, TargetInfo]) -> list[Event]:
     """One event per alert that started firing (`watch-alert`) or resolved (`watch-resolved`)."""
-    from lbctl.journal import Event, new_event_id, timestamp
+    from lbctl.store.journal import Event, new_event_id, timestamp
 
     events = []
     for change in changes:

@@ -1,6 +1,6 @@
 """lbctl SIGKILLed at spread-out moments of a deploy, local and over ssh: the next commands recover.
 
-The kill comes from `LBCTL_FAULT_AT` (lifecycle.py), at a named stage: deterministic, unlike a
+The kill comes from `LBCTL_FAULT_AT` (engine/execute.py), at a named stage: deterministic, unlike a
 timer. After each: the LB runs a complete config (old or new, byte-equal, `haproxy -c` passes),
 `status` names the revision that runs and says it is unverified, `log` shows the interrupted
 operation, `rollback --to last-good --yes` works without --force and leaves HEAD saying what is

@@ -69,8 +69,8 @@ def test_an_eof_escaping_a_command_is_a_lost_connection_not_an_abort(monkeypatch
 def test_an_early_connection_lost_on_its_way_is_a_transient_error(ssh_scene: Scene) -> None:
     """A connection started ahead that paramiko loses with a bare EOFError is retried like any drop."""
     from lbctl.errors import TransientError
+    from lbctl.store.workspace import open_workspace
     from lbctl.transports.ssh import SshTransport
-    from lbctl.workspace import open_workspace
 
     target = open_workspace(str(ssh_scene.store)).target("edge")
     original = SshTransport._sftp

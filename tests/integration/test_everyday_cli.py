@@ -276,7 +276,7 @@ def test_no_color_turns_off_bold_too(store: Path) -> None:
 def test_ctrl_c_before_anything_changed_says_so(
     store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lbctl import lifecycle
+    from lbctl.engine import execute as lifecycle
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # the operator's Ctrl-C while the plan is being computed

@@ -6,9 +6,9 @@ import json
 import multiprocessing
 from pathlib import Path
 
-from lbctl.journal import Event, Journal, TargetState, new_event_id, timestamp
 from lbctl.lab.processes import free_port
-from lbctl.store import Store
+from lbctl.store.journal import Event, Journal, TargetState, new_event_id, timestamp
+from lbctl.store.repo import Store
 from tests.conftest import Lab, LbctlRunner, git, target_toml, write
 
 

@@ -89,7 +89,7 @@ def test_init_makes_a_commented_store_and_refuses_twice(tmp_path: Path, lbctl: L
 def test_internal_errors_are_exit_70_with_debug_traceback(
     store: Path, lbctl: LbctlRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lbctl import history
+    from lbctl.commands import log as history
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("boom")

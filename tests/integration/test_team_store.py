@@ -234,8 +234,8 @@ def test_two_clones_deploy_the_same_target_at_once_exactly_one_runs(slow_team: T
 
 
 def test_the_lease_is_shown_by_status_in_every_clone_and_broken_by_break_lease(team: Team, lbctl: LbctlRunner) -> None:
-    from lbctl import lease
-    from lbctl.workspace import open_workspace
+    from lbctl.store import lease
+    from lbctl.store.workspace import open_workspace
 
     alice, bob = team.clone("alice", "Alice"), team.clone("bob", "Bob")
     ws = open_workspace(str(alice))
@@ -517,8 +517,8 @@ def test_a_lease_is_renewed_while_held_and_an_expired_one_can_be_taken_over(
 ) -> None:
     import time
 
-    from lbctl import lease
-    from lbctl.workspace import open_workspace
+    from lbctl.store import lease
+    from lbctl.store.workspace import open_workspace
 
     alice, bob = team.clone("alice", "Alice"), team.clone("bob", "Bob")
     ws = open_workspace(str(alice))
@@ -553,7 +553,7 @@ def test_a_lease_is_renewed_while_held_and_an_expired_one_can_be_taken_over(
 
 
 def ws_remote(ws: object) -> object:
-    from lbctl.sync import remote_of
+    from lbctl.store.sync import remote_of
 
     found = remote_of(ws)  # type: ignore[arg-type]
     assert found is not None

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from lbctl.kinds.haproxy import ProcState
-from lbctl.lab.more import Caddy, Nginx, caddy_config, nginx_config, sole_listener
 from lbctl.lab.processes import Backends, free_port, stop
+from lbctl.lab.webservers import Caddy, Nginx, caddy_config, nginx_config, sole_listener
 from tests.conftest import LbctlRunner, git
 from tests.ssh.conftest import isolated_home, sshd  # noqa: F401 - the private sshd, for nginx over ssh
 

@@ -12,8 +12,8 @@ from lbctl.config import target_from
 from lbctl.errors import Refused
 from lbctl.kinds.base import ReloadFailed
 from lbctl.kinds.caddy import CaddyKind
-from lbctl.lab.more import LOG_FORMAT
 from lbctl.lab.processes import Load
+from lbctl.lab.webservers import LOG_FORMAT
 from lbctl.transports.http import HttpTransport
 from tests.conftest import LbctlRunner, write
 from tests.kinds.conftest import (

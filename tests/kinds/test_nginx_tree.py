@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.lab.more import Nginx, nginx_preamble, sole_listener
 from lbctl.lab.processes import Backends, free_port
+from lbctl.lab.webservers import Nginx, nginx_preamble, sole_listener
 from tests.conftest import LbctlRunner, git
 from tests.integration.test_lifecycle import status_json
 from tests.ssh.conftest import Sshd

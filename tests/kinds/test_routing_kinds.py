@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lbctl.lab.more import admin_section, nginx_preamble
+from lbctl.lab.webservers import admin_section, nginx_preamble
 from tests.conftest import LbctlRunner, git, write
 from tests.kinds.conftest import CADDY_SOURCE, NGINX_SOURCE, CaddyLab, NginxLab, make_store, nginx_target_toml
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from lbctl.config import Safety
+from lbctl.engine.gates import routing_radius
 from lbctl.errors import ParseError
-from lbctl.gates import routing_radius
 from lbctl.semantic import ConfigModel, parse_config, semantic_diff
 from lbctl.semantic.routing import Request, compare, regex_sample, tables
 from lbctl.semantic.routing_figures import with_counters

@@ -230,7 +230,7 @@ def test_a_connection_started_ahead_and_never_used_is_closed(sshd: Sshd) -> None
 
 def test_a_failed_early_connection_is_the_first_attempt_not_an_extra_one(sshd: Sshd) -> None:
     from lbctl import retry
-    from lbctl.lifecycle import _connect
+    from lbctl.engine.execute import _connect
 
     accepted: list[int] = []
     server = socket.socket()
@@ -264,7 +264,7 @@ def test_hostile_values_in_shell_commands_stay_one_word(
     sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`validate`, `reload` and command checks run by /bin/sh -c: placeholders are quoted, never code."""
-    from lbctl.commands import shell_argv
+    from lbctl.shell import shell_argv
 
     monkeypatch.chdir(tmp_path)
     path = str(tmp_path / f"cfg {HOSTILE}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.drill import run_drill
+from lbctl.commands.drill import run_drill
 from tests.conftest import LbctlRunner
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.bundle import Bundle, bundle_at, expand, pathspecs, revision_of, store_changes
 from lbctl.config import Target
-from lbctl.journal import blob_id
 from lbctl.kinds import kind_for
-from lbctl.store import Store
+from lbctl.store.bundle import Bundle, bundle_at, expand, pathspecs, revision_of, store_changes
+from lbctl.store.journal import blob_id
+from lbctl.store.repo import Store
 
 MAIN = b"""\
 events {}

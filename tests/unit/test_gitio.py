@@ -1,4 +1,4 @@
-"""lbctl.gitio against git itself: the same refs, objects and trees as git reads and writes."""
+"""lbctl.store.gitio against git itself: the same refs, objects and trees as git reads and writes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.gitio import Repo, git_dirs
+from lbctl.store.gitio import Repo, git_dirs
 
 
 def git(root: Path, *args: str, input: bytes | None = None) -> str:
@@ -118,8 +118,8 @@ def test_a_worktree_reads_its_own_head_and_the_shared_objects(root: Path, tmp_pa
 
 def test_a_sha256_repository_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     from lbctl.errors import StoreError
-    from lbctl.gitio import object_format
-    from lbctl.store import Store
+    from lbctl.store.gitio import object_format
+    from lbctl.store.repo import Store
 
     git(tmp_path, "init", "-q", "--object-format=sha256")
     assert object_format(tmp_path / ".git") == "sha256"
@@ -140,7 +140,7 @@ def test_a_file_replacing_a_directory_and_the_reverse_match_git(root: Path) -> N
 
 
 def test_paths_are_read_and_written_as_git_names_them(root: Path) -> None:
-    from lbctl.gitio import GitError, split_path
+    from lbctl.store.gitio import GitError, split_path
 
     r = repo(root)
     assert r.file_at("HEAD", "./configs//edge/haproxy.cfg") == b"global\n"
@@ -152,7 +152,7 @@ def test_paths_are_read_and_written_as_git_names_them(root: Path) -> None:
 
 
 def test_revisions_with_suffixes_and_annotated_tags_resolve_as_git_does(root: Path) -> None:
-    from lbctl.store import Store
+    from lbctl.store.repo import Store
 
     (root / "lbctl.toml").write_text("[targets]\n# two\n")
     git(root, "commit", "-qam", "two")

@@ -1,4 +1,4 @@
-"""Journal integration between clones (lbctl.sync), on real git repositories: a fast-forward, a
+"""Journal integration between clones (lbctl.store.sync), on real git repositories: a fast-forward, a
 replay of this clone's own events on the remote's, and a target both sides changed."""
 
 from __future__ import annotations
@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from lbctl.journal import JOURNAL_REF, Event, TargetState
-from lbctl.sync import fetch, integrate, publish, remote_of
-from lbctl.workspace import Workspace, open_workspace
+from lbctl.store.journal import JOURNAL_REF, Event, TargetState
+from lbctl.store.sync import fetch, integrate, publish, remote_of
+from lbctl.store.workspace import Workspace, open_workspace
 from tests.conftest import git
 
 TOML = """[targets.edge]

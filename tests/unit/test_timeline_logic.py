@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from lbctl.commands.timeline import build, markdown, parse_moment
 from lbctl.errors import UsageError
-from lbctl.journal import Event, Stage
-from lbctl.timeline import build, markdown, parse_moment
+from lbctl.store.journal import Event, Stage
 
 T0 = datetime(2026, 11, 23, 3, 0, tzinfo=UTC)
 DEPLOY_STAGES = (Stage("plan", True, 1.0), Stage("reload", True, 1.0), Stage("verify", True, 3.0))

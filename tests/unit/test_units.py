@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from lbctl.errors import TransientError, UsageError
-from lbctl.journal import TargetState, blob_id
 from lbctl.kinds.haproxy import parse_show_proc
-from lbctl.selectors import parse_time
-from lbctl.store import compose_message, parse_trailers
+from lbctl.store.journal import TargetState, blob_id
+from lbctl.store.repo import compose_message, parse_trailers
+from lbctl.store.selectors import parse_time
 
 SHOW_PROC = """\
 #<PID>          <type>          <reloads>       <uptime>        <version>
@@ -64,7 +64,7 @@ def test_staging_gate_follows_the_change_or_the_content() -> None:
     from pathlib import Path
 
     from lbctl.config import parse
-    from lbctl.gates import staging_gate
+    from lbctl.engine.gates import staging_gate
 
     raw = {
         "targets": {
@@ -138,8 +138,8 @@ def test_caddy_handler_gaining_its_first_setting_reads_as_one_change() -> None:
 
 
 def test_shell_commands_quote_placeholders_and_leave_the_rest_to_the_shell() -> None:
-    from lbctl.commands import quoted_placeholder, shell_line
     from lbctl.errors import ConfigError
+    from lbctl.shell import quoted_placeholder, shell_line
 
     values: dict[str, str | None] = {"path": "/etc/a b/it's.cfg", "master_socket": None}
     line = shell_line("haproxy -c -f {path} && echo ${HOME} {other}", values, key="k")

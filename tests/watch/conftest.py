@@ -93,9 +93,9 @@ class Running:
         import dataclasses
         import threading
 
+        from lbctl.store.workspace import open_workspace
         from lbctl.watch.evaluate import Change
         from lbctl.watch.runner import TargetInfo, WatchResult, run
-        from lbctl.workspace import open_workspace
 
         ws = open_workspace(str(root))
         settings = dataclasses.replace(ws.config.watch, **overrides)

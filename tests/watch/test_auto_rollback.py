@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from lbctl.config import WatchSettings
-from lbctl.journal import LiveEntry, TargetState
+from lbctl.store.journal import LiveEntry, TargetState
 from lbctl.watch.autorollback import due
 from tests.conftest import Lab, LbctlRunner, git
 from tests.watch.conftest import Running, Watched, admin, watch_toml
@@ -83,6 +83,6 @@ def test_an_alerting_recent_deploy_is_rolled_back_once(store: Path, lab: Lab, lb
 
 
 def watched_events(store: Path) -> list:  # type: ignore[type-arg]
-    from lbctl.workspace import open_workspace
+    from lbctl.store.workspace import open_workspace
 
     return list(open_workspace(str(store)).journal.events("edge"))

@@ -56,8 +56,8 @@ def test_no_traffic_is_inconclusive_never_a_pass_nor_an_alert(watched: Watched, 
 
 
 def test_a_reload_restarts_the_counters_and_is_not_read_as_traffic(watched: Watched) -> None:
+    from lbctl.store.workspace import open_workspace
     from lbctl.watch.runner import open_watcher
-    from lbctl.workspace import open_workspace
 
     ws = open_workspace(str(watched.root))
     watcher = open_watcher(ws, [ws.target("edge")], ws.config.watch)

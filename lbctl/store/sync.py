@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lbctl.errors import Refused
-from lbctl.journal import JOURNAL_REF, TargetState
+from lbctl.store.journal import JOURNAL_REF, TargetState
 
 if TYPE_CHECKING:
-    from lbctl.store import Store
-    from lbctl.workspace import Workspace
+    from lbctl.store.repo import Store
+    from lbctl.store.workspace import Workspace
 
 TRACKING = "refs/lbctl-remotes"
 _ZERO = "0" * 40
@@ -239,7 +239,7 @@ def integrate(ws: Workspace, remote: Remote) -> int:
 def _replay(store: Store, ours: str, theirs: str) -> tuple[str, int]:
     """Our events since the fork, re-recorded in order on top of `theirs`; (new tip, count)."""
     plumbing = store.plumbing
-    from lbctl.gitio import GitError
+    from lbctl.store.gitio import GitError
 
     try:
         base: str | None = plumbing.git("merge-base", ours, theirs).strip()
@@ -297,7 +297,7 @@ def _changed(store: Store, old_tree: str | None, new_tree: str | None) -> dict[s
 
 
 def _is_ancestor(store: Store, older: str, newer: str) -> bool:
-    from lbctl.gitio import GitError
+    from lbctl.store.gitio import GitError
 
     try:
         store.plumbing.git("merge-base", "--is-ancestor", older, newer)
@@ -443,7 +443,7 @@ def _push_branch(ws: Workspace, remote: Remote, *, op: str, target: str) -> str 
 def _merge(ws: Workspace, remote: Remote) -> bool:
     """Merge the remote's branch into HEAD (index and work tree too); False, and nothing changed,
     when git cannot do it cleanly (a conflict, or local edits in the way)."""
-    from lbctl.gitio import GitError
+    from lbctl.store.gitio import GitError
 
     store = ws.store
     store.identity()
@@ -512,8 +512,8 @@ def require_fresh(ws: Workspace, target: str, *, force: bool) -> SyncReport:
     head = store.ref("HEAD")
     if known is None or head is None:
         return report
-    from lbctl.bundle import store_paths
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import store_paths
 
     config = ws.target(target)
     paths = [*store_paths(store, kind_for(config), config), "lbctl.toml"]

@@ -1,10 +1,10 @@
 """The store: a git repository holding `lbctl.toml` and the LB configs.
 
 Revisions are ordinary commits whose metadata travels as `Lbctl-*` trailers.
-Deploy events live beside them in `refs/lbctl/journal` (see `journal.py`).
+Deploy events live beside them in `refs/lbctl/journal` (see `store/journal.py`).
 
 What a deploy or rollback needs (refs, files at a revision, new blobs, trees and commits)
-goes through `lbctl.gitio`, in-process; what must be atomic against other writers runs
+goes through `lbctl.store.gitio`, in-process; what must be atomic against other writers runs
 `git` (`update-ref` with the expected old value, `add`/`rm` for the index). GitPython
 (`Store.repo`, loaded on first use) serves history listings and commits made by git.
 """
@@ -19,9 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lbctl import gitio
 from lbctl.config import CONFIG_NAME
 from lbctl.errors import StoreError, UsageError
+from lbctl.store import gitio
 
 if TYPE_CHECKING:
     import git
@@ -188,7 +188,7 @@ class Store:
         """The newest commit at or before `at` that changed any of `paths` (git pathspecs).
 
         For a target that is the revision it is at: one path for a single file, the main
-        file and its includes' pathspecs for a tree (see `lbctl.bundle`).
+        file and its includes' pathspecs for a tree (see `lbctl.store.bundle`).
         """
         if not self.has_commits():
             return None

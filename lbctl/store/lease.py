@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from lbctl.errors import Locked, Refused, Unreachable
-from lbctl.journal import now
+from lbctl.store.journal import now
 
 if TYPE_CHECKING:
-    from lbctl.sync import Remote
-    from lbctl.workspace import Workspace
+    from lbctl.store.sync import Remote
+    from lbctl.store.workspace import Workspace
 
 LOCKS = "refs/lbctl/locks/"
 TTL_SECONDS = 60.0  # a lease lasts this long unless renewed
@@ -58,7 +58,7 @@ def ref_for(target: str) -> str:
 
 def tracked(ws: Workspace, target: str) -> Lease | None:
     """The lease this clone last fetched for `target` (what `status` shows); no git process."""
-    from lbctl.sync import remote_of
+    from lbctl.store.sync import remote_of
 
     remote = remote_of(ws)
     if remote is None:
@@ -81,7 +81,7 @@ def _read(ws: Workspace, target: str, sha: str) -> Lease:
 
 def _remote_value(ws: Workspace, remote: Remote, target: str) -> str | None:
     """What the remote holds for the lease now (one `ls-remote`, and a fetch if it is new here)."""
-    from lbctl.sync import run_git
+    from lbctl.store.sync import run_git
 
     ref = ref_for(target)
     out = run_git(ws.store, "ls-remote", remote.name, ref, timeout=remote.timeout)
@@ -112,7 +112,7 @@ def _write(ws: Workspace, target: str, operation: str, parent: str | None) -> st
 
 def _swap(ws: Workspace, remote: Remote, target: str, new: str | None, expected: str | None) -> None:
     """Compare-and-swap the remote's lease ref from `expected` to `new` (None: delete it)."""
-    from lbctl.sync import run_git
+    from lbctl.store.sync import run_git
 
     ref = ref_for(target)
     run_git(
@@ -136,7 +136,7 @@ def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -
 
     No remote (or `sync = "off"`): nothing to take. Remote unreachable: with `required=False`
     (a rollback, which never needs the remote) the block runs without a lease."""
-    from lbctl.sync import RemoteError, remote_of, require_up
+    from lbctl.store.sync import RemoteError, remote_of, require_up
 
     remote = remote_of(ws)
     if remote is None:
@@ -191,7 +191,7 @@ def held(ws: Workspace, target: str, operation: str, *, required: bool = True) -
 
 class Holding:
     """A lease held by this process: `handoff()` stops its renewal and gives (ref, sha), for the
-    journal's push to delete it on the way (`lbctl.sync.publish`); `released` then says it went."""
+    journal's push to delete it on the way (`lbctl.store.sync.publish`); `released` then says it went."""
 
     def __init__(self, lease: Lease, renewer: _Renewer) -> None:
         self.lease = lease
@@ -213,7 +213,7 @@ class _Renewer(threading.Thread):
         self._lock = threading.Lock()
 
     def run(self) -> None:
-        from lbctl.sync import RemoteError
+        from lbctl.store.sync import RemoteError
 
         while not self._done.wait(RENEW_EVERY):
             with self._lock:
@@ -236,8 +236,8 @@ def break_lease(ws: Workspace, target: str) -> Lease | None:
     """Delete the lease on `target` whoever holds it, and record that in the journal.
 
     Returns the lease that was broken, or None when there was none (or no remote)."""
-    from lbctl.journal import Event, new_event_id, timestamp
-    from lbctl.sync import RemoteError, publish_after, remote_of
+    from lbctl.store.journal import Event, new_event_id, timestamp
+    from lbctl.store.sync import RemoteError, publish_after, remote_of
 
     ws.target(target)
     remote = remote_of(ws)

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
 from lbctl.errors import ConfigError, ExitCode
-from lbctl.journal import TargetState
 from lbctl.lock import LockInfo, flock_holder, lb_lock_path, lock_info
-from lbctl.workspace import Workspace
+from lbctl.store.journal import TargetState
+from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.conformance import Conformance, Origin
     from lbctl.kinds.base import Kind
+    from lbctl.store.bundle import Bundle
     from lbctl.transports.base import Transport
 
 
@@ -89,11 +89,11 @@ def exit_code(results: list[TargetStatus]) -> int:
 
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
-    from lbctl import recovery
-    from lbctl.bundle import live_rels, read_live, recorded_blob
     from lbctl.checks import checks_for
     from lbctl.conformance import check_origin
+    from lbctl.engine import recovery
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import live_rels, read_live, recorded_blob
     from lbctl.transports import transport_for
 
     results = []
@@ -192,8 +192,8 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
 
 
 def _watchdogs(ws: Workspace, target: Target, transport: Transport) -> list[str]:
-    """Record what fired watchdogs did (`lbctl.confirming.settle`); describe the pending ones."""
-    from lbctl.confirming import describe, settle
+    """Record what fired watchdogs did (`lbctl.commands.confirm.settle`); describe the pending ones."""
+    from lbctl.commands.confirm import describe, settle
 
     pending, said = settle(ws, target, transport)
     return [*said, *(describe(w) for w in pending)]
@@ -203,8 +203,8 @@ def _conformance(
     ws: Workspace, kind: Kind, transport: Transport, target: Target, live: str | None, running: Bundle | None
 ) -> Conformance:
     """The LB's running state vs the live revision (as pushed), or vs its file when lbctl deployed nothing."""
-    from lbctl.bundle import bundle_at
     from lbctl.conformance import unknown
+    from lbctl.store.bundle import bundle_at
 
     deployed = bundle_at(ws.store, kind, target, live) if live else None
     if deployed is not None:
@@ -259,17 +259,17 @@ def _subject(ws: Workspace, rev: str | None) -> str | None:
 
 def _crashed_operation(ws: Workspace, target: Target) -> dict[str, Any] | None:
     """The in-flight record of an operation whose process is gone (not one that merely left files)."""
-    from lbctl import recovery
+    from lbctl.engine import recovery
 
     data = recovery.pending(ws, target.name)
     return None if data is None or data.get("ended") else data
 
 
 def _team_lease(ws: Workspace, name: str) -> str | None:
-    """The lease another clone holds on the store's remote (lbctl.lease), as last fetched."""
+    """The lease another clone holds on the store's remote (lbctl.store.lease), as last fetched."""
     if not (ws.store.plumbing.common_dir / "refs" / "lbctl-remotes").is_dir():
         return None  # never fetched from a team remote (a lease lives a minute: it is not packed yet)
-    from lbctl.lease import tracked
+    from lbctl.store.lease import tracked
 
     lease = tracked(ws, name)
     return f"{lease.describe()} (team lease on the remote)" if lease is not None and not lease.expired else None

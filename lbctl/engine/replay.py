@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.config import Target
-    from lbctl.preflight import Replayed
+    from lbctl.engine.preflight import Replayed
     from lbctl.sandbox import Answer, FindFile, Request
     from lbctl.semantic.routing import RoutingMove
+    from lbctl.store.bundle import Bundle
 
 MAX_REQUESTS = 100_000  # a bigger log is sampled evenly down to this
 
@@ -307,7 +307,7 @@ def routing_moves(result: ReplayResult) -> list[RoutingMove]:
 
 def replayed(result: ReplayResult) -> Replayed:
     """What `preflight.analyze(replay=...)` judges instead of the estimate."""
-    from lbctl.preflight import Replayed
+    from lbctl.engine.preflight import Replayed
 
     note = f"a replay of {result.requests} request(s) from {result.source}"
     return Replayed(routing_moves(result), note, frozenset(f.frontend for f in result.frontends if f.requests))

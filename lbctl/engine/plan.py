@@ -12,18 +12,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lbctl.bundle import recorded_blob
+from lbctl.engine.gates import Problem, checksum, drift, staging_gate
 from lbctl.errors import ExitCode, Refused, UsageError, ValidationFailed
-from lbctl.gates import Problem, checksum, drift, staging_gate
-from lbctl.journal import TargetState
+from lbctl.store.bundle import recorded_blob
+from lbctl.store.journal import TargetState
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.config import Target
+    from lbctl.engine.preflight import Analysis, CounterReader
+    from lbctl.engine.replay import ReplayResult
     from lbctl.kinds.base import Kind
-    from lbctl.preflight import Analysis, CounterReader
-    from lbctl.replay import ReplayResult
-    from lbctl.workspace import Workspace
+    from lbctl.store.bundle import Bundle
+    from lbctl.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def make_plan(
     (`lbctl diff TARGET A B` recomputes it), so the runbook's command does not pay for
     parsing both configs and loading the differ (~0.13 s) on its way back to last-good.
     """
-    from lbctl.preflight import Analysis, analyze
+    from lbctl.engine.preflight import Analysis, analyze
 
     policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
     if explain or op == "deploy":
@@ -130,7 +130,7 @@ def _drift_changes(ws: Workspace, target: Target, kind: Kind, state: TargetState
     """What the hand edit changed (only computed when the running config is not what lbctl left)."""
     if state.live is None or live is None:
         return []
-    from lbctl.bundle import bundle_at, differences
+    from lbctl.store.bundle import bundle_at, differences
 
     expected = bundle_at(ws.store, kind, target, state.live)
     if expected is None or expected == live:

@@ -9,7 +9,7 @@ never deployed to it again.
 
 `apply` deploys with commit-confirm on (the target's `confirm_within`, else 5m): should the job
 die between the reload and the verdict, the LB host reverts by itself. A change that verified
-good is confirmed at once (`lbctl.confirming.confirm`), so a successful job leaves nothing pending.
+good is confirmed at once (`lbctl.commands.confirm.confirm`), so a successful job leaves nothing pending.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import ExitCode, LbctlError
-from lbctl.gitio import GitError
+from lbctl.store.gitio import GitError
 
 if TYPE_CHECKING:
-    from lbctl.checking import CheckReport
-    from lbctl.lifecycle import Outcome, Reporter
-    from lbctl.workspace import Workspace
+    from lbctl.commands.check import CheckReport
+    from lbctl.engine.execute import Outcome, Reporter
+    from lbctl.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class CiResult:
 def default_base(ws: Workspace) -> str:
     """Where a change starts: the fork point from the remote's branch (a pull request), or HEAD's
     first parent when HEAD is on that branch (a merge being applied)."""
-    from lbctl.sync import remote_of
+    from lbctl.store.sync import remote_of
 
     store = ws.store
     remote = remote_of(ws)
@@ -91,8 +91,8 @@ def default_base(ws: Workspace) -> str:
 def changed_targets(ws: Workspace, base: str) -> list[str]:
     """Targets whose files (their source, the files it includes, at either end) or whose table in
     `lbctl.toml` (new targets included) differ from `base` to HEAD."""
-    from lbctl.bundle import bundle_at, pathspecs, store_paths
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import bundle_at, pathspecs, store_paths
 
     tables_before, tables_after = _target_tables(ws, base), _target_tables(ws, "HEAD")
     changed = []
@@ -126,9 +126,10 @@ def _target_tables(ws: Workspace, rev: str) -> dict[str, Any]:
 
 
 def plan(ws: Workspace, base: str | None) -> CiResult:
-    from lbctl import checking, operations
-    from lbctl.bundle import revision_of
+    from lbctl.commands import check as checking
+    from lbctl.commands import deploy as operations
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import revision_of
 
     base_sha = ws.store.resolve(base) if base else default_base(ws)
     head = ws.store.resolve("HEAD")
@@ -167,7 +168,9 @@ def _deploy_confirmed(
     ws: Workspace, name: str, rev: str | None, seconds: float, explicit: bool, report: Reporter
 ) -> TargetPlan:
     """Deploy under commit-confirm, then confirm it once verified (the verdict `confirmed`)."""
-    from lbctl import confirming, operations, sync
+    from lbctl.commands import confirm as confirming
+    from lbctl.commands import deploy as operations
+    from lbctl.store import sync
     from lbctl.watchdog import CannotArm
 
     def deploy(within: float) -> Outcome:
@@ -193,9 +196,9 @@ def _deploy_confirmed(
 
 def apply(ws: Workspace, base: str | None, *, report: Reporter, confirm_within: float | None = None) -> CiResult:
     """Deploy the changed targets; `confirm_within` (seconds, 0 off) overrides the commit-confirm window."""
-    from lbctl.bundle import revision_of
     from lbctl.kinds import kind_for
-    from lbctl.sync import refresh
+    from lbctl.store.bundle import revision_of
+    from lbctl.store.sync import refresh
 
     base_sha = ws.store.resolve(base) if base else default_base(ws)
     head = ws.store.resolve("HEAD")

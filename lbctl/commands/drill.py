@@ -162,7 +162,7 @@ def _store(root: Path, haproxy: Haproxy, fe_port: int) -> Path:
     import subprocess
 
     from lbctl.cli import main
-    from lbctl.store import init_store
+    from lbctl.store.repo import init_store
 
     init_store(root)
     defaults = "[defaults]\nverify_seconds = 1\ncheck_interval = 0.25\nretries = 2\n\n"
@@ -192,8 +192,9 @@ def _rehearse(
     on_ready: Callable[[Path, str], None] | None,
     say: Callable[[str], None],
 ) -> DrillReport:
-    from lbctl import operations, timeline
-    from lbctl.workspace import open_workspace
+    from lbctl.commands import deploy as operations
+    from lbctl.commands import timeline
+    from lbctl.store.workspace import open_workspace
 
     ws = open_workspace(str(store))
     begun = datetime.now(tz=UTC)
@@ -262,7 +263,7 @@ def _rehearse(
 
 
 def summary(report: DrillReport) -> str:
-    from lbctl.timeline import _span
+    from lbctl.commands.timeline import _span
 
     lines = [
         f"## Drill: {report.scenario}",

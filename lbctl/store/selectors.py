@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from lbctl.errors import LbctlError, UsageError
-from lbctl.journal import Journal, TargetState
-from lbctl.store import Store
+from lbctl.store.journal import Journal, TargetState
+from lbctl.store.repo import Store
 
 _TILDE = re.compile(r"^(?:~|prev-)(\d+)$")
 

@@ -1,6 +1,6 @@
 """`lbctl unlock TARGET [--force]`: break a lock whose operation is over, and say so in the journal.
 
-A target has two locks (lifecycle.py): a flock in this store (released by the kernel when its
+A target has two locks (engine/execute.py): a flock in this store (released by the kernel when its
 holder dies, so never stale) and one beside the live config on the LB host (a directory over
 ssh, which outlives a killed lbctl). A lock whose holder is provably gone (an lbctl on this
 machine whose process no longer exists) is broken; any other is refused without `--force`,
@@ -15,7 +15,7 @@ from typing import Any
 
 from lbctl.errors import Locked, TransientError, Unreachable
 from lbctl.lock import LockInfo, flock_holder, holder_info, lb_lock_path, lock_info
-from lbctl.workspace import Workspace
+from lbctl.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,9 @@ class UnlockResult:
 
 
 def unlock(ws: Workspace, name: str, *, force: bool = False) -> UnlockResult:
-    from lbctl import recovery, retry
-    from lbctl.journal import timestamp
+    from lbctl import retry
+    from lbctl.engine import recovery
+    from lbctl.store.journal import timestamp
     from lbctl.transports import transport_for
 
     target = ws.target(name)
@@ -81,7 +82,7 @@ def record(ws: Workspace, name: str, message: str, *, started: str | None = None
     """Append an `unlocked` event (who broke which lock) to the journal; the target's state is unchanged."""
     import json
 
-    from lbctl.journal import Event, new_event_id, timestamp
+    from lbctl.store.journal import Event, new_event_id, timestamp
 
     state = ws.journal.state(name)
     event = Event(

@@ -26,8 +26,8 @@ from lbctl.lock import holder_is_gone
 
 if TYPE_CHECKING:
     from lbctl.config import Target
+    from lbctl.store.workspace import Workspace
     from lbctl.transports.base import Transport
-    from lbctl.workspace import Workspace
 
 # Removes what lbctl's own steps leave beside the live file when they are cut short: staged
 # candidates (a file or a tree), restore and keep temporaries, a lock directory being made.
@@ -159,8 +159,8 @@ def release_reverted_lock(ws: Workspace, target: Target, transport: Transport) -
 
     Only that run's lock, and only when its holder is provably gone (this machine, pid gone): the same
     proof `lbctl unlock` and a deploy's take-over ask for. Returns the message recorded, or None."""
+    from lbctl.commands.unlock import record
     from lbctl.lock import lb_lock_path, lock_info
-    from lbctl.unlock import record
 
     data = pending(ws, target.name)
     if data is None or not data.get("ended") or not data.get("watchdog"):
@@ -203,7 +203,7 @@ def _watchdog_reverted(ws: Workspace, target: Target, transport: Transport, even
 
     Read from its result file on the LB host, or from its `watchdog-reverted` event once recorded."""
     from lbctl import watchdog
-    from lbctl.confirming import clock
+    from lbctl.commands.confirm import clock
 
     try:
         for watch in watchdog.scan(transport, target):
@@ -225,9 +225,9 @@ def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str,
 
     Returns its message ("" when the outcome was recorded already) and whether that settles the
     operation: its watchdog reverted it, so nothing is left for a human to look at."""
-    from lbctl.bundle import live_rels, reachable, read_live
-    from lbctl.journal import Event, new_event_id, timestamp
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import live_rels, reachable, read_live
+    from lbctl.store.journal import Event, new_event_id, timestamp
 
     kind = kind_for(target)
     state = ws.journal.state(target.name)

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lbctl.errors import UsageError
-from lbctl.journal import blob_id
+from lbctl.store.journal import blob_id
 
 if TYPE_CHECKING:
     from lbctl.config import Target
     from lbctl.kinds.base import Kind
-    from lbctl.store import Store
+    from lbctl.store.repo import Store
     from lbctl.transports.base import Transport
 
 MAX_FILES = 500  # an include glob that matches more than this is a mistake, not a config

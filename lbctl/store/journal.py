@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from lbctl.errors import DamagedStore, StoreError
 
 if TYPE_CHECKING:
-    from lbctl.store import Store
+    from lbctl.store.repo import Store
 
 JOURNAL_REF = "refs/lbctl/journal"
 HISTORY_KEPT = 200  # live changes kept in state; older ones are found by walking the journal
@@ -165,7 +165,7 @@ class Journal:
         return tip
 
     def state(self, target: str) -> TargetState:
-        from lbctl.gitio import GitError
+        from lbctl.store.gitio import GitError
 
         tip = self.tip()
         if tip is None:
@@ -187,7 +187,7 @@ class Journal:
 
     def _readable(self, tip: str) -> None:
         """The tip is a commit whose tree this store has, or `DamagedStore` says what is wrong."""
-        from lbctl.gitio import GitError
+        from lbctl.store.gitio import GitError
 
         try:
             commit = self.store.plumbing.commit(tip)
@@ -203,8 +203,8 @@ class Journal:
         Appends from other lbctl processes (other targets, other operators) are never lost:
         the ref moves by compare-and-swap, retried on a fresh tip.
         """
-        from lbctl.gitio import GitError
         from lbctl.notify import announce
+        from lbctl.store.gitio import GitError
 
         name, email = self.store.identity()
         with self.store.writing():

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbctl.routing import RoutingReport
+from lbctl.commands.test import RoutingReport
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.config import Target
-    from lbctl.gates import Problem
-    from lbctl.planning import Plan
-    from lbctl.replay import ReplayResult
+    from lbctl.engine.gates import Problem
+    from lbctl.engine.plan import Plan
+    from lbctl.engine.replay import ReplayResult
     from lbctl.sandbox import Request
+    from lbctl.store.bundle import Bundle
+    from lbctl.store.workspace import Workspace
     from lbctl.transports.base import Transport
-    from lbctl.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def judge(
 ) -> RoutingJudgement:
     """Routing cases through `candidate`; requests from `replay_file` (or the target's `replay_log`,
     read through `transport`) through `live` and `candidate`."""
-    from lbctl import routing
+    from lbctl.commands import test as routing
 
     problems: list[Problem] = []
     notes: list[str] = []
@@ -106,9 +106,9 @@ def with_routing(
         transport=transport,
     )
     if verdict.replay is not None and plan.analysis is not None:
-        from lbctl.planning import with_analysis
-        from lbctl.preflight import rejudged
-        from lbctl.replay import replayed
+        from lbctl.engine.plan import with_analysis
+        from lbctl.engine.preflight import rejudged
+        from lbctl.engine.replay import replayed
 
         policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
         analysis = rejudged(plan.analysis, target, policy, safety, replayed(verdict.replay))
@@ -121,7 +121,7 @@ def with_routing(
 def _requests(
     target: Target, replay_file: Path | None, transport: Transport | None, notes: list[str]
 ) -> tuple[list[Request], str, int]:
-    from lbctl.replay import parse_log
+    from lbctl.engine.replay import parse_log
 
     if replay_file is not None:
         from lbctl.errors import UsageError
@@ -162,8 +162,8 @@ def _replay(
     skipped: int,
     notes: list[str],
 ) -> ReplayResult | None:
-    from lbctl.replay import replay
-    from lbctl.routing import store_files
+    from lbctl.commands.test import store_files
+    from lbctl.engine.replay import replay
     from lbctl.sandbox import SandboxUnavailable
 
     try:

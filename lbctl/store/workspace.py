@@ -9,8 +9,8 @@ from pathlib import Path
 from lbctl import config as config_mod
 from lbctl.config import StoreConfig, Target
 from lbctl.errors import UsageError
-from lbctl.journal import Journal
-from lbctl.store import Store, find_root
+from lbctl.store.journal import Journal
+from lbctl.store.repo import Store, find_root
 
 
 @dataclass

@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import LbctlError, UsageError
-from lbctl.selectors import select
-from lbctl.workspace import Workspace
+from lbctl.store.selectors import select
+from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.config import Target
     from lbctl.conformance import Origin
+    from lbctl.engine.routing_counters import BackendCounts
+    from lbctl.engine.routing_gate import RoutingJudgement
     from lbctl.kinds.base import Kind
-    from lbctl.routing_counters import BackendCounts
-    from lbctl.routing_gate import RoutingJudgement
     from lbctl.semantic import SemanticDiff
+    from lbctl.store.bundle import Bundle
     from lbctl.transports.base import Transport
 
 
@@ -71,7 +71,7 @@ class _Connection:
         self._failed: LbctlError | None = None
 
     def get(self) -> Transport:
-        from lbctl.lifecycle import _connect
+        from lbctl.engine.execute import _connect
 
         if self._failed is not None:
             raise self._failed
@@ -111,11 +111,11 @@ def _check(
     import shutil
     import tempfile
 
-    from lbctl.bundle import bundle_at, bundle_in_worktree, expand, materialized
+    from lbctl.engine.preflight import analyze
+    from lbctl.engine.recovery import record_pending
     from lbctl.errors import ValidationFailed
     from lbctl.kinds import kind_for
-    from lbctl.preflight import analyze
-    from lbctl.recovery import record_pending
+    from lbctl.store.bundle import bundle_at, bundle_in_worktree, expand, materialized
     from lbctl.transports.local import LocalTransport
 
     target = ws.target(name)
@@ -155,8 +155,8 @@ def _check(
         findings.append(f"{exc.message}\n{exc.details}".strip())
 
     def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
+        from lbctl.engine.routing_counters import sample
         from lbctl.errors import TransientError
-        from lbctl.routing_counters import sample
 
         try:
             return sample(kind, lb.get())
@@ -168,7 +168,7 @@ def _check(
     routing = _routing(ws, target, lb, baseline, state.live, bundle, at, label, replay)
     replayed = None
     if routing.replay is not None:
-        from lbctl.replay import replayed as replay_figures
+        from lbctl.engine.replay import replayed as replay_figures
 
         replayed = replay_figures(routing.replay)
     analysis = analyze(target, policy, safety, baseline, bundle, counters=counters, replay=replayed)
@@ -283,12 +283,12 @@ def _routing(
     replay: Path | None,
 ) -> RoutingJudgement:
     """Routing cases and replay; the target's `replay_log` is read over its transport (else a note)."""
-    from lbctl.routing_gate import judge
+    from lbctl.engine.routing_gate import judge
 
     note = None
     if live is None and (replay is not None or target.replay_log) and ws.store.has_commits():
-        from lbctl.bundle import bundle_at
         from lbctl.kinds import kind_for
+        from lbctl.store.bundle import bundle_at
 
         live, live_rev = bundle_at(ws.store, kind_for(target), target, "HEAD"), ws.store.resolve("HEAD")
         note = f"nothing is recorded live on {target.name}: the replay compares the candidate with HEAD"

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Target
 from lbctl.errors import LbctlError
-from lbctl.journal import Event
-from lbctl.workspace import Workspace
+from lbctl.store.journal import Event
+from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
     pass
@@ -58,8 +58,8 @@ def log(ws: Workspace, name: str | None, *, limit: int = 20) -> list[LogEntry]:
 
 
 def _record_interrupted(ws: Workspace, target: Target) -> None:
-    """An operation that died on `target` goes into the journal before the log is read (`lbctl.recovery`)."""
-    from lbctl import recovery
+    """An operation that died on `target` goes into the journal before the log is read (`lbctl.engine.recovery`)."""
+    from lbctl.engine import recovery
     from lbctl.transports import transport_for
 
     if recovery.pending(ws, target.name) is None:

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from lbctl.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
-    from lbctl.bundle import Bundle
     from lbctl.config import Route, Target
-    from lbctl.gates import Problem
+    from lbctl.engine.gates import Problem
     from lbctl.sandbox import Answer, FindFile
     from lbctl.sandbox.running import Sandbox
-    from lbctl.store import Store
-    from lbctl.workspace import Workspace
+    from lbctl.store.bundle import Bundle
+    from lbctl.store.repo import Store
+    from lbctl.store.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -109,10 +109,10 @@ class RoutingReport:
             errors="1" if self.unavailable is not None else "0",
         )
         if self.unavailable is not None:
-            case = ET.SubElement(suite, "testcase", classname=f"lbctl.routing.{self.target}", name="sandbox")
+            case = ET.SubElement(suite, "testcase", classname=f"lbctl.commands.test.{self.target}", name="sandbox")
             ET.SubElement(case, "error", message="routing tests could not run").text = self.unavailable
         for result in self.cases:
-            case = ET.SubElement(suite, "testcase", classname=f"lbctl.routing.{self.target}", name=result.label)
+            case = ET.SubElement(suite, "testcase", classname=f"lbctl.commands.test.{self.target}", name=result.label)
             if not result.ok:
                 ET.SubElement(case, "failure", message="; ".join(result.failures)).text = "\n".join(result.failures)
         return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
@@ -199,9 +199,9 @@ def store_files(store: Store, target: Target, rev: str, bundle: Bundle | None = 
 def candidate(ws: Workspace, target: Target, *, file: Path | None, rev: str | None) -> tuple[Bundle, str, str]:
     """The bundle `test` judges, as `check` does: `--file`, `--rev`, the working tree when the target's
     files have uncommitted edits, else HEAD; with its label and the store revision its other files are from."""
-    from lbctl.bundle import bundle_at, bundle_in_worktree, expand
     from lbctl.kinds import kind_for
-    from lbctl.selectors import select
+    from lbctl.store.bundle import bundle_at, bundle_in_worktree, expand
+    from lbctl.store.selectors import select
 
     kind = kind_for(target)
     if file is not None and rev is not None:
@@ -235,7 +235,7 @@ def test(ws: Workspace, name: str, *, file: Path | None = None, rev: str | None 
 
 def problems(report: RoutingReport) -> tuple[list[Problem], list[str]]:
     """The gate of `check` and `deploy`: failed cases refuse (exit 3); a sandbox that could not run is a note."""
-    from lbctl.gates import Problem
+    from lbctl.engine.gates import Problem
 
     if report.unavailable is not None:
         return [], [f"routing tests could not run: {report.unavailable}"]

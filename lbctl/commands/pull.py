@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import UsageError
-from lbctl.journal import Event
-from lbctl.workspace import Workspace
+from lbctl.store.journal import Event
+from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
     pass
@@ -40,7 +40,10 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
     includes from beside it (nginx), in the same one commit.
     The running config is recorded as live but `unverified`: lbctl did not judge it.
     """
-    from lbctl.bundle import (
+    from lbctl.engine.execute import _connect, _read, lb_lock_path
+    from lbctl.kinds import kind_for
+    from lbctl.lock import hold_flock, holder_info
+    from lbctl.store.bundle import (
         bundle_at,
         expand,
         included_on_lb,
@@ -50,10 +53,7 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
         store_changes,
         store_paths,
     )
-    from lbctl.journal import new_event_id, timestamp
-    from lbctl.kinds import kind_for
-    from lbctl.lifecycle import _connect, _read, lb_lock_path
-    from lbctl.lock import hold_flock, holder_info
+    from lbctl.store.journal import new_event_id, timestamp
     from lbctl.transports import transport_for
 
     target = ws.target(name)
@@ -67,7 +67,7 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
         _connect(transport_for(target), target) as transport,
         transport.lock(lb_lock_path(target), info),
     ):
-        from lbctl import recovery
+        from lbctl.engine import recovery
 
         if recovery.pending(ws, name) is not None:  # an operation that died here: recorded before the pull
             recovery.recover(ws, target, transport, locked=True)

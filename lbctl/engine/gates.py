@@ -19,9 +19,9 @@ from lbctl.config import BalanceCheck, Policy, Safety, StoreConfig, Target, as_d
 from lbctl.errors import ExitCode
 
 if TYPE_CHECKING:
-    from lbctl.journal import Journal
     from lbctl.semantic import ConfigModel, SemanticDiff
     from lbctl.semantic.routing import RoutingReport
+    from lbctl.store.journal import Journal
 
 
 @dataclass(frozen=True)

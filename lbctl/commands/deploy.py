@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lbctl.errors import ExitCode, StoreError, UsageError
-from lbctl.selectors import select
-from lbctl.workspace import Workspace
+from lbctl.store.selectors import select
+from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from lbctl.config import Target
-    from lbctl.journal import TargetState
-    from lbctl.lifecycle import Candidate, Outcome, Reporter
-    from lbctl.planning import Plan
+    from lbctl.engine.execute import Candidate, Outcome, Reporter
+    from lbctl.engine.plan import Plan
+    from lbctl.store.journal import TargetState
 
 Confirm = Callable[["Plan"], bool]
 
@@ -37,9 +37,9 @@ def deploy(
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
-    from lbctl.bundle import bundle_at, expand, revision_of
+    from lbctl.engine.execute import Candidate, apply_change
     from lbctl.kinds import kind_for
-    from lbctl.lifecycle import Candidate, apply_change
+    from lbctl.store.bundle import bundle_at, expand, revision_of
 
     target = ws.target(name)
     kind = kind_for(target)
@@ -98,15 +98,15 @@ def deploy(
 
 @contextlib.contextmanager
 def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool = False) -> Iterator[None]:
-    """The store's remote around a change (`lbctl.sync`, `lbctl.lease`): before it, a deploy refuses a
+    """The store's remote around a change (`lbctl.store.sync`, `lbctl.store.lease`): before it, a deploy refuses a
     stale view; the team-wide lease is held during it; after it, the branch and journal are pushed.
     A rollback never needs the remote: unreachable, it goes ahead and pushes next time."""
-    from lbctl import sync
+    from lbctl.store import sync
 
     if sync.remote_of(ws) is None:
         yield
         return
-    from lbctl import lease
+    from lbctl.store import lease
 
     if op == "deploy":
         for warning in sync.require_fresh(ws, name, force=force).warnings:
@@ -124,9 +124,9 @@ def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool 
 
 def _own_files(ws: Workspace, target: Target) -> list[str]:
     """What a deploy to `target` reads from the store: lbctl.toml and the target's files."""
-    from lbctl.bundle import store_paths
     from lbctl.config import CONFIG_NAME
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import store_paths
 
     return [CONFIG_NAME, *store_paths(ws.store, kind_for(target), target)]
 
@@ -146,9 +146,9 @@ def rollback(
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
-    from lbctl.bundle import bundle_at
+    from lbctl.engine.execute import Outcome, apply_change, rollback_candidate
     from lbctl.kinds import kind_for
-    from lbctl.lifecycle import Outcome, apply_change, rollback_candidate
+    from lbctl.store.bundle import bundle_at
 
     target = ws.target(name)
     state = ws.journal.state(name)
@@ -156,7 +156,7 @@ def rollback(
     chosen = select(ws.store, ws.journal, state, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
     if not dry_run:
         # Only this target's files: an edit in progress elsewhere must not hold up the way back.
-        from lbctl.bundle import store_paths
+        from lbctl.store.bundle import store_paths
 
         ws.store.require_clean(only=store_paths(ws.store, kind, target))
         ws.store.identity()

@@ -1,6 +1,6 @@
 """`lbctl confirm`, and what the watchdogs on a LB host did, recorded in the journal.
 
-A change deployed with `--confirm-within` is recorded `pending-confirm` (`lbctl.lifecycle`) and a
+A change deployed with `--confirm-within` is recorded `pending-confirm` (`lbctl.engine.execute`) and a
 watchdog waits on the LB host (`lbctl.watchdog`). `confirm` disarms it (`confirmed`, the revision
 is good) or moves its deadline (`--extend`). Any command that reaches the target calls `settle`
 first: a watchdog that fired while nobody watched becomes a `watchdog-reverted`, `superseded`,
@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 from lbctl import watchdog
 from lbctl.errors import ExitCode, LbctlError, UsageError
-from lbctl.journal import Event, new_event_id, timestamp
 from lbctl.lock import holder_info
+from lbctl.store.journal import Event, new_event_id, timestamp
 
 if TYPE_CHECKING:
     from lbctl.config import Target
+    from lbctl.store.workspace import Workspace
     from lbctl.transports.base import Transport
     from lbctl.watchdog import Watch
-    from lbctl.workspace import Workspace
 
 VERDICTS = {
     "reverted": "watchdog-reverted",
@@ -95,7 +95,7 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
         new_state = new_state.marked_bad(state.live) if outcome == "reverted" else new_state
     ws.journal.append(event, new_state)
     if outcome == "reverted":
-        from lbctl import recovery
+        from lbctl.engine import recovery
 
         recovery.settled_by_watchdog(ws, target.name, watch.event_id)
     return f"{verdict}: {message}"
@@ -104,8 +104,8 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
 def _forward_commit(ws: Workspace, target: Target, bad_rev: str, restores: str | None, reason: str) -> str | None:
     """A commit restoring `restores`' files when HEAD still holds the reverted change's; None when HEAD
     moved on, the target's files have edits in progress, or the store cannot commit (said by `log`)."""
-    from lbctl.bundle import bundle_at, store_changes, store_paths
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import bundle_at, store_changes, store_paths
 
     if not bad_rev or not restores:
         return None

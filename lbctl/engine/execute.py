@@ -6,7 +6,7 @@ or, once the LB has changed: restore → reload → confirm → verify → forwa
 The load balancer always runs a complete config: the candidate is written beside the
 live file and renamed over it only after native validation, and the previous file is
 kept (hard link) so a restore is one rename too. A config that includes other store
-files is a bundle (`lbctl.bundle`) staged, swapped and restored as one tree
+files is a bundle (`lbctl.store.bundle`) staged, swapped and restored as one tree
 (`lbctl.placement`), with one validation and one reload. SIGINT is held off while the LB is
 between two states (swap+reload, restore, record) and honoured between stages.
 """
@@ -23,12 +23,14 @@ from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from lbctl import preload, recovery, retry
-from lbctl.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
+from lbctl import preload, retry
 from lbctl.checks import checks_for
 from lbctl.checks import modules_for as check_modules
 from lbctl.config import Target
 from lbctl.conformance import require_origin, settled
+from lbctl.engine import recovery
+from lbctl.engine.plan import Plan, enforce, make_plan, refuse
+from lbctl.engine.verify import Verification, verify
 from lbctl.errors import (
     ExitCode,
     Interrupted,
@@ -38,21 +40,20 @@ from lbctl.errors import (
     Unreachable,
     ValidationFailed,
 )
-from lbctl.journal import Event, LiveEntry, Stage, TargetState, new_event_id, timestamp
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
-from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived first: adopt.py imports it from here
+from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived first: commands/pull.py imports it from here
 from lbctl.placement import Placement, placement
-from lbctl.planning import Plan, enforce, make_plan, refuse
+from lbctl.store.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
+from lbctl.store.journal import Event, LiveEntry, Stage, TargetState, new_event_id, timestamp
+from lbctl.store.workspace import Workspace
 from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
-from lbctl.verify import Verification, verify
-from lbctl.workspace import Workspace
 
 if TYPE_CHECKING:
-    from lbctl.routing_counters import BackendCounts
-    from lbctl.store import Store
+    from lbctl.engine.routing_counters import BackendCounts
+    from lbctl.store.repo import Store
 
 BEFORE_SEARCHED = 20  # store revisions compared with what a target runs before its first deploy
 Reporter = Callable[[str, str], None]  # (stage, message): progress for a human, never parsed
@@ -125,9 +126,9 @@ def apply_change(
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
-    The plan is judged first (planning.py): policy, blast radius, staging-first, drift and
+    The plan is judged first (engine/plan.py): policy, blast radius, staging-first, drift and
     a reviewed checksum; what is refused leaves no commit and touches nothing on the LB.
-    An earlier operation that was interrupted is recorded first (`lbctl.recovery`); then
+    An earlier operation that was interrupted is recorded first (`lbctl.engine.recovery`); then
     `rechoose`, if given, picks the candidate again from the state as it is now.
     With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog armed on the
     LB host before the reload reverts the change unless `lbctl confirm` comes in time (`lbctl.watchdog`).
@@ -150,7 +151,7 @@ def apply_change(
             _settle_watchdogs(ws, target, transport, report)  # what a watchdog did while nobody watched
         taken = getattr(transport, "took_over", None)
         if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
-            from lbctl.unlock import record
+            from lbctl.commands.unlock import record
 
             report("lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
             record(ws, target.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone")
@@ -168,7 +169,7 @@ def apply_change(
         pushed = candidate.bundle.with_main(kind.prepare(candidate.bundle.main))
 
         def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
-            from lbctl.routing_counters import sample
+            from lbctl.engine.routing_counters import sample
 
             return sample(kind, transport)
 
@@ -425,7 +426,7 @@ def _recover(ws: Workspace, target: Target, transport: Transport) -> bool:
 def _with_routing(
     ws: Workspace, target: Target, plan: Plan, live: Bundle | None, pushed: Bundle, candidate: Candidate, t: Transport
 ) -> Plan:
-    from lbctl.routing_gate import with_routing
+    from lbctl.engine.routing_gate import with_routing
 
     return with_routing(ws, target, plan, live=live, candidate=pushed, candidate_rev=candidate.rev, transport=t)
 
@@ -450,8 +451,8 @@ def _can_arm(target: Target, pushed: Bundle | None, live: Bundle | None = None) 
 
 
 def _settle_watchdogs(ws: Workspace, target: Target, transport: Transport, report: Reporter) -> None:
-    """Record what commit-confirm watchdogs did on the LB host while no lbctl watched (`lbctl.confirming`)."""
-    from lbctl.confirming import settle
+    """Record what commit-confirm watchdogs did on the LB host while no lbctl watched (`lbctl.commands.confirm`)."""
+    from lbctl.commands.confirm import settle
 
     try:
         _, said = settle(ws, target, transport)
@@ -603,7 +604,7 @@ class _Run:
     def begin(
         self, state: TargetState, live_blob: str | None, pushed: Bundle, kind: Kind, place: Placement, rev: str | None
     ) -> None:
-        """Keep the in-flight record from now on (`lbctl.recovery`): the LB is about to be written to."""
+        """Keep the in-flight record from now on (`lbctl.engine.recovery`): the LB is about to be written to."""
         self.place = place
         self.marker = {
             "op": self.op,

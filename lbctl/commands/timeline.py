@@ -23,10 +23,10 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import UsageError
-from lbctl.journal import Event, Stage, new_event_id, timestamp
+from lbctl.store.journal import Event, Stage, new_event_id, timestamp
 
 if TYPE_CHECKING:
-    from lbctl.workspace import Workspace
+    from lbctl.store.workspace import Workspace
 
 EVERYWHERE = "*"  # a note about no one target
 CHANGES = ("deploy", "rollback", "auto-rollback")
@@ -158,7 +158,7 @@ def _at(text: str) -> datetime:
 
 def note(ws: Workspace, text: str, *, at: str | None = None, target: str | None = None) -> Event:
     """Record what a person did or saw (`paged on-call`) in the journal, at `at` (default: now)."""
-    from lbctl.sync import publish_after
+    from lbctl.store.sync import publish_after
 
     if not text.strip():
         raise UsageError("a note needs some text", hint='lbctl timeline note "paged on-call" --at 15:02')

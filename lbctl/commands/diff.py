@@ -6,10 +6,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbctl.bundle import Bundle
 from lbctl.errors import UsageError
-from lbctl.selectors import select
-from lbctl.workspace import Workspace
+from lbctl.store.bundle import Bundle
+from lbctl.store.selectors import select
+from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from lbctl.semantic import SemanticDiff
@@ -52,9 +52,9 @@ def _compare(
 
     `old_filename` names the old side when it is another file (`lbctl diff --kind K a b`).
     """
-    from lbctl.bundle import materialized
     from lbctl.diffing import unified_files
     from lbctl.semantic import parse_config, semantic_diff
+    from lbctl.store.bundle import materialized
 
     with materialized(old, filename) as old_root, materialized(new, filename) as new_root:
         old_model = parse_config(
@@ -82,9 +82,9 @@ def diff_target(
 ) -> DiffResult:
     """A vs B; B left out is what `git diff` compares: the work tree when the target's files
     have uncommitted edits (else HEAD), or the index with `cached`."""
-    from lbctl.bundle import bundle_at, bundle_in_index, bundle_in_worktree
-    from lbctl.gates import effective_max_share
+    from lbctl.engine.gates import effective_max_share
     from lbctl.kinds import kind_for
+    from lbctl.store.bundle import bundle_at, bundle_in_index, bundle_in_worktree
     from lbctl.transports import transport_for
 
     target = ws.target(name)
@@ -102,8 +102,8 @@ def diff_target(
         return data, f"{rev[:10]}:{target.source}"
 
     if live:
-        from lbctl.lifecycle import _connect, _read
-        from lbctl.recovery import record_pending
+        from lbctl.engine.execute import _connect, _read
+        from lbctl.engine.recovery import record_pending
 
         with _connect(transport_for(target), target) as transport:
             recorded = record_pending(ws, target, transport)  # an operation that died: recorded first

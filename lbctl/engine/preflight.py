@@ -12,16 +12,16 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from lbctl.config import Policy, Safety, Target
+from lbctl.engine.gates import Problem, blast_radius, effective_max_share, policy_lint, routing_radius
 from lbctl.errors import ExitCode, ParseError
-from lbctl.gates import Problem, blast_radius, effective_max_share, policy_lint, routing_radius
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from lbctl.bundle import Bundle
-    from lbctl.routing_counters import BackendCounts
+    from lbctl.engine.routing_counters import BackendCounts
     from lbctl.semantic import ConfigModel, SemanticDiff
     from lbctl.semantic.routing import RoutingMove, RoutingReport
+    from lbctl.store.bundle import Bundle
 
 # Reads the LB's per-backend counters (or says why it cannot): called only when routing changes.
 CounterReader = Callable[[], "BackendCounts | str"]
@@ -69,7 +69,7 @@ def analyze(
     requests between backends, `replay`'s figures judge it, else the LB's `counters`, else
     the bounds the config alone gives.
     """
-    from lbctl.bundle import materialized
+    from lbctl.store.bundle import materialized
 
     filename = target.path or target.source
     with materialized(old, filename) as old_root, materialized(new, filename) as new_root:

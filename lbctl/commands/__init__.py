@@ -1,0 +1,1 @@
+"""One module per lbctl command: each returns a value and prints nothing."""

@@ -1,0 +1,1 @@
+"""How one change is planned, executed, verified and undone."""

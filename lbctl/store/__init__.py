@@ -1,0 +1,1 @@
+"""The git store: commits, the journal, selectors, bundles, the remote and its lease."""
