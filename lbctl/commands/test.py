@@ -109,10 +109,10 @@ class RoutingReport:
             errors="1" if self.unavailable is not None else "0",
         )
         if self.unavailable is not None:
-            case = ET.SubElement(suite, "testcase", classname=f"lbctl.commands.test.{self.target}", name="sandbox")
+            case = ET.SubElement(suite, "testcase", classname=f"lbctl.routing.{self.target}", name="sandbox")
             ET.SubElement(case, "error", message="routing tests could not run").text = self.unavailable
         for result in self.cases:
-            case = ET.SubElement(suite, "testcase", classname=f"lbctl.commands.test.{self.target}", name=result.label)
+            case = ET.SubElement(suite, "testcase", classname=f"lbctl.routing.{self.target}", name=result.label)
             if not result.ok:
                 ET.SubElement(case, "failure", message="; ".join(result.failures)).text = "\n".join(result.failures)
         return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
