@@ -246,11 +246,12 @@ def test_routes(
 ) -> int:
     """Run the target's routing cases through the candidate, in a local sandbox of the real LB binary."""
     from lbctl.commands import test as routing
+    from lbctl.engine.cases import render
 
     if fmt not in ("text", "json", "junit"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json or junit")
     report = routing.test(_workspace(store), target, file=file, rev=rev)
-    print(routing.render(report, "json" if json_out else fmt), end="")
+    print(render(report, "json" if json_out else fmt), end="")
     if report.unavailable is not None and (json_out or fmt != "text"):
         print(f"lbctl: {report.summary}", file=sys.stderr)
     return int(report.exit_code)
