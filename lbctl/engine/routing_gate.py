@@ -164,7 +164,7 @@ def _replay(
 ) -> ReplayResult | None:
     from lbctl.commands.test import store_files
     from lbctl.engine.replay import replay
-    from lbctl.sandbox import SandboxUnavailable
+    from lbctl.errors import SandboxUnavailable
 
     try:
         return replay(
