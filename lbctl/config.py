@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from lbctl.errors import ConfigError
+from lbctl.shell import missing_placeholders, quoted_placeholder, values_for
 
 if TYPE_CHECKING:  # resolved by pydantic at validation time (see `_validator`)
     from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
@@ -41,8 +42,6 @@ def _splits_like_a_shell(value: str | None) -> str | None:
             shlex.split(value)
         except ValueError as exc:
             raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
-        from lbctl.shell import quoted_placeholder
-
         quoted = quoted_placeholder(value)
         if quoted:
             raise ValueError(
@@ -271,8 +270,6 @@ class Target:
 
     def _check_placeholders(self) -> None:
         """Every placeholder a command uses has a value on this target (found now, not mid-deploy)."""
-        from lbctl.shell import missing_placeholders, values_for
-
         values = values_for(self)
         commands = [("validate", self.validate_command), ("reload", self.reload)]
         commands += [("checks", c.command) for c in self.checks if isinstance(c, CommandCheck)]

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import Protocol
 
-from lbctl.config import Target
 from lbctl.errors import ConfigError
 
 SHELL = "/bin/sh"
@@ -27,7 +27,22 @@ _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 _QUOTED_PLACEHOLDER = re.compile(r"""(['"])\{(""" + "|".join(PLACEHOLDERS) + r""")\}\1""")
 
 
-def values_for(target: Target, *, path: str | None = None) -> dict[str, str | None]:
+class Placed(Protocol):
+    """What the placeholders read from a target (`lbctl.config.Target` is one): no import of config here."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def master_socket(self) -> str | None: ...
+    @property
+    def stats_socket(self) -> str | None: ...
+    @property
+    def prefix(self) -> str | None: ...
+
+
+def values_for(target: Placed, *, path: str | None = None) -> dict[str, str | None]:
     """What each placeholder stands for on `target` (`path` defaults to the live file)."""
     return {
         "path": path if path is not None else target.path,
