@@ -387,9 +387,6 @@ def as_dict(settings: Any) -> dict[str, Any]:
     return dataclasses.asdict(settings)
 
 
-SAFE_DEFAULTS = "max_servers_removed = 0.34, max_traffic_moved = 0.5, allow_empty_backend = false"
-
-
 def _default(value: _V | None, fallback: _V) -> _V:
     return fallback if value is None else value
 
