@@ -109,7 +109,7 @@ def test_a_cache_file_others_may_write_is_not_trusted(store: Path) -> None:
 
     path = store / "lbctl.toml"
     config.load(path)
-    cache = config._cache_file(path)
+    cache = config.cache.cache_file(path)
     assert cache is not None
     stored = json.loads(cache.read_text())
     stored["settings"]["targets"]["edge"]["validate_command"] = "touch /tmp/owned"
