@@ -86,3 +86,22 @@ def quoted_placeholder(template: str) -> str | None:
     """A placeholder the template puts in quotes itself (`'{path}'`), which lbctl's own quoting breaks."""
     found = _QUOTED_PLACEHOLDER.search(template)
     return found.group(0) if found else None
+
+
+def shell_syntax(value: str | None) -> str | None:
+    """`value` if it is a command `/bin/sh -c` can run as lbctl means it: balanced quotes, placeholders bare.
+
+    A validator of `lbctl.toml`'s settings (`validate`, `reload`, `command` checks): the
+    `ValueError` becomes a `ConfigError` naming the key.
+    """
+    if value is not None:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
+        quoted = quoted_placeholder(value)
+        if quoted:
+            raise ValueError(
+                f"writes {quoted} in quotes: lbctl quotes placeholders itself, so write {quoted[1:-1]} bare"
+            )
+    return value

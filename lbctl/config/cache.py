@@ -5,13 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from lbctl import checks
 from lbctl.config.schema import (
-    BalanceCheck,
-    Check,
-    CommandCheck,
     Defaults,
     Group,
-    HttpCheck,
     NotifySink,
     Policy,
     Route,
@@ -19,7 +16,6 @@ from lbctl.config.schema import (
     StoreConfig,
     StoreSync,
     Target,
-    TcpCheck,
     WatchSettings,
     as_dict,
 )
@@ -42,12 +38,22 @@ def cache_file(path: Path) -> Path | None:
     return base / (hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:24] + ".json")
 
 
+def _sources() -> list[Path]:
+    """What validation depends on: this package, the plugin registries and their settings."""
+    import lbctl
+
+    root = Path(lbctl.__file__).parent
+    plugins = ("checks/__init__.py", "checks/settings.py", "kinds/__init__.py", "transports/__init__.py")
+    extra = ("registry.py", "shell.py", *plugins)
+    return [*sorted(Path(__file__).parent.glob("*.py")), *(root / name for name in extra)]
+
+
 def cache_key(path: Path, data: bytes) -> str:
     import hashlib
     import sys
 
     digest = hashlib.sha256(data)
-    for source in sorted(Path(__file__).parent.glob("*.py")):  # the schema, its validation and this cache
+    for source in _sources():
         digest.update(source.read_bytes())
     digest.update(sys.version.encode())
     return digest.hexdigest()
@@ -91,18 +97,12 @@ def remember(path: Path, key: str, config: StoreConfig) -> None:
 
 def settings_from(data: dict[str, Any]) -> StoreConfig:
     """Settings from `as_dict` output that pydantic validated before (no validation here)."""
-    check_types: dict[str, type[Check]] = {
-        "http": HttpCheck,
-        "tcp": TcpCheck,
-        "command": CommandCheck,
-        "balance": BalanceCheck,
-    }
 
     def target(values: dict[str, Any]) -> Target:
         return Target(
             **{
                 **values,
-                "checks": [check_types[c["type"]](**c) for c in values["checks"]],
+                "checks": [checks.SETTINGS[c["type"]](**c) for c in values["checks"]],
                 "policy": Policy(**values["policy"]),
                 "safety": Safety(**values["safety"]),
                 "routes": [Route(**r) for r in values.get("routes", [])],

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbctl.checks import settings as check_settings
 from lbctl.config import cache, schema
-from lbctl.config.schema import KINDS, TARGET_NAME, TRANSPORTS, Defaults, StoreConfig, Target
+from lbctl.config.schema import CHECKS, KINDS, TARGET_NAME, TRANSPORTS, Defaults, StoreConfig, Target
 from lbctl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -54,13 +55,16 @@ def _validator() -> TypeAdapter[StoreConfig]:
     """pydantic's validator for `StoreConfig`, built on first use.
 
     The dataclasses' string annotations name `Field` and `AfterValidator`; pydantic resolves
-    them in the schema's namespace, where they are put now rather than at import time.
+    them in the namespaces of the modules that declare them (the schema, each plugin's settings),
+    where they are put now rather than at import time.
     """
     global _VALIDATOR
     if _VALIDATOR is None:
         from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
 
-        vars(schema).update(AfterValidator=AfterValidator, BeforeValidator=BeforeValidator, Field=Field)
+        names = {"AfterValidator": AfterValidator, "BeforeValidator": BeforeValidator, "Field": Field}
+        for module in (schema, check_settings):  # where the settings dataclasses are declared
+            vars(module).update(names)
         _VALIDATOR = TypeAdapter(StoreConfig)
     return _VALIDATOR
 
@@ -114,7 +118,7 @@ def _config_error(exc: ValidationError, *, text: str, path: Path) -> ConfigError
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
     # pydantic puts the discriminated-union tag (e.g. "http") into the location: drop it.
-    shown = tuple(p for p in loc if p not in ("http", "tcp", "command", "balance"))
+    shown = tuple(p for p in loc if p not in CHECKS)
     key = ".".join(shown) or "(top level)"
     kind = err["type"]
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):

@@ -8,38 +8,38 @@ The annotations (`Annotated[float, Field(gt=0)]`) are only read by pydantic, whi
 from __future__ import annotations
 
 import dataclasses
+import functools
+import operator
 import re
-import shlex
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
-from lbctl.shell import missing_placeholders, quoted_placeholder, values_for
+from lbctl import checks, kinds, transports
+from lbctl.checks.settings import CommandCheck
+from lbctl.registry import SETTINGS_CONFIG
+from lbctl.shell import missing_placeholders, shell_syntax, values_for
 
 if TYPE_CHECKING:  # resolved by pydantic at validation time (see `lbctl.config.loader`)
     from pydantic import AfterValidator, BeforeValidator, Field
 
 CONFIG_NAME = "lbctl.toml"
-KINDS = ("haproxy", "nginx", "caddy")
-TRANSPORTS = ("local", "ssh", "http")
+# The names come from the registries (importing them imports no plugin): they are the one list.
+KINDS = tuple(kinds.REGISTRY)
+TRANSPORTS = tuple(transports.REGISTRY)
+CHECKS = tuple(checks.REGISTRY)
+if TYPE_CHECKING:
+    from lbctl.checks.settings import CheckSettings
+
+    KindName = str
+    TransportName = str
+else:  # what pydantic validates: exactly the registered names
+    KindName = Literal[KINDS]
+    TransportName = Literal[TRANSPORTS]
+    CheckSettings = functools.reduce(operator.or_, checks.SETTINGS.values())  # registered types' settings
 TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _V = TypeVar("_V")
 _D = TypeVar("_D")
-_STRICT: dict[str, Any] = {"extra": "forbid", "populate_by_name": True}
-
-
-def _splits_like_a_shell(value: str | None) -> str | None:
-    """A command run by `/bin/sh -c` (`lbctl.shell`): balanced quotes, placeholders left bare."""
-    if value is not None:
-        try:
-            shlex.split(value)
-        except ValueError as exc:
-            raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
-        quoted = quoted_placeholder(value)
-        if quoted:
-            raise ValueError(
-                f"writes {quoted} in quotes: lbctl quotes placeholders itself, so write {quoted[1:-1]} bare"
-            )
-    return value
+_STRICT = SETTINGS_CONFIG
 
 
 def _request_path(value: str) -> str:
@@ -71,63 +71,7 @@ def _relative_source(value: str) -> str:
         raise ValueError("must be a path inside the store, relative to lbctl.toml") from None
 
 
-@dataclass(frozen=True)
-class HttpCheck:
-    """Probe a URL through the load balancer."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
-    type: Literal["http"]
-    url: str
-    expect_status: int = 200
-    timeout: Annotated[float, Field(gt=0)] = 2.0
-    probes: Annotated[int, Field(ge=1, le=100)] = 3
-    max_latency_ms: Annotated[float | None, Field(gt=0)] = None
-    min_success_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
-
-
-@dataclass(frozen=True)
-class TcpCheck:
-    """Open a TCP connection to an address through (or on) the load balancer."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
-    type: Literal["tcp"]
-    port: Annotated[int, Field(ge=1, le=65535)]
-    host: str = "127.0.0.1"
-    timeout: Annotated[float, Field(gt=0)] = 2.0
-
-
-@dataclass(frozen=True)
-class CommandCheck:
-    """Run a command on the LB host through the transport; exit 0 means healthy."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
-    type: Literal["command"]
-    # `command` is shell syntax run by /bin/sh -c with placeholders (`lbctl.shell`); `argv` runs as listed.
-    command: Annotated[str | None, AfterValidator(_splits_like_a_shell)] = None
-    argv: Annotated[list[str] | None, Field(min_length=1)] = None
-    timeout: Annotated[float, Field(gt=0)] = 10.0
-
-    def __post_init__(self) -> None:
-        if (self.command is None) == (self.argv is None):
-            raise ValueError("a command check needs `command` (a shell command) or `argv` (a list), not both")
-
-
-@dataclass(frozen=True)
-class BalanceCheck:
-    """How traffic spreads over each backend's servers, from the LB's own counters."""
-
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
-    type: Literal["balance"]
-    max_share: Annotated[float, Field(gt=0, le=1)] = 0.6  # no server above this share of its backend
-    backends: list[str] | None = None  # judge only these (default: every backend with servers)
-    min_requests: Annotated[int, Field(ge=1)] = 30  # below this many new sessions, lbctl sends its own probes
-    probe_url: str | None = None  # where lbctl's probes go (default: the target's first http check)
-    max_probes: Annotated[int, Field(ge=0, le=5000)] = 200  # lbctl's own probes per window, at most
-    max_5xx_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
-    overload_ratio: Annotated[float, Field(gt=0, le=1)] = 0.9  # sessions/maxconn at or above this = overloaded
-
-
-Check = HttpCheck | TcpCheck | CommandCheck | BalanceCheck
+Check = CheckSettings  # one check's settings, of the type its `type` names
 
 
 @dataclass(frozen=True)
@@ -200,9 +144,9 @@ class Target:
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     name: str
-    kind: Literal["haproxy", "nginx", "caddy"]
+    kind: KindName
     source: Annotated[str, AfterValidator(_relative_source)]
-    transport: Literal["local", "ssh", "http"] = "local"
+    transport: TransportName = "local"
     path: str | None = None
     # ssh
     host: str | None = None
@@ -220,8 +164,8 @@ class Target:
     # nginx: deploy the store files the config includes with it (a tree); false = the main file alone
     follow_includes: bool = True
     # kind-specific commands and sockets; {path} is replaced by the file being validated
-    validate_command: Annotated[str | None, Field(alias="validate"), AfterValidator(_splits_like_a_shell)] = None
-    reload: Annotated[str | None, AfterValidator(_splits_like_a_shell)] = None
+    validate_command: Annotated[str | None, Field(alias="validate"), AfterValidator(shell_syntax)] = None
+    reload: Annotated[str | None, AfterValidator(shell_syntax)] = None
     master_socket: str | None = None
     stats_socket: str | None = None
     # false: lbctl does not confirm reloads, and a deploy's verdict is `unconfirmed`, never `good`
@@ -234,9 +178,7 @@ class Target:
     check_interval: Annotated[float, Field(gt=0)] = 0.5
     retries: Annotated[int, Field(ge=0, le=20)] = 3
     connect_timeout: Annotated[float, Field(gt=0)] = 10.0
-    checks: list[Annotated[HttpCheck | TcpCheck | CommandCheck | BalanceCheck, Field(discriminator="type")]] = field(
-        default_factory=list
-    )
+    checks: list[Annotated[CheckSettings, Field(discriminator="type")]] = field(default_factory=list)
     policy: Policy = field(default_factory=Policy)
     safety: Safety = field(default_factory=Safety)
     routes: list[Route] = field(default_factory=list)  # routing cases (`lbctl test`, and a gate of check/deploy)
