@@ -43,7 +43,9 @@ def _sources() -> list[Path]:
     import lbctl
 
     root = Path(lbctl.__file__).parent
-    plugins = ("checks/__init__.py", "checks/settings.py", "kinds/__init__.py", "transports/__init__.py")
+    plugins = [
+        f"{family}/{name}.py" for family in ("checks", "kinds", "transports") for name in ("__init__", "settings")
+    ]
     extra = ("registry.py", "shell.py", *plugins)
     return [*sorted(Path(__file__).parent.glob("*.py")), *(root / name for name in extra)]
 

@@ -13,6 +13,8 @@ from lbctl.checks import settings as check_settings
 from lbctl.config import cache, schema
 from lbctl.config.schema import CHECKS, KINDS, TARGET_NAME, TRANSPORTS, Defaults, StoreConfig, Target
 from lbctl.errors import ConfigError
+from lbctl.kinds import settings as kind_settings
+from lbctl.transports import settings as transport_settings
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter, ValidationError
@@ -63,7 +65,7 @@ def _validator() -> TypeAdapter[StoreConfig]:
         from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
 
         names = {"AfterValidator": AfterValidator, "BeforeValidator": BeforeValidator, "Field": Field}
-        for module in (schema, check_settings):  # where the settings dataclasses are declared
+        for module in (schema, check_settings, kind_settings, transport_settings):  # where settings are declared
             vars(module).update(names)
         _VALIDATOR = TypeAdapter(StoreConfig)
     return _VALIDATOR

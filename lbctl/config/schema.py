@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from lbctl import checks, kinds, transports
 from lbctl.checks.settings import CommandCheck
+from lbctl.kinds.settings import NginxSettings
 from lbctl.registry import SETTINGS_CONFIG
 from lbctl.shell import missing_placeholders, shell_syntax, values_for
+from lbctl.transports.settings import HttpSettings, SshSettings
 
 if TYPE_CHECKING:  # resolved by pydantic at validation time (see `lbctl.config.loader`)
     from pydantic import AfterValidator, BeforeValidator, Field
@@ -139,30 +141,26 @@ class Defaults:
 
 
 @dataclass(frozen=True)
-class Target:
-    """One load balancer."""
+class TargetBase:
+    """What every target has: its name, what LB it is, where its config is kept and goes."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     name: str
     kind: KindName
     source: Annotated[str, AfterValidator(_relative_source)]
     transport: TransportName = "local"
     path: str | None = None
-    # ssh
-    host: str | None = None
-    port: Annotated[int | None, Field(ge=1, le=65535)] = None
-    user: str | None = None
-    identity_file: str | None = None
-    known_hosts: str | None = None
-    proxy_jump: str | None = None  # `[user@]host[:port][,...]` as OpenSSH's ProxyJump
-    # http (Caddy admin API)
-    api: str | None = None
-    # nginx: the `-p` prefix nginx runs with (relative paths in its config resolve against it),
-    # and the access log the balance check counts ($upstream_addr), if not the config's first such log
-    prefix: str | None = None
-    access_log: str | None = None
-    # nginx: deploy the store files the config includes with it (a tree); false = the main file alone
-    follow_includes: bool = True
+
+
+@dataclass(frozen=True)
+class Target(NginxSettings, HttpSettings, SshSettings, TargetBase):
+    """One load balancer: a `[targets.NAME]` table.
+
+    The table is flat; its keys are those of `TargetBase`, then each plugin's settings
+    (`SshSettings`, `HttpSettings` next to the transports, `NginxSettings` next to the
+    kinds; the bases are listed last-first so the fields keep this order), then these.
+    """
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     # kind-specific commands and sockets; {path} is replaced by the file being validated
     validate_command: Annotated[str | None, Field(alias="validate"), AfterValidator(shell_syntax)] = None
     reload: Annotated[str | None, AfterValidator(shell_syntax)] = None
