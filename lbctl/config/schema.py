@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from lbctl import checks, kinds, transports
 from lbctl.checks.settings import CommandCheck
-from lbctl.kinds.settings import NginxSettings
+from lbctl.kinds.settings import HaproxySettings, NginxSettings
 from lbctl.registry import SETTINGS_CONFIG
 from lbctl.shell import missing_placeholders, shell_syntax, values_for
 from lbctl.transports.settings import HttpSettings, SshSettings
@@ -152,20 +152,18 @@ class TargetBase:
 
 
 @dataclass(frozen=True)
-class Target(NginxSettings, HttpSettings, SshSettings, TargetBase):
+class Target(HaproxySettings, NginxSettings, HttpSettings, SshSettings, TargetBase):
     """One load balancer: a `[targets.NAME]` table.
 
     The table is flat; its keys are those of `TargetBase`, then each plugin's settings
-    (`SshSettings`, `HttpSettings` next to the transports, `NginxSettings` next to the
-    kinds; the bases are listed last-first so the fields keep this order), then these.
+    (`SshSettings`, `HttpSettings` next to the transports, `NginxSettings`, `HaproxySettings`
+    next to the kinds; the bases are listed last-first so the fields come in this order), then these.
     """
 
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
-    # kind-specific commands and sockets; {path} is replaced by the file being validated
+    # the kind's commands, as written for this LB; {path} is replaced by the file being validated
     validate_command: Annotated[str | None, Field(alias="validate"), AfterValidator(shell_syntax)] = None
     reload: Annotated[str | None, AfterValidator(shell_syntax)] = None
-    master_socket: str | None = None
-    stats_socket: str | None = None
     # false: lbctl does not confirm reloads, and a deploy's verdict is `unconfirmed`, never `good`
     confirm_reload: bool = True
     # commit-confirm: a watchdog on the LB host reverts a change unless `lbctl confirm` within this ("0": off)

@@ -19,3 +19,11 @@ class NginxSettings:
     access_log: str | None = None
     # deploy the store files the config includes with it (a tree); false = the main file alone
     follow_includes: bool = True
+
+
+@dataclass(frozen=True)
+class HaproxySettings:
+    """`kind = "haproxy"`: the sockets lbctl reloads, confirms and reads counters through."""
+
+    master_socket: str | None = None  # the master CLI (-S): `reload`, `show proc`
+    stats_socket: str | None = None  # the runtime API: `show info`, `show stat`
