@@ -317,8 +317,11 @@ def diff(
     if kind is not None:
         if len(words) != 2:
             raise UsageError("with --kind, give exactly two files: lbctl diff --kind haproxy a.cfg b.cfg")
-        if kind not in ("haproxy", "nginx", "caddy"):
-            raise UsageError(f"unknown --kind {kind!r}", hint="haproxy, nginx or caddy")
+        from lbctl.kinds import REGISTRY as KINDS
+
+        if kind not in KINDS:
+            *first, last = KINDS
+            raise UsageError(f"unknown --kind {kind!r}", hint=f"{', '.join(first)} or {last}")
         result = compare.diff_files(kind, Path(words[0]), Path(words[1]))
     else:
         if not words or len(words) > 3:

@@ -155,7 +155,8 @@ def run_cases(
     target: Target, bundle: Bundle, routes: Sequence[Route], *, find_file: FindFile, label: str
 ) -> RoutingReport:
     """Each case through `bundle` in a sandbox; a sandbox that cannot run is the report's `unavailable`."""
-    from lbctl.sandbox import SandboxUnavailable, open_sandbox
+    from lbctl.errors import SandboxUnavailable
+    from lbctl.sandbox import open_sandbox
 
     try:
         with open_sandbox(
@@ -170,7 +171,8 @@ def run_cases(
 
 def _send(sandbox: Sandbox, route: Route) -> Answer:
     """The case's answer; a case that names a port the config does not listen on fails on its own."""
-    from lbctl.sandbox import Answer, SandboxUnavailable, request_of
+    from lbctl.errors import SandboxUnavailable
+    from lbctl.sandbox import Answer, request_of
 
     try:
         return sandbox.send(request_of(route))

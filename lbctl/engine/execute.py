@@ -441,7 +441,8 @@ def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bun
 
 def _can_arm(target: Target, pushed: Bundle | None, live: Bundle | None = None) -> None:
     """Refuse `--confirm-within` (exit 2, before anything changes) where no watchdog can be armed."""
-    from lbctl.watchdog import CannotArm, refusal
+    from lbctl.errors import CannotArm
+    from lbctl.watchdog import refusal
 
     why = refusal(target, pushed is not None and len(pushed.rels) > 0)
     if why is None and pushed is not None and live is None:

@@ -164,7 +164,7 @@ def _replay(
     notes: list[str],
 ) -> ReplayResult | None:
     from lbctl.engine.replay import replay
-    from lbctl.sandbox import SandboxUnavailable
+    from lbctl.errors import SandboxUnavailable
     from lbctl.store.bundle import store_files
 
     try:

@@ -34,10 +34,10 @@ from urllib.parse import urlsplit
 
 from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
-from lbctl.errors import ConfigError, LbctlError, ValidationFailed
+from lbctl.errors import ApiRefused, ConfigError, LbctlError, ValidationFailed
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.transports.base import Transport
-from lbctl.transports.http import ApiRefused, HttpTransport, canonical_json
+from lbctl.transports.http import HttpTransport, canonical_json
 
 if TYPE_CHECKING:
     from lbctl.conformance import Conformance

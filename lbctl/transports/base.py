@@ -27,7 +27,7 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -133,7 +133,3 @@ class Transport(ABC):
     def break_lock(self, name: str, holder: str) -> bool:
         """Remove the lock `name` if `holder` (as `lock_holder` read it) still holds it; True if free now."""
         return self.lock_holder(name) is None
-
-    def files(self, paths: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
-        for p in paths:
-            yield p, self.read_file(p)

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from lbctl import retry
 from lbctl.config import Target
-from lbctl.errors import ConfigError, LbctlError, Refused, TransientError
+from lbctl.errors import ApiRefused, ConfigError, Refused, TransientError
 from lbctl.lock import hold_flock
 from lbctl.transports.base import RunResult, SocketUnavailable, Transport
 
@@ -52,14 +52,6 @@ def fnv1a_32(data: bytes) -> int:
 def canonical_json(data: bytes) -> bytes:
     """Sorted, compact JSON: the form in which lbctl compares Caddy configs."""
     return json.dumps(json.loads(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-class ApiRefused(LbctlError):
-    """Caddy answered a load with 4xx/5xx; it keeps running its previous config."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"Caddy refused the config (HTTP {status}): {message}")
-        self.status = status
 
 
 @dataclass(frozen=True)
