@@ -16,7 +16,7 @@ from lbctl.engine.gates import routing_radius
 from lbctl.engine.replay import compare, parse_log, routing_moves
 from lbctl.errors import ConfigError
 from lbctl.sandbox import Answer
-from lbctl.semantic.routing import RoutingReport
+from lbctl.semantic.routing_model import RoutingReport
 
 TOML = """\
 [groups.edges]
