@@ -271,12 +271,10 @@ def _wait(
     ws: Workspace, name: str, drill_rev: str, *, max_duration: float, poll: float, say: Callable[[str], None]
 ) -> str:
     """Until the trainee undoes the drill (`trainee`) or the watchdog does at its deadline (`kill-switch`)."""
-    from lbctl import watchdog
     from lbctl.confirming import settle
     from lbctl.transports import transport_for
 
     target = ws.target(name)
-    armed = ws.journal.state(name).last_event  # the pending-confirm event is named after its watchdog
     deadline = time.monotonic() + max_duration
     while time.monotonic() < deadline:
         if ws.journal.state(name).live != drill_rev:
@@ -285,16 +283,15 @@ def _wait(
     # At the deadline the watchdog reverts on the LB host; its result is recorded by whoever reaches
     # the LB next: this process, here (a trainee's command may have done it already).
     settle_until = time.monotonic() + WATCHDOG_GRACE
-    with transport_for(target) as transport:
-        while ws.journal.state(name).live == drill_rev and time.monotonic() < settle_until:
-            settle(ws, target, transport)
-            if ws.journal.state(name).live == drill_rev:
+    if ws.journal.state(name).live == drill_rev:
+        with transport_for(target) as transport:
+            while time.monotonic() < settle_until:
+                settle(ws, target, transport)
+                if ws.journal.state(name).live != drill_rev:
+                    break
                 time.sleep(poll)
-        undone_by = _undone_by(ws, name, drill_rev)
-        if undone_by == "trainee" and armed:
-            # The trainee's change superseded the drill's: its watchdog has nothing left to do.
-            with contextlib.suppress(Exception):
-                watchdog.disarm(transport, target, armed)
+    # A trainee's rollback disarmed the drill's watchdog as it landed (`lbctl.confirming.supersede`).
+    undone_by = _undone_by(ws, name, drill_rev)
     if undone_by is None:
         # No watchdog revert (confirmed by someone, or its reload failed): lbctl's own timer is the last resort.
         from lbctl import operations
