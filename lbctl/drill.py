@@ -19,6 +19,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -220,26 +221,30 @@ def rehearse(
 
     target = ws.target(name)
     begun = datetime.now(tz=UTC)
-    drill_rev = ws.store.commit_files(
-        {target.source: changed.encode()},
-        f"Drill: {scenario}",
-        {"Lbctl-Target": name, "Lbctl-Drill": scenario, "Lbctl-Reason": what, **(trailers or {})},
-    )
     timeline.note(ws, f"drill {scenario} started; kill switch (the LB's watchdog) in {max_duration:g}s", target=name)
     quiet = replace(ws.config, targets={**ws.config.targets, name: replace(target, checks=[])})
-    outcome = operations.deploy(
-        replace(ws, config=quiet),
-        name,
-        force=True,
-        reason=f"drill {scenario}"
-        + (f": {trailers['Lbctl-Forced']}" if trailers and "Lbctl-Forced" in trailers else ""),
-        confirm_within=max_duration,
-        confirm=lambda plan: True,
-        report=lambda stage, message: None,
-    )
+    forced = (trailers or {}).get("Lbctl-Forced")
+    with tempfile.TemporaryDirectory(prefix="lbctl-drill-") as tmp:
+        # Deployed as a file: its commit lands on the branch only once the LB took it, so a drill
+        # refused or unreachable leaves no broken config at the store's HEAD.
+        changed_file = Path(tmp) / Path(target.source).name
+        changed_file.write_text(changed)
+        outcome = operations.deploy(
+            replace(ws, config=quiet),
+            name,
+            file=changed_file,
+            message=f"Drill: {scenario}",
+            trailers={"Lbctl-Drill": scenario, "Lbctl-Reason": what, **(trailers or {})},
+            force=True,
+            reason=f"drill {scenario}" + (f": {forced}" if forced else ""),
+            confirm_within=max_duration,
+            confirm=lambda plan: True,
+            report=lambda stage, message: None,
+        )
+    drill_rev = outcome.to_rev
     say(f"lbctl drill: {scenario} ({what}): {outcome.verdict}")
     ended_by = "lbctl"
-    if ws.journal.state(name).live == drill_rev:
+    if drill_rev and ws.journal.state(name).live == drill_rev:
         where = ws.store.root
         say(
             f"lbctl drill: the change is live on {name}. In another shell:\n  export LBCTL_STORE={where}\n"

@@ -178,9 +178,11 @@ def test_the_lb_reverts_the_drill_when_lbctl_is_gone(store: Path, lab: Lab, lbct
         drill.wait(10)
     assert wait_for(lambda: lab.live_text() == good), "the watchdog did not put the previous config back"
     assert wait_for(lambda: answer(lab) == 200)
+    home = lab.haproxy.config.parent / f".{lab.haproxy.config.name}.lbctl-watchdog"
+    assert wait_for(lambda: any(home.glob("*/result"))), "the watchdog wrote no result"  # it saw the new worker
     status = lbctl("status", "edge", "--json")  # the next command records what the watchdog did
     data = json.loads(status.out)["targets"][0]
-    assert any(line.startswith("watchdog-reverted") for line in data["watchdog"]), data
+    assert any(line.startswith("watchdog-reverted") for line in data["watchdog"]), json.dumps(data, indent=1)
     assert status.code == 0 and data["status"] == "good", data
 
 
@@ -210,3 +212,17 @@ def test_a_trainee_undoes_the_drill_while_the_watchdog_is_armed(store: Path, lab
     assert report.ended_by == "trainee" and report.time_to_restore is not None
     superseded = [e for e in events(lbctl) if e["verdict"] == "superseded"]
     assert len(superseded) == 1 and superseded[0]["from_rev"] == report.drill_rev, superseded
+
+
+def test_a_reload_fail_drill_is_caught_by_lbctl_and_leaves_the_store_as_it_was(
+    store: Path, lab: Lab, lbctl: LbctlRunner
+) -> None:
+    good = ready(store, lab, lbctl)
+    head = git(store, "show", "HEAD:configs/edge/haproxy.cfg")
+    report = run_target_drill(open_workspace(str(store)), "edge", "reload-fail", max_duration=60, say=lambda text: None)
+    assert report.ended_by == "lbctl" and report.live_rev != report.drill_rev  # the reload's confirmation caught it
+    assert lab.live_text() == good and answer(lab) == 200
+    assert git(store, "show", "HEAD:configs/edge/haproxy.cfg") == head  # no broken config left at HEAD
+    home = lab.haproxy.config.parent / f".{lab.haproxy.config.name}.lbctl-watchdog"
+    assert not home.is_dir() or not any(home.iterdir())  # lbctl's restore disarmed the watchdog
+    assert lbctl("status", "edge").code == 0
