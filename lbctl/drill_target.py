@@ -47,6 +47,8 @@ def run_target_drill(
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown drill scenario {scenario!r}", hint=", ".join(SCENARIOS))
     target = ws.target(name)
+    if target.kind != "haproxy":
+        derive(scenario, target.kind, "", filename=target.source)  # refused (exit 2): HAProxy only, for now
     trailers = guard(target.name, target.environment, force=force, reason=reason)
     kind = kind_for(target)
     state = ws.journal.state(name)
@@ -63,7 +65,7 @@ def run_target_drill(
     live = bundle_at(ws.store, kind, target, state.live)
     if live is None:
         raise UsageError(f"{name}: the store has no {target.source} at its live revision {state.live[:10]}")
-    why = refusal(target, len(live.rels) > 0) if target.kind == "haproxy" else None
+    why = refusal(target, len(live.rels) > 0)
     if why:
         raise UsageError(why.replace("--confirm-within", "a drill's kill switch (the watchdog)"), hint="use --sandbox")
     change = derive(scenario, target.kind, live.main.decode(), filename=target.source)
