@@ -186,8 +186,12 @@ def test_the_lb_reverts_the_drill_when_lbctl_is_gone(store: Path, lab: Lab, lbct
     assert status.code == 0 and data["status"] == "good", data
 
 
-def test_a_trainee_undoes_the_drill_while_the_watchdog_is_armed(store: Path, lab: Lab, lbctl: LbctlRunner) -> None:
-    good = ready(store, lab, lbctl)
+def test_a_trainee_undoes_the_drill_while_the_watchdog_is_armed(
+    store: Path, lab: Lab, lbctl: LbctlRunner, sink: Sink
+) -> None:
+    good = ready(
+        store, lab, lbctl, notify=f'\n[[notify]]\ntype = "webhook"\nurl = "{sink.url}"\non = ["rolled-back"]\n'
+    )
     seen: dict[str, object] = {}
 
     def trainee(root: Path, target: str) -> None:
@@ -212,6 +216,10 @@ def test_a_trainee_undoes_the_drill_while_the_watchdog_is_armed(store: Path, lab
     assert report.ended_by == "trainee" and report.time_to_restore is not None
     superseded = [e for e in events(lbctl) if e["verdict"] == "superseded"]
     assert len(superseded) == 1 and superseded[0]["from_rev"] == report.drill_rev, superseded
+    notifications_sent(10)
+    rollbacks = [m for m in sink.received if m["op"] == "rollback"]  # the trainee's, of the drill's revision
+    assert len(rollbacks) == 1 and rollbacks[0]["from"] == report.drill_rev, sink.received
+    assert rollbacks[0]["drill"] == "bad-acl" and rollbacks[0]["message"].startswith("[DRILL] bad-acl: ")
 
 
 def test_a_reload_fail_drill_is_caught_by_lbctl_and_leaves_the_store_as_it_was(
