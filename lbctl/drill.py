@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lbctl.errors import UsageError
+from lbctl.errors import LbctlError, UsageError
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml, temp_dir
 
 if TYPE_CHECKING:
@@ -229,18 +229,22 @@ def rehearse(
         # refused or unreachable leaves no broken config at the store's HEAD.
         changed_file = Path(tmp) / Path(target.source).name
         changed_file.write_text(changed)
-        outcome = operations.deploy(
-            replace(ws, config=quiet),
-            name,
-            file=changed_file,
-            message=f"Drill: {scenario}",
-            trailers={"Lbctl-Drill": scenario, "Lbctl-Reason": what, **(trailers or {})},
-            force=True,
-            reason=f"drill {scenario}" + (f": {forced}" if forced else ""),
-            confirm_within=max_duration,
-            confirm=lambda plan: True,
-            report=lambda stage, message: None,
-        )
+        try:
+            outcome = operations.deploy(
+                replace(ws, config=quiet),
+                name,
+                file=changed_file,
+                message=f"Drill: {scenario}",
+                trailers={"Lbctl-Drill": scenario, "Lbctl-Reason": what, **(trailers or {})},
+                force=True,
+                reason=f"drill {scenario}" + (f": {forced}" if forced else ""),
+                confirm_within=max_duration,
+                confirm=lambda plan: True,
+                report=lambda stage, message: None,
+            )
+        except LbctlError as exc:
+            timeline.note(ws, f"drill {scenario} not run: {exc.message}", target=name)
+            raise
     drill_rev = outcome.to_rev
     say(f"lbctl drill: {scenario} ({what}): {outcome.verdict}")
     ended_by = "lbctl"
