@@ -23,7 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -220,8 +220,10 @@ def rehearse(
     from lbctl import operations, timeline
 
     target = ws.target(name)
-    begun = datetime.now(tz=UTC)
-    timeline.note(ws, f"drill {scenario} started; kill switch (the LB's watchdog) in {max_duration:g}s", target=name)
+    started = timeline.note(
+        ws, f"drill {scenario} started; kill switch (the LB's watchdog) in {max_duration:g}s", target=name
+    )
+    begun = datetime.fromisoformat(started.started)  # the report's window opens with this note, as recorded
     quiet = replace(ws.config, targets={**ws.config.targets, name: replace(target, checks=[])})
     forced = (trailers or {}).get("Lbctl-Forced")
     with tempfile.TemporaryDirectory(prefix="lbctl-drill-") as tmp:
