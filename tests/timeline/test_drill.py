@@ -63,6 +63,7 @@ def test_an_idle_trainees_drill_is_undone_by_the_kill_switch(tmp_path: Path) -> 
     # The kill switch is the LB's commit-confirm watchdog: its revert is in the journal.
     assert "watchdog-reverted" in report.timeline_markdown
     assert f"the change {str(report.drill_rev)[:10]} was not confirmed" in report.timeline_markdown
+    assert "drill misroute started" in report.timeline_markdown
     assert "drill misroute ended (kill-switch)" in report.timeline_markdown
 
 
