@@ -305,6 +305,8 @@ def apply_change(
             return run.undo(state, lb, checks, live, to_rev, verification.summary, plan, verification=verification)
         if run.armed is not None:
             return run.pending_confirm(state, to_rev, pushed.blob(kind), plan, verification, candidate.rollback_of)
+        if state.status == "pending-confirm" and target.transport != "http":
+            _supersede_watchdogs(ws, target, transport, to_rev, op, report)  # what they guard is gone
         # Checks that pass after a reload nobody confirmed may be the old config passing them.
         verdict = "good" if target.confirm_reload else "unconfirmed"
         with shielded():
@@ -461,6 +463,17 @@ def _settle_watchdogs(ws: Workspace, target: Target, transport: Transport, repor
         raise Unreachable(f"{target.name}: could not read its watchdogs: {exc}") from None
     for line in said:
         report("watchdog", line)
+
+
+def _supersede_watchdogs(
+    ws: Workspace, target: Target, transport: Transport, rev: str, op: str, report: Reporter
+) -> None:
+    """Disarm the watchdogs of the pending changes this one replaced for good (`lbctl.commands.confirm`)."""
+    from lbctl.commands.confirm import supersede
+
+    with shielded():
+        for line in _quietly_value(lambda: supersede(ws, target, transport, rev, op)) or []:
+            report("watchdog", line)
 
 
 def _clock(epoch: float) -> str:
