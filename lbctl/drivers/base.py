@@ -148,9 +148,9 @@ class Driver(ABC):
 
     def arm(self, seconds: float, meta: dict[str, Any]) -> float:
         """Start the commit-confirm watchdog for the staged candidate; returns its deadline."""
-        from lbctl.watchdog import CannotArm
+        from lbctl.watchdog import CannotArm, refusal
 
-        raise CannotArm(f"{self.target.name}: --confirm-within is not available for this target")
+        raise CannotArm(refusal(self.target, False) or f"{self.target.name}: --confirm-within is not available here")
 
     def confirm(self) -> str:
         """Keep the change: the watchdog `commit` armed will not revert it."""
