@@ -17,9 +17,6 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 - `put_file(path, data, like=)` writes a complete new file at exactly `path` (its directory
   must exist), with the permissions of `like` if that exists: for staging a tree of files
   (`lbctl.tree`), whose other steps are `run` scripts.
-- `unix_request(socket, command)` sends one line to a UNIX socket on the LB host
-  (HAProxy's master CLI and runtime API) and returns the whole answer; `SocketUnavailable`
-  (a `TransientError`) when nothing answers there (no such file, refused, not permitted).
 - `lock(name, info)` holds an exclusive lock on the LB host for the operation's life;
   `lock_holder(name)` reads who holds it, `break_lock(name, holder)` removes a stale one.
 - Failures worth retrying raise `TransientError`; a command that ran and failed returns
@@ -122,10 +119,6 @@ class Transport(ABC):
     def remove(self, path: str) -> None:
         """Remove a file if it exists (a staged file after a failed validation)."""
         raise self._without("files")
-
-    def unix_request(self, socket_path: str, command: str, *, timeout: float = 5.0) -> str:
-        """Send `command` to a UNIX stream socket on the LB host; return the full answer."""
-        raise self._without("UNIX sockets")
 
     @abstractmethod
     def lock(self, name: str, info: str) -> AbstractContextManager[None]:

@@ -15,6 +15,7 @@ import pytest
 
 from lbctl.config import target_from
 from lbctl.errors import ConfigError, Locked
+from lbctl.kinds.haproxy_socket import unix_request
 from lbctl.lock import holder_info
 from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
@@ -129,7 +130,7 @@ class TestHttp:
                 lambda: t.restore("b", "/config/"),
                 lambda: t.remove("a"),
                 lambda: t.run(["true"]),
-                lambda: t.unix_request("/run/haproxy.sock", "show info"),
+                lambda: unix_request(t, "/run/haproxy.sock", "show info"),
             ):
                 with pytest.raises(ConfigError, match="http transport"):
                     step()
