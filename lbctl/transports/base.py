@@ -14,9 +14,10 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 - `swap(staged, path, keep)` makes `staged` the live `path` atomically (rename), after
   hard-linking the current `path` to `keep` so the previous config can be restored at once.
 - `restore(keep, path)` puts the kept file back atomically, leaving `keep` in place.
+- `remove(path)` removes a file if it exists (a staged one after a failed validation).
 - `put_file(path, data, like=)` writes a complete new file at exactly `path` (its directory
   must exist), with the permissions of `like` if that exists: for staging a tree of files
-  (`lbctl.tree`), whose other steps are `run` scripts.
+  (`lbctl.placement`), whose other steps are `run` scripts.
 - `lock(name, info)` holds an exclusive lock on the LB host for the operation's life;
   `lock_holder(name)` reads who holds it, `break_lock(name, holder)` removes a stale one.
 - Failures worth retrying raise `TransientError`; a command that ran and failed returns
@@ -26,7 +27,7 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
@@ -131,7 +132,3 @@ class Transport(ABC):
     def break_lock(self, name: str, holder: str) -> bool:
         """Remove the lock `name` if `holder` (as `lock_holder` read it) still holds it; True if free now."""
         return self.lock_holder(name) is None
-
-    def files(self, paths: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
-        for p in paths:
-            yield p, self.read_file(p)
