@@ -114,7 +114,7 @@ class CaddyKind(Kind):
         """
         self._check_admin(data)
         if staged is None:
-            with tempfile.TemporaryDirectory(prefix="lbctl-caddy-stage-") as tmp:
+            with tempfile.TemporaryDirectory(prefix="lbctl-caddy-validate-") as tmp:
                 path = os.path.join(tmp, "caddy.json")
                 with open(path, "wb") as handle:
                     handle.write(data)

@@ -172,4 +172,34 @@ def test_staging_leaves_no_file_for_caddy(caddy_lab: CaddyLab, tmp_path: Path) -
         staged = driver.stage(Bundle(rig.config(route_to=MAINTENANCE).encode()))
         driver.validate()
     assert not Path(staged).exists()
+    assert driver.placed is not None and rig.live_text() != rig.config(route_to=MAINTENANCE)
+
+
+def test_a_tree_is_staged_committed_and_restored_as_one(nginx_lab: NginxLab) -> None:
+    """A bundle with includes (nginx): one validation of the staged tree, one swap, one restore
+    that also removes the files the previous config did not have."""
+    rig = nginx_rig(nginx_lab)
+    old = rig.live_text()
+    whole = rig.config(route_to=MAINTENANCE)
+    start = whole.index("    server {")
+    end = whole.rindex("}")  # the http block's end: the server block is all before it
+    main = whole[:start] + "    include sites/*.conf;\n" + whole[end:]
+    site = whole[start:end]
+    included = nginx_lab.nginx.config.parent / "sites" / "edge.conf"
+    with rig.driver() as driver:
+        broken = site.replace("proxy_pass", "proxy_passs_typo on;\n            proxy_pass")
+        driver.stage(Bundle.of(main.encode(), {"sites/edge.conf": broken.encode()}))
+        with pytest.raises(ValidationFailed):  # the staged tree is validated, its includes with it
+            driver.validate()
+        driver.discard()
+        driver.stage(Bundle.of(main.encode(), {"sites/edge.conf": site.encode()}))
+        assert not included.exists() and rig.live_text() == old  # staged beside, nothing live yet
+        driver.validate()
+        driver.commit()
+        assert rig.live_text() == main and included.read_text() == site
+        assert answers(rig.fe_port, _down)
+        driver.restore()
+    assert rig.live_text() == old
+    assert not included.exists()  # the previous config had no such file
+    assert answers(rig.fe_port, _ok)
     assert rig.leftovers() == []
