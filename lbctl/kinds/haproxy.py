@@ -31,6 +31,7 @@ from lbctl.kinds.haproxy_api import (
     show_info,
     show_proc,
 )
+from lbctl.kinds.haproxy_socket import unix_request
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -166,7 +167,8 @@ class HaproxyKind(Kind):
                 hint="add `stats socket /run/haproxy/admin.sock mode 600 level admin` to global and set stats_socket",
             )
         # One connection for both commands: the stats socket runs `;`-separated commands in order.
-        return retry.call(retry.MASTER_SOCKET, lambda: parse_stats(transport.unix_request(sock, "show info;show stat")))
+        query = "show info;show stat"
+        return retry.call(retry.MASTER_SOCKET, lambda: parse_stats(unix_request(transport, sock, query)))
 
     def balance_algorithms(self, transport: Transport) -> dict[str, str]:
         text = transport.read_file(self.target.path or "") if self.target.path else None
@@ -191,7 +193,7 @@ class HaproxyKind(Kind):
                 raise ReloadFailed(f"the reload command `{self.target.reload}` exited {result.code}: {said}")
             return
         master = self._master()
-        retry.call(retry.MASTER_SOCKET, lambda: transport.unix_request(master, "reload"))
+        retry.call(retry.MASTER_SOCKET, lambda: unix_request(transport, master, "reload"))
 
     def still_running(self, transport: Transport, marker: object) -> bool:
         if isinstance(marker, ProcState):
@@ -290,7 +292,7 @@ class HaproxyKind(Kind):
             how = f"master pid {pid}, from `show proc` on {self.target.master_socket}"
         elif self.target.stats_socket:
             sock = self.target.stats_socket
-            info = retry.call(retry.MASTER_SOCKET, lambda: transport.unix_request(sock, "show info"))
+            info = retry.call(retry.MASTER_SOCKET, lambda: unix_request(transport, sock, "show info"))
             pid = _info_pid(info)
             how = f"pid {pid}, from `show info` on {sock}"
         else:
@@ -327,7 +329,7 @@ class HaproxyKind(Kind):
         except ParseError as exc:
             return unknown(f"the deployed config does not parse: {exc}")
         try:
-            running = parse_runtime(retry.call(retry.MASTER_SOCKET, lambda: transport.unix_request(sock, query)))
+            running = parse_runtime(retry.call(retry.MASTER_SOCKET, lambda: unix_request(transport, sock, query)))
         except TransientError as exc:
             return unknown(f"could not read the running servers: {exc}")
         return Conformance(True, tuple(differences(model, running)), f"servers, weights and states from {how}")

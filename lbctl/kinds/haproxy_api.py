@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from lbctl import retry
 from lbctl.config import Target
 from lbctl.errors import ConfigError, TransientError
+from lbctl.kinds.haproxy_socket import unix_request
 from lbctl.transports.base import SocketUnavailable, Transport
 
 _MASTER = re.compile(r"^(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]", re.M)
@@ -49,7 +50,7 @@ class WorkerInfo:
 
 
 def ask(transport: Transport, socket_path: str, command: str, *, policy: retry.Policy = retry.MASTER_SOCKET) -> str:
-    return retry.call(policy, lambda: transport.unix_request(socket_path, command))
+    return retry.call(policy, lambda: unix_request(transport, socket_path, command))
 
 
 def parse_show_proc(text: str) -> ProcState:
@@ -79,12 +80,12 @@ def parse_info(text: str) -> dict[str, str]:
 
 
 def show_proc(transport: Transport, master_socket: str) -> ProcState:
-    return retry.call(retry.MASTER_SOCKET, lambda: parse_show_proc(transport.unix_request(master_socket, "show proc")))
+    return retry.call(retry.MASTER_SOCKET, lambda: parse_show_proc(unix_request(transport, master_socket, "show proc")))
 
 
 def show_info(transport: Transport, stats_socket: str) -> WorkerInfo:
     def read() -> WorkerInfo:
-        text = transport.unix_request(stats_socket, "show info")
+        text = unix_request(transport, stats_socket, "show info")
         info = parse_info(text)
         if not info.get("Pid", "").isdigit():
             raise TransientError(f"unexpected `show info` answer: {text.strip()[:200]!r}")
