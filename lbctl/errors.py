@@ -216,3 +216,7 @@ class CommandFailed(Exception):
         self.code = code
         self.stdout = stdout
         self.stderr = stderr
+
+
+class CannotHost(UsageError):
+    """A drill's target config has nothing the scenario can break (exit 2)."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lbctl.errors import UsageError
+from lbctl.errors import CannotHost, UsageError
 from lbctl.semantic.model import ConfigModel, Section
 
 SCENARIOS = {
@@ -32,10 +32,6 @@ SCENARIOS = {
 }
 VOID = "lbctl_drill_void"
 MISSING_DIR = "/nonexistent-lbctl-drill"
-
-
-class CannotHost(UsageError):
-    """The target's config has nothing the scenario can break (exit 2)."""
 
 
 @dataclass(frozen=True)

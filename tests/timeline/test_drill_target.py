@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from lbctl.commands.drill_scenarios import CannotHost, derive
+from lbctl.commands.drill_scenarios import derive
 from lbctl.commands.drill_target import run_target_drill
-from lbctl.errors import ExitCode, UsageError
+from lbctl.errors import CannotHost, ExitCode, UsageError
 from lbctl.notify import settle as notifications_sent
 from lbctl.store.workspace import open_workspace
 from tests.conftest import Lab, LbctlRunner, git
