@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lbctl import watchdog
+from lbctl.engine.record import record
 from lbctl.errors import ExitCode, LbctlError, UsageError
 from lbctl.lock import holder_info
 from lbctl.store.journal import Event, new_event_id, timestamp
@@ -93,7 +94,7 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
             event = replace(event, to_rev=live_rev)
         new_state = state.moved_to(live_rev, meta.get("from_blob"), status, event.id, event.finished)
         new_state = new_state.marked_bad(state.live) if outcome == "reverted" else new_state
-    ws.journal.append(event, new_state)
+    record(ws.journal, event, new_state)
     if outcome == "reverted":
         from lbctl.engine import recovery
 
@@ -255,7 +256,7 @@ def _confirmed(ws: Workspace, target: Target, watch: Watch, said: tuple[str, ...
     new_state = state
     if state.status == "pending-confirm" and state.live == rev:
         new_state = state.moved_to(rev, state.live_blob, "good", event.id, event.finished)
-    ws.journal.append(event, replace(new_state))
+    record(ws.journal, event, replace(new_state))
     return Confirmed(
         target.name,
         "confirmed",

@@ -30,6 +30,7 @@ from lbctl.config import Target
 from lbctl.conformance import require_origin, settled
 from lbctl.engine import recovery
 from lbctl.engine.plan import Plan, enforce, make_plan, refuse
+from lbctl.engine.record import record
 from lbctl.engine.verify import Verification, verify
 from lbctl.errors import (
     ExitCode,
@@ -151,10 +152,12 @@ def apply_change(
             _settle_watchdogs(ws, target, transport, report)  # what a watchdog did while nobody watched
         taken = getattr(transport, "took_over", None)
         if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
-            from lbctl.commands.unlock import record
+            from lbctl.commands.unlock import record as record_unlocked
 
             report("lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
-            record(ws, target.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone")
+            record_unlocked(
+                ws, target.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone"
+            )
         _check_endpoints(kind, transport, target)
         # The file lbctl changes must be the one the LB reads: refused (exit 2) before anything else.
         run.timed("path", lambda: require_origin(kind, transport, target), detail_from_result=True)
@@ -713,7 +716,7 @@ class _Run:
             new_state = new_state.moved_to(to_rev, blob, live_status or "good", event.id, event.finished)
         new_state = new_state.marked_bad(mark_bad)
         self.fault("before:record")
-        self.ws.journal.append(event, new_state)
+        record(self.ws.journal, event, new_state)
         self.fault("after:record")
         self.event_ids.append(event.id)
         self.clear_inflight()
