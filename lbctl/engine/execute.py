@@ -1,7 +1,12 @@
-"""The deploy lifecycle (PRODUCT.md §5), as one function that reads top to bottom.
+"""The deploy lifecycle (PRODUCT.md §5), as one function over a plan that reads top to bottom.
 
 lock → plan → stage → validate → commit → swap → reload → confirm → verify → record,
-or, once the LB has changed: restore → reload → confirm → verify → forward commit → record.
+or, once the LB has changed: restore → reload → confirm → verify → forward commit → record
+(`lbctl.engine.restore`).
+
+`execute` puts live a plan computed beforehand without a lock (`lbctl.engine.plan.plan_change`),
+once it has checked under the locks that the LB still runs what the plan was computed from;
+`apply_change` (deploy, rollback) computes its plan under the locks. Both then run `_lifecycle`.
 
 The load balancer always runs a complete config: the candidate is written beside the
 live file and renamed over it only after native validation, and the previous file is
@@ -15,8 +20,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from lbctl import preload, retry
 from lbctl.checks import checks_for
@@ -24,7 +28,8 @@ from lbctl.checks import modules_for as check_modules
 from lbctl.config import Target
 from lbctl.conformance import require_origin, settled
 from lbctl.engine import recovery
-from lbctl.engine.plan import Plan, enforce, make_plan, refuse
+from lbctl.engine.plan import Candidate as Candidate
+from lbctl.engine.plan import Plan, basis_of, enforce, plan_on, refuse, still_current
 from lbctl.engine.restore import Lb, reload, undo
 from lbctl.engine.run import Outcome as Outcome
 from lbctl.engine.run import Reporter as Reporter
@@ -32,7 +37,6 @@ from lbctl.engine.run import Run, shielded
 from lbctl.engine.verify import verify
 from lbctl.errors import (
     ExitCode,
-    LbctlError,
     Refused,
     TransientError,
     Unreachable,
@@ -43,29 +47,11 @@ from lbctl.kinds.base import Kind
 from lbctl.lock import holder_info
 from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived first: commands/pull.py imports it from here
 from lbctl.placement import placement
-from lbctl.store.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
-from lbctl.store.journal import LiveEntry, TargetState
+from lbctl.store.bundle import Bundle, bundle_at, read_live, revision_of, store_changes
+from lbctl.store.journal import TargetState
 from lbctl.store.workspace import Workspace
 from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
-
-if TYPE_CHECKING:
-    from lbctl.engine.routing_counters import BackendCounts
-    from lbctl.store.repo import Store
-
-BEFORE_SEARCHED = 20  # store revisions compared with what a target runs before its first deploy
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """What to put live: a bundle of files, and either the store revision it is or how to commit it."""
-
-    bundle: Bundle
-    rev: str | None
-    message: str = ""
-    trailers: dict[str, str] = field(default_factory=dict)
-    label: str = ""
-    rollback_of: str | None = None  # marked bad once this candidate is verified good
 
 
 def apply_change(
@@ -86,216 +72,287 @@ def apply_change(
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
-    The plan is judged first (engine/plan.py): policy, blast radius, staging-first, drift and
-    a reviewed checksum; what is refused leaves no commit and touches nothing on the LB.
-    An earlier operation that was interrupted is recorded first (`lbctl.engine.recovery`); then
-    `rechoose`, if given, picks the candidate again from the state as it is now.
-    With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog armed on the
-    LB host before the reload reverts the change unless `lbctl confirm` comes in time (`lbctl.watchdog`).
+    The plan is computed under the locks (`lbctl.engine.plan.plan_on`) and judged first: policy,
+    blast radius, staging-first, drift and a reviewed checksum; what is refused leaves no commit
+    and touches nothing on the LB. An earlier operation that was interrupted is recorded first
+    (`lbctl.engine.recovery`); then `rechoose`, if given, picks the candidate again from the state
+    as it is now. With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog
+    armed on the LB host before the reload reverts the change unless `lbctl confirm` comes in time
+    (`lbctl.watchdog`).
     """
     kind = kind_for(target)
     run = Run(ws, target, op, report)
+    seconds = target.confirm_within if confirm_within is None else confirm_within
+    with _locked(run) as transport:
+        if _recover(ws, target, transport) and rechoose is not None:
+            candidate = rechoose(ws.journal.state(target.name))
+        state = _ready(run, kind, transport, seconds)
+        if candidate.rollback_of is not None and candidate.rollback_of != state.live:
+            # Another operation finished between the caller's read and our lock: undo what is live now.
+            candidate = replace(candidate, rollback_of=state.live)
+        plan = plan_on(ws, target, kind, transport, state, candidate, op=op, explain=explain, timed=run.timed)
+        return _lifecycle(
+            run,
+            kind,
+            transport,
+            state,
+            plan,
+            seconds,
+            confirm=confirm,
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            expected_checksum=expected_checksum,
+        )
+
+
+def execute(
+    ws: Workspace,
+    target: Target,
+    plan: Plan,
+    *,
+    confirm: Callable[[Plan], bool] = lambda plan: True,
+    dry_run: bool = False,
+    force: bool = False,
+    reason: str | None = None,
+    expected_checksum: str | None = None,
+    report: Reporter = lambda stage, message: None,
+    confirm_within: float | None = None,
+) -> Outcome:
+    """Put live a plan computed beforehand (`lbctl.engine.plan.plan_change`), as `apply_change` does.
+
+    Under the locks, the LB's files are read again: if they, the journal's live revision or the
+    rules judging the plan moved since it was computed, the plan is refused as stale (exit 4) and
+    nothing is changed. The plan's gates are judged as `apply_change` judges its own.
+    """
+    kind = kind_for(target)
+    run = Run(ws, target, plan.op, report)
+    seconds = target.confirm_within if confirm_within is None else confirm_within
+    basis = basis_of(plan)
+    with _locked(run) as transport:
+        _recover(ws, target, transport)
+        state = _ready(run, kind, transport, seconds)
+        live = run.timed("read live", lambda: _read(transport, target, basis.managed))
+        plan = still_current(plan, ws, target, kind, state, live)
+        return _lifecycle(
+            run,
+            kind,
+            transport,
+            state,
+            plan,
+            seconds,
+            confirm=confirm,
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            expected_checksum=expected_checksum,
+        )
+
+
+@contextlib.contextmanager
+def _locked(run: Run) -> Iterator[Transport]:
+    """The store-side lock, a connection to the LB and its LB-side lock, for one operation; a Ctrl-C
+    before the swap says nothing changed, and an operation that ended before the swap leaves no record."""
+    target = run.target
     with (
         run.nothing_changed_on_interrupt(),
         run.locked(),
         _connect(transport_for(target), target) as transport,
-        _lb_lock(ws, transport, target, op),
+        _lb_lock(run.ws, transport, target, run.op),
         run.settled(),
     ):
-        if _recover(ws, target, transport) and rechoose is not None:
-            candidate = rechoose(ws.journal.state(target.name))
-        seconds = target.confirm_within if confirm_within is None else confirm_within
-        if seconds > 0:
-            _can_arm(target, None)
-        if target.transport != "http" and (seconds > 0 or ws.journal.state(target.name).status == "pending-confirm"):
-            _settle_watchdogs(ws, target, transport, report)  # what a watchdog did while nobody watched
-        taken = getattr(transport, "took_over", None)
-        if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
-            from lbctl.commands.unlock import record as record_unlocked
+        yield transport
 
-            report("lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
-            record_unlocked(
-                ws, target.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone"
-            )
-        _check_endpoints(kind, transport, target)
-        # The file lbctl changes must be the one the LB reads: refused (exit 2) before anything else.
-        run.timed("path", lambda: require_origin(kind, transport, target), detail_from_result=True)
-        state = ws.journal.state(target.name)
-        if candidate.rollback_of is not None and candidate.rollback_of != state.live:
-            # Another operation finished between the caller's read and our lock: undo what is live now.
-            candidate = replace(candidate, rollback_of=state.live)
-        # The files to read and compare: the candidate's, and those lbctl left live (a deploy removes them).
-        left_live = live_rels(ws.store, kind, target, state.live)
-        managed = (*candidate.bundle.rels, *left_live)
-        live = run.timed("read live", lambda: _read(transport, target, managed))
-        pushed = candidate.bundle.with_main(kind.prepare(candidate.bundle.main))
 
-        def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
-            from lbctl.engine.routing_counters import sample
+def _ready(run: Run, kind: Kind, transport: Transport, seconds: float) -> TargetState:
+    """Under the locks, before planning: what watchdogs did, a lock taken over, the LB's endpoints and
+    the file it reads (refused, exit 2, before anything else); returns the target's state as it is now."""
+    ws, target, op, report = run.ws, run.target, run.op, run.report
+    if seconds > 0:
+        _can_arm(target, None)
+    if target.transport != "http" and (seconds > 0 or ws.journal.state(target.name).status == "pending-confirm"):
+        _settle_watchdogs(ws, target, transport, report)  # what a watchdog did while nobody watched
+    taken = getattr(transport, "took_over", None)
+    if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
+        from lbctl.commands.unlock import record as record_unlocked
 
-            return sample(kind, transport)
+        report("lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
+        record_unlocked(
+            ws, target.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone"
+        )
+    _check_endpoints(kind, transport, target)
+    # The file lbctl changes must be the one the LB reads: refused (exit 2) before anything else.
+    run.timed("path", lambda: require_origin(kind, transport, target), detail_from_result=True)
+    return ws.journal.state(target.name)
 
-        plan = run.timed(
-            "plan",
-            lambda: make_plan(
-                ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain, counters=counters
+
+def _lifecycle(
+    run: Run,
+    kind: Kind,
+    transport: Transport,
+    state: TargetState,
+    plan: Plan,
+    seconds: float,
+    *,
+    confirm: Callable[[Plan], bool],
+    dry_run: bool,
+    force: bool,
+    reason: str | None,
+    expected_checksum: str | None,
+) -> Outcome:
+    """The lifecycle of a plan, under the locks: judge → confirm → stage → validate → commit → swap →
+    reload → confirm → verify → record, or from the swap on: `lbctl.engine.restore.undo`."""
+    ws, target, report = run.ws, run.target, run.report
+    basis = basis_of(plan)
+    candidate, live, pushed = basis.candidate, basis.live, basis.pushed
+    left_live, managed = basis.left_live, basis.managed
+    run.before = basis.before
+    at_live = plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live
+    if at_live and not force:
+        # "Nothing to do" only when nothing is wrong: the LB runs it, and (a rollback) it is healthy.
+        wrong = run.timed("recheck", lambda: _what_is_wrong(kind, transport, target, pushed, run.op == "rollback"))
+        if not wrong:
+            return run.outcome("unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do")
+        report("recheck", f"pushing it again: {wrong}")
+    if seconds > 0:
+        _can_arm(target, pushed, live)
+    refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
+    if dry_run:
+        verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
+        return run.outcome(verdict, code, plan, f"dry run: nothing was changed; plan checksum {plan.checksum}")
+    if refused:
+        refuse(plan, refused)
+    if force and plan.problems:
+        run.forced = "forced over: " + "; ".join(p.rule for p in plan.problems) + (f" ({reason})" if reason else "")
+        candidate = replace(candidate, trailers={**candidate.trailers, "Lbctl-Forced": run.forced})
+    if not confirm(plan):
+        raise Refused("not confirmed: nothing was changed")
+
+    place = placement(transport, target.path or "", pushed, left_live)
+    run.begin(state, live.blob(kind) if live is not None else None, pushed, kind, place, candidate.rev)
+    try:
+        staged = run.timed("stage", place.stage)
+    except TransientError as exc:
+        run.discard(place)
+        raise Unreachable(
+            f"{target.name}: could not stage the candidate: {exc}",
+            hint="nothing was changed on the LB; run the same command again",
+        ) from None
+    except BaseException:
+        run.discard(place)  # a tree half staged: nothing of it may stay
+        raise
+    # While the LB validates: the checks' modules, and what the reload's polling retries with.
+    preload.in_background([*check_modules(target), retry.IMPLEMENTATION, *kind.conformance_modules])
+    try:
+        run.timed(
+            "validate",
+            lambda: kind.validate(transport, staged),
+            detail=f"native check on {transport.where}",
+        )
+        # Everything that reads the LB before the swap, while a failure still changes nothing.
+        checks = checks_for(target, transport)
+        for check in checks:
+            check.baseline()
+        marker = run.timed("snapshot", lambda: kind.reload_marker(transport)) if target.confirm_reload else None
+    except ValidationFailed as exc:
+        run.discard(place)
+        run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
+        raise
+    except TransientError as exc:
+        run.discard(place)
+        raise Unreachable(
+            f"{target.name}: could not prepare the change: {exc}",
+            hint="nothing was changed on the LB; run the same command again",
+        ) from None
+    except BaseException:
+        run.discard(place)
+        raise
+
+    # The commit is written now but lands on the branch only once the LB took the change.
+    pending = None
+    if candidate.rev is None:
+        pending = run.timed(
+            "commit",
+            lambda: ws.store.prepare_commit(
+                store_changes(ws.store, kind, target, candidate.bundle), candidate.message, candidate.trailers
             ),
         )
-        if state.live is None and live is not None and not plan.unchanged:
-            run.before = ran_before_lbctl(ws.store, kind, target, live)
-        at_live = (
-            plan.unchanged and state.status == "good" and candidate.rev is not None and candidate.rev == state.live
-        )
-        if at_live and not force:
-            # "Nothing to do" only when nothing is wrong: the LB runs it, and (a rollback) it is healthy.
-            wrong = run.timed("recheck", lambda: _what_is_wrong(kind, transport, target, pushed, op == "rollback"))
-            if not wrong:
-                return run.outcome(
-                    "unchanged", ExitCode.OK, plan, f"{target.name} already runs this config; nothing to do"
-                )
-            report("recheck", f"pushing it again: {wrong}")
-        if op == "deploy" and not plan.unchanged and (ws.config.routes_for(target) or target.replay_log):
-            # routing cases and a replay of the LB's log, in sandboxes on this machine
-            plan = run.timed("routing", lambda: _with_routing(ws, target, plan, live, pushed, candidate, transport))
-        if seconds > 0:
-            _can_arm(target, pushed, live)
-        refused = enforce(plan, force=force, reason=reason, expected_checksum=expected_checksum)
-        if dry_run:
-            verdict, code = ("refused", refused) if refused else ("dry-run", ExitCode.OK)
-            return run.outcome(verdict, code, plan, f"dry run: nothing was changed; plan checksum {plan.checksum}")
-        if refused:
-            refuse(plan, refused)
-        if force and plan.problems:
-            run.forced = "forced over: " + "; ".join(p.rule for p in plan.problems) + (f" ({reason})" if reason else "")
-            candidate = replace(candidate, trailers={**candidate.trailers, "Lbctl-Forced": run.forced})
-        if not confirm(plan):
-            raise Refused("not confirmed: nothing was changed")
-
-        place = placement(transport, target.path or "", pushed, left_live)
-        run.begin(state, live.blob(kind) if live is not None else None, pushed, kind, place, candidate.rev)
+    to_rev = pending.sha if pending is not None else (candidate.rev or "")
+    if seconds > 0 and live is not None:
         try:
-            staged = run.timed("stage", place.stage)
-        except TransientError as exc:
-            run.discard(place)
-            raise Unreachable(
-                f"{target.name}: could not stage the candidate: {exc}",
-                hint="nothing was changed on the LB; run the same command again",
-            ) from None
-        except BaseException:
-            run.discard(place)  # a tree half staged: nothing of it may stay
-            raise
-        # While the LB validates: the checks' modules, and what the reload's polling retries with.
-        preload.in_background([*check_modules(target), retry.IMPLEMENTATION, *kind.conformance_modules])
-        try:
-            run.timed(
-                "validate",
-                lambda: kind.validate(transport, staged),
-                detail=f"native check on {transport.where}",
-            )
-            # Everything that reads the LB before the swap, while a failure still changes nothing.
-            checks = checks_for(target, transport)
-            for check in checks:
-                check.baseline()
-            marker = run.timed("snapshot", lambda: kind.reload_marker(transport)) if target.confirm_reload else None
-        except ValidationFailed as exc:
-            run.discard(place)
-            run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
-            raise
-        except TransientError as exc:
-            run.discard(place)
-            raise Unreachable(
-                f"{target.name}: could not prepare the change: {exc}",
-                hint="nothing was changed on the LB; run the same command again",
-            ) from None
+            run.timed("arm watchdog", lambda: run.arm(kind, transport, seconds, state, live, pushed, to_rev))
         except BaseException:
             run.discard(place)
             raise
-
-        # The commit is written now but lands on the branch only once the LB took the change.
-        pending = None
-        if candidate.rev is None:
-            pending = run.timed(
-                "commit",
-                lambda: ws.store.prepare_commit(
-                    store_changes(ws.store, kind, target, candidate.bundle), candidate.message, candidate.trailers
-                ),
-            )
-        to_rev = pending.sha if pending is not None else (candidate.rev or "")
-        if seconds > 0 and live is not None:
-            try:
-                run.timed("arm watchdog", lambda: run.arm(kind, transport, seconds, state, live, pushed, to_rev))
-            except BaseException:
-                run.discard(place)
-                raise
-        lb = Lb(kind, transport, place, lambda: _read_back(transport, target, managed), marker)
-        with shielded() as interrupted, run.inflight(to_rev, state):
-            try:
-                run.timed("swap", place.swap)
-            except Exception as exc:  # whatever happened, undo() reads back what the LB has
-                return undo(run, state, lb, checks, live, to_rev, f"swap failed: {exc}", plan)
-            try:
-                run.timed("reload", lambda: reload(kind, transport, marker), detail_from_result=True)
-            except Refused as exc:
-                # A transport's contract: Refused from reload means the LB did not take the change.
-                run.untouched(state, to_rev, exc, lambda: None)
-            except Exception as exc:  # the file is swapped: any failure goes through the restore
-                return undo(run, state, lb, checks, live, to_rev, f"reload failed: {exc}", plan)
-            if pending is not None:
-                to_rev = run.timed("land commit", lambda: ws.store.land(pending))
-                run.landed(to_rev, state)
-        if interrupted():
-            return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="the reload")
-        conformance = run.timed("conform", lambda: settled(kind, transport, pushed), detail_from_result=True)
-        if conformance.differences:
-            reason = "the LB does not run the pushed config: " + "; ".join(conformance.differences)
-            return undo(run, state, lb, checks, live, to_rev, reason, plan)
-
+    lb = Lb(kind, transport, place, lambda: _read_back(transport, target, managed), marker)
+    with shielded() as interrupted, run.inflight(to_rev, state):
         try:
-            verification = run.timed(
-                "verify",
-                lambda: verify(
-                    checks,
-                    window=target.verify_seconds,
-                    interval=target.check_interval,
-                    on_round=run.round_reporter,
-                ),
-                detail_from_result=True,
-            )
-        except KeyboardInterrupt:
-            return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="verification")
-        if not verification.ok:
-            return undo(run, state, lb, checks, live, to_rev, verification.summary, plan, verification=verification)
-        if run.armed is not None:
-            return run.pending_confirm(state, to_rev, pushed.blob(kind), plan, verification, candidate.rollback_of)
-        # Checks that pass after a reload nobody confirmed may be the old config passing them.
-        verdict = "good" if target.confirm_reload else "unconfirmed"
-        with shielded():
-            event = run.record_event(
-                state,
-                verdict,
-                to_rev,
-                verification.summary + (f"; {run.forced}" if run.forced else ""),
-                verification=verification,
-                blob=pushed.blob(kind),
-                diff=plan.diff,
-                mark_bad=candidate.rollback_of,
-                live_status=verdict,
-            )
-        said = (
-            f"verified good: {verification.summary}"
-            if verdict == "good"
-            else f"checks passed ({verification.summary}) but the reload was NOT confirmed (confirm_reload = false): "
-            "recorded `unconfirmed`, not good"
+            run.timed("swap", place.swap)
+        except Exception as exc:  # whatever happened, undo() reads back what the LB has
+            return undo(run, state, lb, checks, live, to_rev, f"swap failed: {exc}", plan)
+        try:
+            run.timed("reload", lambda: reload(kind, transport, marker), detail_from_result=True)
+        except Refused as exc:
+            # A transport's contract: Refused from reload means the LB did not take the change.
+            run.untouched(state, to_rev, exc, lambda: None)
+        except Exception as exc:  # the file is swapped: any failure goes through the restore
+            return undo(run, state, lb, checks, live, to_rev, f"reload failed: {exc}", plan)
+        if pending is not None:
+            to_rev = run.timed("land commit", lambda: ws.store.land(pending))
+            run.landed(to_rev, state)
+    if interrupted():
+        return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="the reload")
+    conformance = run.timed("conform", lambda: settled(kind, transport, pushed), detail_from_result=True)
+    if conformance.differences:
+        reason = "the LB does not run the pushed config: " + "; ".join(conformance.differences)
+        return undo(run, state, lb, checks, live, to_rev, reason, plan)
+
+    try:
+        verification = run.timed(
+            "verify",
+            lambda: verify(
+                checks,
+                window=target.verify_seconds,
+                interval=target.check_interval,
+                on_round=run.round_reporter,
+            ),
+            detail_from_result=True,
         )
-        return run.outcome(
+    except KeyboardInterrupt:
+        return run.interrupted(state, to_rev, pushed.blob(kind), plan, during="verification")
+    if not verification.ok:
+        return undo(run, state, lb, checks, live, to_rev, verification.summary, plan, verification=verification)
+    if run.armed is not None:
+        return run.pending_confirm(state, to_rev, pushed.blob(kind), plan, verification, candidate.rollback_of)
+    # Checks that pass after a reload nobody confirmed may be the old config passing them.
+    verdict = "good" if target.confirm_reload else "unconfirmed"
+    with shielded():
+        event = run.record_event(
+            state,
             verdict,
-            ExitCode.OK,
-            plan,
-            f"{target.name} runs {to_rev[:10]}, {said}",
-            to_rev=to_rev,
+            to_rev,
+            verification.summary + (f"; {run.forced}" if run.forced else ""),
             verification=verification,
-            events=(event,),
+            blob=pushed.blob(kind),
+            diff=plan.diff,
+            mark_bad=candidate.rollback_of,
+            live_status=verdict,
         )
+    said = (
+        f"verified good: {verification.summary}"
+        if verdict == "good"
+        else f"checks passed ({verification.summary}) but the reload was NOT confirmed (confirm_reload = false): "
+        "recorded `unconfirmed`, not good"
+    )
+    return run.outcome(
+        verdict,
+        ExitCode.OK,
+        plan,
+        f"{target.name} runs {to_rev[:10]}, {said}",
+        to_rev=to_rev,
+        verification=verification,
+        events=(event,),
+    )
 
 
 @contextlib.contextmanager
@@ -311,23 +368,6 @@ def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
         yield transport
     finally:
         transport.close()
-
-
-def ran_before_lbctl(store: Store, kind: Kind, target: Target, live: Bundle) -> LiveEntry | None:
-    """The newest store revision whose content the LB runs, before lbctl ever deployed to it.
-
-    It was live from its commit (at the earliest) until lbctl's first deploy replaces it.
-    """
-    wanted = live.blob(kind)
-    try:
-        revisions = store.revisions(target.source, limit=BEFORE_SEARCHED)
-    except LbctlError:
-        return None
-    for revision in revisions:
-        at_rev = bundle_at(store, kind, target, revision.sha)
-        if at_rev is not None and at_rev.blob(kind) == wanted:  # blob() compares canonical forms
-            return LiveEntry(revision.sha, revision.date.isoformat(timespec="milliseconds"), "before lbctl")
-    return None
 
 
 def _what_is_wrong(kind: Kind, transport: Transport, target: Target, pushed: Bundle, with_checks: bool) -> str:
@@ -383,14 +423,6 @@ def _recover(ws: Workspace, target: Target, transport: Transport) -> bool:
             hint="nothing was changed on the LB; run the same command again",
         ) from None
     return True
-
-
-def _with_routing(
-    ws: Workspace, target: Target, plan: Plan, live: Bundle | None, pushed: Bundle, candidate: Candidate, t: Transport
-) -> Plan:
-    from lbctl.engine.routing_gate import with_routing
-
-    return with_routing(ws, target, plan, live=live, candidate=pushed, candidate_rev=candidate.rev, transport=t)
 
 
 def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:
