@@ -105,6 +105,7 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
 def _forward_commit(ws: Workspace, target: Target, bad_rev: str, restores: str | None, reason: str) -> str | None:
     """A commit restoring `restores`' files when HEAD still holds the reverted change's; None when HEAD
     moved on, the target's files have edits in progress, or the store cannot commit (said by `log`)."""
+    from lbctl.engine.restore import rollback_trailers
     from lbctl.kinds import kind_for
     from lbctl.store.bundle import bundle_at, store_changes, store_paths
 
@@ -117,12 +118,7 @@ def _forward_commit(ws: Workspace, target: Target, bad_rev: str, restores: str |
         if previous is None or bundle_at(store, kind, target, "HEAD") != bundle_at(store, kind, target, bad_rev):
             return None
         store.require_clean(only=store_paths(store, kind, target))
-        trailers = {
-            "Lbctl-Target": target.name,
-            "Lbctl-Rollback-Of": bad_rev,
-            "Lbctl-Restores": restores,
-            "Lbctl-Reason": reason.splitlines()[0][:200],
-        }
+        trailers = rollback_trailers(target, bad_rev, restores, reason)
         message = f"Roll back {target.name}: {bad_rev[:10]} was not confirmed in time (the LB's watchdog reverted it)"
         return store.commit_files(store_changes(store, kind, target, previous), message, trailers)
     except LbctlError:

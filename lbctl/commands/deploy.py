@@ -59,6 +59,38 @@ def deploy(
         )
 
 
+def deploy_plan(
+    ws: Workspace,
+    plan: Plan,
+    *,
+    force: bool = False,
+    reason: str | None = None,
+    checksum: str | None = None,
+    confirm_within: float | None = None,
+    confirm: Confirm = lambda plan: True,
+    report: Reporter = lambda stage, message: None,
+) -> Outcome:
+    """Put live a plan computed beforehand (`lbctl.engine.plan.plan_change`: a fleet shows every
+    member's plan before any is touched), with the store's remote around it as `deploy` has: a stale
+    view refused, the team lease held, the branch and the journal pushed after."""
+    from lbctl.engine.execute import execute
+
+    target = ws.target(plan.target)
+    ws.store.identity()
+    with _shared(ws, target.name, plan.op, report, force=force):
+        return execute(
+            ws,
+            target,
+            plan,
+            confirm=confirm,
+            force=force,
+            reason=reason,
+            expected_checksum=checksum,
+            report=report,
+            confirm_within=confirm_within,
+        )
+
+
 def deploy_candidate(
     ws: Workspace,
     target: Target,

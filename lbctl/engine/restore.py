@@ -169,11 +169,17 @@ def forward_commit(
     head = revision_of(store, kind, target)
     if head is not None and bundle_at(store, kind, target, "HEAD") == previous:
         return head
-    trailers = {
-        "Lbctl-Target": target.name,
-        "Lbctl-Rollback-Of": bad_rev,
-        "Lbctl-Restores": restores or "the config live before " + bad_rev[:10],
-        "Lbctl-Reason": reason.splitlines()[0][:200],
-    }
+    trailers = rollback_trailers(target, bad_rev, restores or "the config live before " + bad_rev[:10], reason)
     message = f"Roll back {target.name}: {bad_rev[:10]} failed verification"
     return store.commit_files(store_changes(store, kind, target, previous), message, trailers)
+
+
+def rollback_trailers(target: Target, bad_rev: str, restores: str, reason: str) -> dict[str, str]:
+    """The trailers of a forward commit putting `restores` back after `bad_rev` failed: lbctl's own
+    restore, or a commit-confirm watchdog's revert recorded afterwards (`lbctl.commands.confirm`)."""
+    return {
+        "Lbctl-Target": target.name,
+        "Lbctl-Rollback-Of": bad_rev,
+        "Lbctl-Restores": restores,
+        "Lbctl-Reason": reason.splitlines()[0][:200],
+    }
