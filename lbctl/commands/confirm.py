@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from lbctl import watchdog
+from lbctl.engine.record import record
 from lbctl.errors import ExitCode, LbctlError, UsageError
 from lbctl.lock import holder_info
 from lbctl.store.journal import Event, new_event_id, timestamp
@@ -125,7 +126,7 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
             event = replace(event, to_rev=live_rev)
         new_state = state.moved_to(live_rev, meta.get("from_blob"), status, event.id, event.finished)
         new_state = new_state.marked_bad(state.live) if outcome == "reverted" else new_state
-    ws.journal.append(event, new_state)
+    record(ws.journal, event, new_state)
     if outcome == "reverted":
         from lbctl.engine import recovery
 
@@ -136,6 +137,7 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
 def _forward_commit(ws: Workspace, target: Target, bad_rev: str, restores: str | None, reason: str) -> str | None:
     """A commit restoring `restores`' files when HEAD still holds the reverted change's; None when HEAD
     moved on, the target's files have edits in progress, or the store cannot commit (said by `log`)."""
+    from lbctl.engine.restore import rollback_trailers
     from lbctl.kinds import kind_for
     from lbctl.store.bundle import bundle_at, store_changes, store_paths
 
@@ -148,12 +150,7 @@ def _forward_commit(ws: Workspace, target: Target, bad_rev: str, restores: str |
         if previous is None or bundle_at(store, kind, target, "HEAD") != bundle_at(store, kind, target, bad_rev):
             return None
         store.require_clean(only=store_paths(store, kind, target))
-        trailers = {
-            "Lbctl-Target": target.name,
-            "Lbctl-Rollback-Of": bad_rev,
-            "Lbctl-Restores": restores,
-            "Lbctl-Reason": reason.splitlines()[0][:200],
-        }
+        trailers = rollback_trailers(target, bad_rev, restores, reason)
         message = f"Roll back {target.name}: {bad_rev[:10]} was not confirmed in time (the LB's watchdog reverted it)"
         return store.commit_files(store_changes(store, kind, target, previous), message, trailers)
     except LbctlError:
@@ -287,7 +284,7 @@ def _confirmed(ws: Workspace, target: Target, watch: Watch, said: tuple[str, ...
     new_state = state
     if state.status == "pending-confirm" and state.live == rev:
         new_state = state.moved_to(rev, state.live_blob, "good", event.id, event.finished)
-    ws.journal.append(event, replace(new_state))
+    record(ws.journal, event, replace(new_state))
     return Confirmed(
         target.name,
         "confirmed",

@@ -38,12 +38,78 @@ def deploy(
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
-    """`trailers` are added to the new commit that `file` makes (a drill's `Lbctl-Drill`)."""
-    from lbctl.engine.execute import Candidate, apply_change
+    from lbctl.engine.execute import apply_change
+
+    target = ws.target(name)
+    candidate = deploy_candidate(ws, target, file=file, rev=rev, message=message, ticket=ticket, trailers=trailers)
+    if not dry_run:
+        ws.store.identity()
+    with contextlib.nullcontext() if dry_run else _shared(ws, name, "deploy", report, force=force):
+        return apply_change(
+            ws,
+            target,
+            candidate,
+            op="deploy",
+            confirm=confirm,
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            expected_checksum=checksum,
+            report=report,
+            confirm_within=confirm_within,
+        )
+
+
+def deploy_plan(
+    ws: Workspace,
+    plan: Plan,
+    *,
+    force: bool = False,
+    reason: str | None = None,
+    checksum: str | None = None,
+    confirm_within: float | None = None,
+    confirm: Confirm = lambda plan: True,
+    report: Reporter = lambda stage, message: None,
+) -> Outcome:
+    """Put live a plan computed beforehand (`lbctl.engine.plan.plan_change`: a fleet shows every
+    member's plan before any is touched), with the store's remote around it as `deploy` has: a stale
+    view refused, the team lease held, the branch and the journal pushed after."""
+    from lbctl.engine.execute import execute
+
+    target = ws.target(plan.target)
+    ws.store.identity()
+    with _shared(ws, target.name, plan.op, report, force=force):
+        return execute(
+            ws,
+            target,
+            plan,
+            confirm=confirm,
+            force=force,
+            reason=reason,
+            expected_checksum=checksum,
+            report=report,
+            confirm_within=confirm_within,
+        )
+
+
+def deploy_candidate(
+    ws: Workspace,
+    target: Target,
+    *,
+    file: Path | None = None,
+    message: str | None = None,
+    ticket: str | None = None,
+    rev: str | None = None,
+    trailers: dict[str, str] | None = None,
+) -> Candidate:
+    """What `lbctl deploy` puts live on `target`: `file` as its source (committed once the LB took it),
+    else the store revision `rev` (a selector), else the target's newest one. Refuses, as deploy does,
+    a store whose work tree has edits to what the deploy reads. `trailers` are added to the new
+    commit that `file` makes (a drill's `Lbctl-Drill`)."""
+    from lbctl.engine.plan import Candidate
     from lbctl.kinds import kind_for
     from lbctl.store.bundle import bundle_at, expand, revision_of
 
-    target = ws.target(name)
     kind = kind_for(target)
     store = ws.store
     if file is not None and rev is not None:
@@ -56,7 +122,7 @@ def deploy(
         store.require_clean(allow=(target.source,), only=_own_files(ws, target))
         store.identity()
         trailers = {
-            "Lbctl-Target": name,
+            "Lbctl-Target": target.name,
             "Lbctl-Ticket": ticket or "",
             "Lbctl-Reason": message or "",
             **(trailers or {}),
@@ -77,7 +143,7 @@ def deploy(
     else:
         if rev is None:
             store.require_clean(only=_own_files(ws, target))
-        state = ws.journal.state(name)
+        state = ws.journal.state(target.name)
         sha = select(store, ws.journal, state, rev).rev if rev else revision_of(store, kind, target)
         if sha is None:
             raise StoreError(f"{target.source} has never been committed", hint="commit it, or use --file")
@@ -85,22 +151,7 @@ def deploy(
         if at_rev is None:
             raise UsageError(f"revision {sha[:10]} has no {target.source}")
         candidate = Candidate(bundle=at_rev, rev=sha, label=sha[:10])
-    if not dry_run:
-        store.identity()
-    with contextlib.nullcontext() if dry_run else _shared(ws, name, "deploy", report, force=force):
-        return apply_change(
-            ws,
-            target,
-            candidate,
-            op="deploy",
-            confirm=confirm,
-            dry_run=dry_run,
-            force=force,
-            reason=reason,
-            expected_checksum=checksum,
-            report=report,
-            confirm_within=confirm_within,
-        )
+    return candidate
 
 
 @contextlib.contextmanager

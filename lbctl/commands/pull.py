@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lbctl.engine.record import record
 from lbctl.errors import UsageError
 from lbctl.store.journal import Event
 from lbctl.store.workspace import Workspace
@@ -113,5 +114,5 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
             message=f"recorded the running config of {name} ({who})",
         )
         blob = running.blob(kind)
-        ws.journal.append(event, state.moved_to(rev, blob, "unverified", event.id, event.finished))
+        record(ws.journal, event, state.moved_to(rev, blob, "unverified", event.id, event.finished))
     return PullResult(name, rev, committed, state.live, created)

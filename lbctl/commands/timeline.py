@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from lbctl.engine.record import record
 from lbctl.errors import UsageError
 from lbctl.store.journal import Event, Stage, new_event_id, timestamp
 
@@ -184,7 +185,7 @@ def note(ws: Workspace, text: str, *, at: str | None = None, target: str | None 
     )
     # The journal's tree holds per-target state: a note leaves a target's state as it was.
     state = ws.journal.state(target or names[0])
-    ws.journal.append(event, state)
+    record(ws.journal, event, state)
     for warning in publish_after(ws, op="note", target=target or names[0]).warnings:
         import sys
 

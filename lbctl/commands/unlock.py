@@ -82,6 +82,7 @@ def record(ws: Workspace, name: str, message: str, *, started: str | None = None
     """Append an `unlocked` event (who broke which lock) to the journal; the target's state is unchanged."""
     import json
 
+    from lbctl.engine.record import record as append
     from lbctl.store.journal import Event, new_event_id, timestamp
 
     state = ws.journal.state(name)
@@ -97,5 +98,5 @@ def record(ws: Workspace, name: str, message: str, *, started: str | None = None
         verdict="unlocked",
         message=message,
     )
-    ws.journal.append(event, state)
+    append(ws.journal, event, state)
     return event.id

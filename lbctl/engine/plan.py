@@ -5,25 +5,66 @@ checksum a reviewer can approve (`--dry-run`, then `--checksum`), and judged. A 
 is refused for policy (exit 3), blast radius, staging-first or drift (exit 4); `--force`
 overrides, and over the staging gate it wants a `--reason` that the event records. A
 rollback is the way back, so only drift (a hand edit it would erase) stops it.
+
+`plan_change` computes a target's whole plan without a lock and without changing anything (the
+LB is only read), so the plans of many targets can be shown before any is touched; the plan
+carries its `Basis` (the candidate, and what the LB ran), and `lbctl.engine.execute.execute`
+puts it live after `still_current` checked, under the locks, that the LB still runs that.
+`apply_change` computes its plan under the locks with the same `plan_on`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from lbctl.engine.gates import Problem, checksum, drift, staging_gate
-from lbctl.errors import ExitCode, Refused, UsageError, ValidationFailed
-from lbctl.store.bundle import recorded_blob
-from lbctl.store.journal import TargetState
+from lbctl.errors import ExitCode, LbctlError, Refused, UsageError, ValidationFailed
+from lbctl.store.bundle import bundle_at, recorded_blob
+from lbctl.store.journal import LiveEntry, TargetState
 
 if TYPE_CHECKING:
     from lbctl.config import Target
     from lbctl.engine.preflight import Analysis, CounterReader
     from lbctl.engine.replay import ReplayResult
+    from lbctl.engine.routing_counters import BackendCounts
     from lbctl.kinds.base import Kind
     from lbctl.store.bundle import Bundle
+    from lbctl.store.repo import Store
     from lbctl.store.workspace import Workspace
+    from lbctl.transports.base import Transport
+
+T = TypeVar("T")
+BEFORE_SEARCHED = 20  # store revisions compared with what a target runs before its first deploy
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What to put live: a bundle of files, and either the store revision it is or how to commit it."""
+
+    bundle: Bundle
+    rev: str | None
+    message: str = ""
+    trailers: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    rollback_of: str | None = None  # marked bad once this candidate is verified good
+
+
+@dataclass(frozen=True)
+class Basis:
+    """What a plan was computed from, and what executing it puts live (never shown, never compared)."""
+
+    candidate: Candidate
+    live: Bundle | None  # what the LB's files held when the plan was computed (None: no config there)
+    pushed: Bundle  # the candidate as the LB gets it (`Kind.prepare`)
+    left_live: tuple[str, ...]  # included files lbctl left live (a deploy removes those the candidate drops)
+    before: LiveEntry | None = None  # the store revision the LB ran before lbctl's first deploy to it
+
+    @property
+    def managed(self) -> tuple[str, ...]:
+        """The files to read and compare: the candidate's, and those lbctl left live."""
+        return (*self.candidate.bundle.rels, *self.left_live)
 
 
 @dataclass(frozen=True)
@@ -40,6 +81,7 @@ class Plan:
     notes: tuple[str, ...] = ()
     analysis: Analysis | None = field(default=None, compare=False)
     replay: ReplayResult | None = field(default=None, compare=False)  # when the routing gate replayed requests
+    basis: Basis | None = field(default=None, compare=False, repr=False)  # what `execute` needs of it
 
     @property
     def refusals(self) -> tuple[str, ...]:
@@ -111,6 +153,129 @@ def make_plan(
         notes=tuple(notes),
         analysis=analysis,
     )
+
+
+class Timed(Protocol):
+    """How a planning step is run: `Run.timed` under the lock (a stage of the event), else just called."""
+
+    def __call__(self, name: str, fn: Callable[[], T], *, detail: str = ..., detail_from_result: bool = ...) -> T: ...
+
+
+def _untimed(name: str, fn: Callable[[], T], *, detail: str = "", detail_from_result: bool = False) -> T:
+    return fn()
+
+
+def plan_change(
+    ws: Workspace, target: Target, candidate: Candidate, *, op: str = "deploy", explain: bool = True
+) -> Plan:
+    """The whole plan of putting `candidate` on `target`: semantic diff, traffic and routing figures,
+    gates and checksum, from what the LB runs now.
+
+    No lock is taken and nothing is changed (the LB and the journal are only read), so the plans of
+    many targets can be computed and shown before any of them is touched. `execute` puts such a plan
+    live, once it has checked under the locks that the LB still runs what the plan was computed from.
+    """
+    from lbctl.drivers import driver_for
+
+    state = ws.journal.state(target.name)
+    if candidate.rollback_of is not None and candidate.rollback_of != state.live:
+        candidate = replace(candidate, rollback_of=state.live)
+    with driver_for(target) as driver:
+        return plan_on(ws, target, driver.kind, driver.transport, state, candidate, op=op, explain=explain)
+
+
+def plan_on(
+    ws: Workspace,
+    target: Target,
+    kind: Kind,
+    transport: Transport,
+    state: TargetState,
+    candidate: Candidate,
+    *,
+    op: str,
+    explain: bool = True,
+    timed: Timed = _untimed,
+) -> Plan:
+    """The plan of `candidate` from what the LB runs now, read through an open `transport`, with the
+    journal's `state` of the target (`plan_change` without a lock; `apply_change` under its locks)."""
+    from lbctl.drivers.base import read_running
+    from lbctl.store.bundle import live_rels
+
+    left_live = tuple(live_rels(ws.store, kind, target, state.live))
+    managed = (*candidate.bundle.rels, *left_live)
+    live = timed("read live", lambda: read_running(transport, target, managed))
+    pushed = candidate.bundle.with_main(kind.prepare(candidate.bundle.main))
+
+    def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
+        from lbctl.engine.routing_counters import sample
+
+        return sample(kind, transport)
+
+    plan = timed(
+        "plan",
+        lambda: make_plan(ws, target, kind, state, op, live, pushed, candidate.rev, explain=explain, counters=counters),
+    )
+    before = None
+    if state.live is None and live is not None and not plan.unchanged:
+        before = ran_before_lbctl(ws.store, kind, target, live)
+    if op == "deploy" and not plan.unchanged and (ws.config.routes_for(target) or target.replay_log):
+        # routing cases and a replay of the LB's log, in sandboxes on this machine
+        from lbctl.engine.routing_gate import with_routing
+
+        judged = plan
+        plan = timed(
+            "routing",
+            lambda: with_routing(
+                ws, target, judged, live=live, candidate=pushed, candidate_rev=candidate.rev, transport=transport
+            ),
+        )
+    return replace(plan, basis=Basis(candidate, live, pushed, left_live, before))
+
+
+def still_current(
+    plan: Plan, ws: Workspace, target: Target, kind: Kind, state: TargetState, live: Bundle | None
+) -> Plan:
+    """Under the locks: `plan` if the journal and the LB (`live`, read now) are still what it was computed
+    from, and the rules judging it the same; else it is refused as a reviewed plan whose checksum moved."""
+    basis = basis_of(plan)
+    live_blob = live.blob(kind) if live is not None else None
+    now = checksum(
+        target, ws.config.policy_for(target), ws.config.safety_for(target), live_blob, basis.pushed.blob(kind)
+    )
+    if state.live != plan.from_rev:
+        what = f"the journal's live revision moved ({(plan.from_rev or 'none')[:10]} -> {(state.live or 'none')[:10]})"
+    elif now != plan.checksum:
+        what = f"the live config or the rules changed (checksum {now}, planned {plan.checksum})"
+    else:
+        return replace(plan, basis=replace(basis, live=live))
+    raise Refused(
+        f"{plan.target}: the plan is stale: {what} since it was computed; nothing was pushed",
+        hint="compute the plan again and review it",
+    )
+
+
+def basis_of(plan: Plan) -> Basis:
+    """What executing `plan` needs; only a plan from `plan_change` or `plan_on` has it."""
+    if plan.basis is None:
+        raise ValueError(f"{plan.target}: only a plan from plan_change() or plan_on() can be executed")
+    return plan.basis
+
+
+def ran_before_lbctl(store: Store, kind: Kind, target: Target, live: Bundle) -> LiveEntry | None:
+    """The newest store revision whose content the LB runs, before lbctl ever deployed to it.
+
+    It was live from its commit (at the earliest) until lbctl's first deploy replaces it.
+    """
+    wanted = live.blob(kind)
+    try:
+        revisions = store.revisions(target.source, limit=BEFORE_SEARCHED)
+    except LbctlError:
+        return None
+    for revision in revisions:
+        at_rev = bundle_at(store, kind, target, revision.sha)
+        if at_rev is not None and at_rev.blob(kind) == wanted:  # blob() compares canonical forms
+            return LiveEntry(revision.sha, revision.date.isoformat(timespec="milliseconds"), "before lbctl")
+    return None
 
 
 def with_analysis(plan: Plan, analysis: Analysis) -> Plan:

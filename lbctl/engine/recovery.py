@@ -225,6 +225,7 @@ def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str,
 
     Returns its message ("" when the outcome was recorded already) and whether that settles the
     operation: its watchdog reverted it, so nothing is left for a human to look at."""
+    from lbctl.engine.record import record
     from lbctl.kinds import kind_for
     from lbctl.store.bundle import live_rels, reachable, read_live
     from lbctl.store.journal import Event, new_event_id, timestamp
@@ -276,5 +277,5 @@ def _record(ws: Workspace, target: Target, transport: Transport, data: dict[str,
         message=message + f"; recorded by lbctl pid {os.getpid()}",
     )
     new_state = state.moved_to(to_rev, blob, "unverified", event.id, event.finished) if runs_new else state
-    ws.journal.append(event, new_state)
+    record(ws.journal, event, new_state)
     return message, settled

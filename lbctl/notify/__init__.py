@@ -1,12 +1,12 @@
 """Notifications of deploy events: `[[notify]]` sinks, one message per journal event per sink.
 
-`announce` is called once after each journal event is appended (within the store's write
-lock). It queues one message per matching sink in the outbox (`.git/lbctl/outbox`), a few file
-creations, and delivers what the outbox holds from a thread of its own, so the lock and the
-command go on at once: each sink is bounded by its `timeout` and the whole by `FLUSH_BUDGET`,
-and the process waits for that thread (at most the budget) before it exits. Nothing here
-changes a command's outcome: a failing or hanging sink leaves its message in the outbox for
-the next event or `lbctl notify --flush`. An event of a drill (its revision carries an
+`announce` is called once after each journal event is appended (a hook of `lbctl.engine.record`,
+after the store's write lock is released). It queues one message per matching sink in the outbox
+(`.git/lbctl/outbox`), a few file creations, and delivers what the outbox holds from a thread of
+its own, so the command goes on at once: each sink is bounded by its `timeout` and the whole by
+`FLUSH_BUDGET`, and the process waits for that thread (at most the budget) before it exits.
+Nothing here changes a command's outcome: a failing or hanging sink leaves its message in the
+outbox for the next event or `lbctl notify --flush`. An event of a drill (its revision carries an
 `Lbctl-Drill` trailer) is tagged `[DRILL]` in every sink's title and text. Delivered messages are listed in
 `.git/lbctl/notified.log`, so a re-run never sends twice.
 """

@@ -201,9 +201,9 @@ class Journal:
         """Record `event` and `state` as one new journal commit; returns its sha.
 
         Appends from other lbctl processes (other targets, other operators) are never lost:
-        the ref moves by compare-and-swap, retried on a fresh tip.
+        the ref moves by compare-and-swap, retried on a fresh tip. This only stores: lbctl records
+        its events through `lbctl.engine.record`, which runs what follows an event (notifications).
         """
-        from lbctl.notify import announce
         from lbctl.store.gitio import GitError
 
         name, email = self.store.identity()
@@ -215,7 +215,6 @@ class Journal:
                     self.store.plumbing.git(
                         "update-ref", "-m", f"lbctl: {event.op} {event.target}", JOURNAL_REF, commit, parent or "0" * 40
                     )
-                    announce(self.store, event)  # [[notify]] sinks; never raises, bounded in time
                     return commit
                 except GitError:
                     continue  # someone appended since we read the tip: rebuild on theirs

@@ -274,6 +274,8 @@ def break_lease(ws: Workspace, target: str) -> Lease | None:
         verdict="lease-broken",
         message=f"broke the lease: {lease.describe()}",
     )
-    ws.journal.append(event, state)
+    from lbctl.engine.record import record
+
+    record(ws.journal, event, state)
     publish_after(ws, op="unlock", target=target)
     return lease

@@ -233,9 +233,11 @@ def record_alerts(ws: Workspace, events: Sequence[Event]) -> None:
 
     A target's state is left as it was. Announced first with the same event ids, so the
     journal's own announcement of them never sends a message twice."""
+    from lbctl.engine.record import record
+
     for event in events:
         try:
-            ws.journal.append(event, ws.journal.state(event.target))
+            record(ws.journal, event)
         except Exception as exc:
             import sys
 

@@ -276,12 +276,12 @@ def test_no_color_turns_off_bold_too(store: Path) -> None:
 def test_ctrl_c_before_anything_changed_says_so(
     store: Path, lab: Lab, lbctl: LbctlRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from lbctl.engine import execute as lifecycle
+    from lbctl.engine import plan as planning
 
     def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # the operator's Ctrl-C while the plan is being computed
 
-    monkeypatch.setattr(lifecycle, "make_plan", interrupted)
+    monkeypatch.setattr(planning, "make_plan", interrupted)
     new = write(tmp_path / "new.cfg", lab.config(weights={"web1": 100, "web2": 100, "web3": 70}))
     live, head = lab.live_text(), git(store, "rev-parse", "HEAD")
 
