@@ -81,7 +81,7 @@ def supersede(ws: Workspace, target: Target, transport: Transport, by: str, op: 
             verdict="superseded",
             message=message,
         )
-        ws.journal.append(event, state)
+        record(ws.journal, event, state)
         said.append(f"superseded: {message}")
     return said
 
