@@ -100,6 +100,11 @@ def _shared_repository(common_dir: Path) -> bool:
     return _config_value(common_dir, "sharedrepository") not in (None, "false", "umask", "no", "off", "0")
 
 
+def ident(name: str, email: str, when: float) -> str:
+    """A commit's author/committer line as git stores it: `when` (seconds since the epoch) in UTC."""
+    return f"{name} <{email}> {int(when)} +0000"
+
+
 def split_path(path: str) -> list[str]:
     """A store path's components, as git stores them: `./a//b` is `a/b`; `..`, `.git` are refused."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -260,6 +265,15 @@ class Repo:
         return sha
 
     # -- commits and trees --------------------------------------------------------------
+
+    def write_commit(self, tree: str, parent: str | None, ident: str, message: str) -> str:
+        """Write a commit of `tree` on `parent` (None: a root commit); returns its sha. Moves no ref.
+
+        The one writer of commit objects: `ident` ("Name <email> SECONDS +ZZZZ", see `ident`)
+        is both author and committer.
+        """
+        header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
+        return self.write("commit", f"{header}author {ident}\ncommitter {ident}\n\n{message}".encode())
 
     def commit(self, sha: str) -> CommitInfo | None:
         found = self.read(sha)

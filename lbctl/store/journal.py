@@ -226,15 +226,13 @@ class Journal:
         base = plumbing.commit(parent) if parent else None
         state_json = json.dumps(state.to_json(), indent=1).encode()
         tree_sha = plumbing.write_tree(base.tree if base else None, {f"{state.target}.json": state_json})
-        stamp = f"{int(now().timestamp())} +0000"
         from lbctl.masking import mask_json
+        from lbctl.store.gitio import ident
 
         # Pushed with the store (refs/lbctl/*): an event never carries a secret from a config.
         body = mask_json(event.to_json())
         message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(body, indent=1)}\n"
-        header = f"tree {tree_sha}\n" + (f"parent {parent}\n" if parent else "")
-        header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
-        return self.store.write_object("commit", (header + message).encode())
+        return plumbing.write_commit(tree_sha, parent, ident(name, email, now().timestamp()), message)
 
     def events(self, target: str | None = None) -> Iterator[Event]:
         """Events newest first (optionally for one target), streamed from the journal."""

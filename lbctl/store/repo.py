@@ -235,15 +235,12 @@ class Store:
         The deploy lifecycle lands it (`land`) only once the LB has taken the change, so a
         change that never went live leaves no commit behind.
         """
-        name, email = self.identity()
         parent = self.ref("HEAD")
         base = self.plumbing.commit(parent) if parent else None
         tree = self.plumbing.write_tree(base.tree if base else None, dict(files))
         body = compose_message(message, trailers)
-        stamp = f"{int(datetime.now(tz=UTC).timestamp())} +0000"
-        header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
-        header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
-        sha = self.write_object("commit", (header + body).encode())
+        who = gitio.ident(*self.identity(), datetime.now(tz=UTC).timestamp())
+        sha = self.plumbing.write_commit(tree, parent, who, body)
         return PendingCommit(sha, parent, dict(files), message, trailers)
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
@@ -283,10 +280,6 @@ class Store:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(content)
                 self._git("add", "--", source)
-
-    def write_object(self, kind: str, data: bytes) -> str:
-        """Write a loose object (blob, tree, commit) in-process; returns its sha."""
-        return self.plumbing.write(kind, data)
 
     def commit_files(self, files: Mapping[str, bytes | None], message: str, trailers: dict[str, str]) -> str:
         """Write `files` (None deletes) and commit only those paths, with trailers; returns the new sha."""

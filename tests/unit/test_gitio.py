@@ -180,3 +180,30 @@ def test_a_shared_repository_gets_gits_own_permissions(tmp_path: Path) -> None:
     sha = repo(tmp_path).write("blob", b"shared\n")
     fan_out = tmp_path / ".git" / "objects" / sha[:2]
     assert fan_out.stat().st_mode & 0o2070 == 0o2070  # group-writable and setgid, as git makes it
+
+
+def test_the_commit_writer_writes_the_commit_git_commit_tree_writes(root: Path) -> None:
+    import os
+
+    from lbctl.store.gitio import ident
+
+    r = repo(root)
+    head = git(root, "rev-parse", "HEAD").strip()
+    tree = git(root, "rev-parse", "HEAD^{tree}").strip()
+    who = ident("Ann Operator", "ann@example.invalid", 1_700_000_000.7)
+    assert who == "Ann Operator <ann@example.invalid> 1700000000 +0000"
+    ours = r.write_commit(tree, head, who, "deploy edge\n\nLbctl-Target: edge\n")
+    dates = {"GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000"}
+    names = {"GIT_AUTHOR_NAME": "Ann Operator", "GIT_AUTHOR_EMAIL": "ann@example.invalid"}
+    names |= {"GIT_COMMITTER_NAME": "Ann Operator", "GIT_COMMITTER_EMAIL": "ann@example.invalid"}
+    theirs = subprocess.run(
+        ["git", "-C", str(root), "commit-tree", tree, "-p", head, "-F", "-"],
+        input=b"deploy edge\n\nLbctl-Target: edge\n",
+        capture_output=True,
+        check=True,
+        env={**os.environ, **dates, **names},
+    ).stdout.decode()
+    assert ours == theirs.strip()
+    root_commit = r.write_commit(tree, None, who, "first\n")
+    assert "parent" not in git(root, "cat-file", "-p", root_commit)
+    git(root, "fsck", "--no-dangling")
