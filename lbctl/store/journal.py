@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from lbctl.clock import now
+from lbctl.clock import timestamp as timestamp  # where the commands have always found it
 from lbctl.errors import DamagedStore, StoreError
 
 if TYPE_CHECKING:
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 JOURNAL_REF = "refs/lbctl/journal"
 HISTORY_KEPT = 200  # live changes kept in state; older ones are found by walking the journal
 GOOD_KEPT = 50
-
-
-def now() -> datetime:
-    return datetime.now(tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -289,10 +286,6 @@ def new_event_id() -> str:
     import secrets
 
     return now().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-
-
-def timestamp() -> str:
-    return now().isoformat(timespec="milliseconds")
 
 
 def blob_id(content: bytes) -> str:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from lbctl.clock import now
 from lbctl.errors import Locked, Refused, Unreachable
 from lbctl.store.gitio import ident
-from lbctl.store.journal import now
 
 if TYPE_CHECKING:
     from lbctl.store.sync import Remote
