@@ -100,37 +100,18 @@ def parse_stats(text: str) -> Snapshot:
     return Snapshot(pid, tuple(servers), sessions, errors, answered)
 
 
-_SECTION = re.compile(
-    r"^(global|defaults|frontend|backend|listen|userlist|peers|resolvers|mailers|program|"
-    r"http-errors|ring|cache|log-forward)\b\s*(\S*)"
-)
+def balance_algorithms(text: str, *, filename: str = "haproxy.cfg") -> dict[str, str]:
+    """backend/listen name → `balance` algorithm, or `sticky` (see `semantic.haproxy.balance_algorithms`).
 
+    A config the semantic parser cannot read gives no algorithms: every pool is judged on its spread.
+    """
+    from lbctl.errors import ParseError
+    from lbctl.semantic import haproxy
 
-def balance_algorithms(text: str) -> dict[str, str]:
-    """backend/listen name → `balance` algorithm, inheriting from the defaults above it."""
-    algorithms: dict[str, str] = {}
-    inherited = "roundrobin"
-    section, name = "", ""
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        header = _SECTION.match(line)
-        if header and not raw[:1].isspace():
-            section, name = header.group(1), header.group(2)
-            if section in ("backend", "listen"):
-                algorithms[name] = inherited
-            continue
-        if line.startswith("balance ") and len(line.split()) > 1:
-            algo = line.split()[1]
-            if section == "defaults":
-                inherited = algo
-            elif section in ("backend", "listen") and algorithms.get(name) != "sticky":
-                algorithms[name] = algo
-        elif line.startswith(("stick on", "stick match", "stick store", "cookie ")) and section in (
-            "backend",
-            "listen",
-        ):
-            algorithms[name] = "sticky"  # a client stays on its server whatever the algorithm
-    return algorithms
+    try:
+        return haproxy.balance_algorithms(haproxy.parse(text, filename=filename))
+    except ParseError:
+        return {}
 
 
 class HaproxyKind(Kind):
@@ -170,7 +151,7 @@ class HaproxyKind(Kind):
 
     def balance_algorithms(self, transport: Transport) -> dict[str, str]:
         text = transport.read_file(self.target.path or "") if self.target.path else None
-        return balance_algorithms(text.decode("utf-8", "replace")) if text else {}
+        return balance_algorithms(text.decode("utf-8", "replace"), filename=self.target.path or "") if text else {}
 
     def reload_marker(self, transport: Transport) -> object:
         if self.target.master_socket:
