@@ -43,6 +43,7 @@ _AGES = (
 )
 _SLACK = 0.05  # seconds: the LB host's boot time is known to ~10 ms
 _BUILD_OPTION = re.compile(r"--([a-z-]+)=(\S+)")
+# Not the semantic parser: this reads a config nginx has just refused, which may not parse at all.
 _ERROR_LOG = re.compile(r"^\s*error_log\s+([^\s;]+)", re.M)
 
 
