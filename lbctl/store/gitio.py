@@ -105,6 +105,15 @@ def ident(name: str, email: str, when: float) -> str:
     return f"{name} <{email}> {int(when)} +0000"
 
 
+def _framed(kind: str, data: bytes) -> bytes:
+    return f"{kind} {len(data)}".encode() + b"\0" + data
+
+
+def object_id(kind: str, data: bytes) -> str:
+    """git's id of an object of `kind` holding `data` (what `git hash-object -t KIND` prints), written nowhere."""
+    return hashlib.sha1(_framed(kind, data), usedforsecurity=False).hexdigest()
+
+
 def split_path(path: str) -> list[str]:
     """A store path's components, as git stores them: `./a//b` is `a/b`; `..`, `.git` are refused."""
     parts = [p for p in path.split("/") if p not in ("", ".")]
@@ -247,7 +256,7 @@ class Repo:
 
     def write(self, kind: str, data: bytes) -> str:
         """Store a loose object (blob, tree, commit); returns its sha. Idempotent."""
-        raw = f"{kind} {len(data)}".encode() + b"\0" + data
+        raw = _framed(kind, data)
         sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
         if self._shared:  # group permissions as core.sharedRepository wants: git knows them
             return self.git("hash-object", "-t", kind, "-w", "--stdin", "--literally", input=data).strip()

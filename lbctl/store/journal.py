@@ -290,6 +290,6 @@ def new_event_id() -> str:
 
 def blob_id(content: bytes) -> str:
     """git's blob id of `content` (what `git hash-object` prints), computed without git."""
-    import hashlib
+    from lbctl.store.gitio import object_id
 
-    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+    return object_id("blob", content)
