@@ -11,8 +11,10 @@ than the work. This module does exactly that much and no more:
 - everything that must be atomic against other writers (`update-ref` with the expected
   old value, the index) is left to `git` itself (`Repo.git`).
 
-Repositories git cannot be read this way from files (the reftable ref format) fall back to
-`git rev-parse`. The rest of the store (history listings, `init`, `commit`) uses GitPython.
+Every commit lbctl makes (a deploy's, a pull's or restore's, a journal event, a lease, a
+replayed event) is written by `Repo.write_commit`. Repositories git cannot be read this way
+from files (the reftable ref format) fall back to `git rev-parse`. GitPython serves `init`,
+the journal's history walk and the remote (see `lbctl.store.repo`).
 """
 
 from __future__ import annotations
