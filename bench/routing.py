@@ -26,7 +26,7 @@ import time
 from lbctl.config import Safety, Target
 from lbctl.engine.gates import routing_radius
 from lbctl.engine.replay import parse_log, replay, routing_moves
-from lbctl.semantic.routing import RoutingReport
+from lbctl.semantic.routing_model import RoutingReport
 from lbctl.store.bundle import Bundle
 
 MAP = "/etc/haproxy/routes.map"

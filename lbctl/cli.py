@@ -246,11 +246,12 @@ def test_routes(
 ) -> int:
     """Run the target's routing cases through the candidate, in a local sandbox of the real LB binary."""
     from lbctl.commands import test as routing
+    from lbctl.engine.cases import render
 
     if fmt not in ("text", "json", "junit"):
         raise UsageError(f"unknown --format {fmt!r}", hint="text, json or junit")
     report = routing.test(_workspace(store), target, file=file, rev=rev)
-    print(routing.render(report, "json" if json_out else fmt), end="")
+    print(render(report, "json" if json_out else fmt), end="")
     if report.unavailable is not None and (json_out or fmt != "text"):
         print(f"lbctl: {report.summary}", file=sys.stderr)
     return int(report.exit_code)
@@ -316,8 +317,11 @@ def diff(
     if kind is not None:
         if len(words) != 2:
             raise UsageError("with --kind, give exactly two files: lbctl diff --kind haproxy a.cfg b.cfg")
-        if kind not in ("haproxy", "nginx", "caddy"):
-            raise UsageError(f"unknown --kind {kind!r}", hint="haproxy, nginx or caddy")
+        from lbctl.kinds import REGISTRY as KINDS
+
+        if kind not in KINDS:
+            *first, last = KINDS
+            raise UsageError(f"unknown --kind {kind!r}", hint=f"{', '.join(first)} or {last}")
         result = compare.diff_files(kind, Path(words[0]), Path(words[1]))
     else:
         if not words or len(words) > 3:
@@ -562,35 +566,66 @@ def timeline(
 @app.command()
 def drill(
     scenario: Annotated[str, typer.Argument(help="misroute | drain-half | bad-acl | reload-fail")],
-    sandbox: Annotated[bool, typer.Option("--sandbox", help="On a throw-away local HAProxy (required).")] = False,
+    target: Annotated[
+        str | None, typer.Option("--target", help="Rehearse on this target of the store (HAProxy).")
+    ] = None,
+    sandbox: Annotated[bool, typer.Option("--sandbox", help="On a throw-away local HAProxy instead.")] = False,
     max_duration: Annotated[
-        str, typer.Option("--max-duration", help="The kill switch: lbctl rolls back after this long.")
+        str, typer.Option("--max-duration", help="The kill switch: the LB's watchdog reverts after this long.")
     ] = "15m",
     detect_goal: Annotated[str, typer.Option("--detect-goal", help="Time to detect to beat.")] = "5m",
     restore_goal: Annotated[str, typer.Option("--restore-goal", help="Time to restore to beat.")] = "15m",
+    force: Annotated[bool, typer.Option("--force", help="Drill a production target (with --reason).")] = False,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why a production target (recorded).")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Keep the sandbox's files.")] = False,
+    store: StoreOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """Rehearse a load-balancer failure: break a sandbox on purpose, let the trainee undo it, report."""
+    """Rehearse a load-balancer failure: break a target on purpose, let the trainee undo it, report."""
     from lbctl.commands.drill import run_drill, summary
     from lbctl.config import duration
 
-    if not sandbox:
-        raise UsageError("drills run on a throw-away local HAProxy only, for now", hint="add --sandbox")
+    if sandbox == (target is not None):
+        raise UsageError(
+            "a drill runs on a target of the store or on a throw-away sandbox: give one",
+            hint="--target NAME (a staging HAProxy), or --sandbox",
+        )
     try:
         limits = duration(max_duration), duration(detect_goal), duration(restore_goal)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    report = run_drill(
-        scenario,
-        max_duration=limits[0],
-        detect_goal=limits[1],
-        restore_goal=limits[2],
-        keep=keep,
-        say=lambda text: print(text, file=sys.stderr, flush=True),
-    )
+    if limits[0] <= 0:
+        raise UsageError("--max-duration must be more than 0: it is the kill switch")
+
+    def say(text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+    if target is not None:
+        from lbctl.commands.drill_target import run_target_drill
+
+        ws = _workspace(store)
+        report = run_target_drill(
+            ws,
+            target,
+            scenario,
+            max_duration=limits[0],
+            force=force,
+            reason=reason,
+            detect_goal=limits[1],
+            restore_goal=limits[2],
+            say=say,
+        )
+    else:
+        report = run_drill(
+            scenario,
+            max_duration=limits[0],
+            detect_goal=limits[1],
+            restore_goal=limits[2],
+            keep=keep,
+            say=say,
+        )
     if json_out:
         from lbctl.render import emit_json
 

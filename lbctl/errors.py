@@ -1,12 +1,15 @@
-"""Errors meant for the user, each with the exit code PRODUCT.md documents.
+"""Errors meant for the user, each with the exit code PRODUCT.md documents: all of them live here.
 
 Anything raised that is not an `LbctlError` is a bug: the CLI's error boundary
 reports it with exit code 70 and shows the traceback only under `--debug`.
+`LbctlError` has no exit code of its own: every subclass names one (or inherits its
+parent's), checked when the class is created, so a forgotten code cannot pass for a bug.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any, ClassVar
 
 
 class ExitCode(IntEnum):
@@ -26,11 +29,21 @@ class ExitCode(IntEnum):
 
 
 class LbctlError(Exception):
-    """An error with a message that says what happened and what to do next."""
+    """An error with a message that says what happened and what to do next.
 
-    exit_code: ExitCode = ExitCode.INTERNAL
+    Abstract: raise a subclass, which sets `exit_code` (or inherits its parent's).
+    """
+
+    exit_code: ClassVar[ExitCode]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not isinstance(getattr(cls, "exit_code", None), ExitCode):
+            raise TypeError(f"{cls.__qualname__} must set `exit_code` (an ExitCode): LbctlError has no default")
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        if type(self) is LbctlError:
+            raise TypeError("LbctlError has no exit code: raise one of its subclasses")
         super().__init__(message)
         self.message = message
         self.hint = hint
@@ -140,6 +153,58 @@ class Interrupted(LbctlError):
     """Interrupted by the user; the target runs a complete config and the message says which."""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+class CannotArm(LbctlError):
+    """`--confirm-within` asked for a target lbctl cannot arm a watchdog on (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class RemoteFileError(LbctlError):
+    """A file on the host could not be read or written (permissions, a directory in the way)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class TreeStepFailed(LbctlError):
+    """A step of a tree's staging, swap or restore failed on the host (permissions, a directory in the way)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class HostKeyChanged(LbctlError):
+    """The host's key differs from known_hosts: possibly an attack, refused (exit 2)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class HostKeyUnknown(Unreachable):
+    """The host's key is not in known_hosts: refused (exit 6), nothing was changed."""
+
+
+class AuthenticationFailed(Unreachable):
+    """No identity was accepted by the host (exit 6); not retried."""
+
+
+class SandboxUnavailable(LbctlError):
+    """The sandbox could not start; the message names what is missing (exit 3 for `lbctl test`)."""
+
+    exit_code = ExitCode.VALIDATION
+
+
+class ApiRefused(LbctlError):
+    """Caddy answered a load with 4xx/5xx; it keeps running its previous config.
+
+    Exit 3 (the LB refused the config, as its own validation would): the Caddy kind turns it
+    into a failed reload before it can reach the user.
+    """
+
+    exit_code = ExitCode.VALIDATION
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"Caddy refused the config (HTTP {status}): {message}")
+        self.status = status
 
 
 class CommandFailed(Exception):

@@ -33,7 +33,7 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 
-from lbctl.errors import ConfigError, ExitCode, LbctlError
+from lbctl.errors import ConfigError, TreeStepFailed
 from lbctl.store.bundle import Bundle
 from lbctl.transports.base import Transport
 
@@ -95,12 +95,6 @@ for rel in "$@"; do
   fi
 done
 """
-
-
-class TreeStepFailed(LbctlError):
-    """A step of a tree's staging, swap or restore failed on the host (permissions, a directory in the way)."""
-
-    exit_code = ExitCode.USAGE
 
 
 class Placement(ABC):

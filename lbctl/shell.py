@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import Protocol
 
-from lbctl.config import Target
 from lbctl.errors import ConfigError
 
 SHELL = "/bin/sh"
@@ -27,7 +27,22 @@ _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 _QUOTED_PLACEHOLDER = re.compile(r"""(['"])\{(""" + "|".join(PLACEHOLDERS) + r""")\}\1""")
 
 
-def values_for(target: Target, *, path: str | None = None) -> dict[str, str | None]:
+class Placed(Protocol):
+    """What the placeholders read from a target (`lbctl.config.Target` is one): no import of config here."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def path(self) -> str | None: ...
+    @property
+    def master_socket(self) -> str | None: ...
+    @property
+    def stats_socket(self) -> str | None: ...
+    @property
+    def prefix(self) -> str | None: ...
+
+
+def values_for(target: Placed, *, path: str | None = None) -> dict[str, str | None]:
     """What each placeholder stands for on `target` (`path` defaults to the live file)."""
     return {
         "path": path if path is not None else target.path,
@@ -71,3 +86,22 @@ def quoted_placeholder(template: str) -> str | None:
     """A placeholder the template puts in quotes itself (`'{path}'`), which lbctl's own quoting breaks."""
     found = _QUOTED_PLACEHOLDER.search(template)
     return found.group(0) if found else None
+
+
+def shell_syntax(value: str | None) -> str | None:
+    """`value` if it is a command `/bin/sh -c` can run as lbctl means it: balanced quotes, placeholders bare.
+
+    A validator of `lbctl.toml`'s settings (`validate`, `reload`, `command` checks): the
+    `ValueError` becomes a `ConfigError` naming the key.
+    """
+    if value is not None:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot be split into arguments ({exc}): check its quotes") from None
+        quoted = quoted_placeholder(value)
+        if quoted:
+            raise ValueError(
+                f"writes {quoted} in quotes: lbctl quotes placeholders itself, so write {quoted[1:-1]} bare"
+            )
+    return value

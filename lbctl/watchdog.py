@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from hashlib import sha256
 from typing import TYPE_CHECKING, Any
 
-from lbctl.errors import ExitCode, LbctlError
+from lbctl.errors import CannotArm
 
 if TYPE_CHECKING:
     from lbctl.config import Target
@@ -134,12 +134,6 @@ d=$1
 [ -d "$d" ] && ! [ -d "$d/fired" ] || exit 3
 printf '%s\n' "$2" > "$d/deadline.tmp" && mv -f "$d/deadline.tmp" "$d/deadline"
 """
-
-
-class CannotArm(LbctlError):
-    """`--confirm-within` asked for a target lbctl cannot arm a watchdog on (exit 2)."""
-
-    exit_code = ExitCode.USAGE
 
 
 @dataclass(frozen=True)

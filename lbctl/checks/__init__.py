@@ -1,17 +1,31 @@
-"""Check types by name (the `type` of a `[[targets.X.checks]]` table)."""
+"""Check types by name (the `type` of a `[[targets.X.checks]]` table).
+
+`REGISTRY` is the one list of check types: for each, the module and class that run it, and
+its settings class in `lbctl.checks.settings`, which `lbctl.toml`'s schema collects. Importing
+this package imports no check module.
+"""
 
 from __future__ import annotations
 
-from lbctl.checks.base import HealthCheck
-from lbctl.config import Target
-from lbctl.registry import load
-from lbctl.transports.base import Transport
+from typing import TYPE_CHECKING
 
-REGISTRY: dict[str, tuple[str, str]] = {
-    "http": ("lbctl.checks.simple", "HttpHealthCheck"),
-    "tcp": ("lbctl.checks.simple", "TcpHealthCheck"),
-    "command": ("lbctl.checks.simple", "CommandHealthCheck"),
-    "balance": ("lbctl.checks.balance", "BalanceHealthCheck"),
+from lbctl.checks import settings
+from lbctl.registry import load
+
+if TYPE_CHECKING:
+    from lbctl.checks.base import HealthCheck
+    from lbctl.config import Target
+    from lbctl.transports.base import Transport
+
+REGISTRY: dict[str, tuple[str, str, str]] = {
+    "http": ("lbctl.checks.simple", "HttpHealthCheck", "HttpCheck"),
+    "tcp": ("lbctl.checks.simple", "TcpHealthCheck", "TcpCheck"),
+    "command": ("lbctl.checks.simple", "CommandHealthCheck", "CommandCheck"),
+    "balance": ("lbctl.checks.balance", "BalanceHealthCheck", "BalanceCheck"),
+}
+# Each type's settings class, by name (what pydantic's discriminated union is built from).
+SETTINGS: dict[str, type[settings.CheckSettings]] = {
+    name: getattr(settings, entry[2]) for name, entry in REGISTRY.items()
 }
 
 

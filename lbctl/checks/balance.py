@@ -26,7 +26,8 @@ from typing import Any
 
 from lbctl.checks.base import CheckResult, HealthCheck, Observation
 from lbctl.checks.counters import ServerCounters, Snapshot, window
-from lbctl.config import BalanceCheck, HttpCheck, Target
+from lbctl.checks.settings import BalanceCheck, HttpCheck
+from lbctl.config import Target
 from lbctl.errors import ConfigError
 from lbctl.transports.base import Transport
 

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from lbctl.checks.base import CheckResult, HealthCheck, Observation
-from lbctl.config import CommandCheck, HttpCheck, TcpCheck
+from lbctl.checks.settings import CommandCheck, HttpCheck, TcpCheck
 
 
 def http_probe(url: str, timeout: float) -> tuple[int | None, float, str]:

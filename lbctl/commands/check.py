@@ -62,22 +62,21 @@ class _Connection:
     """
 
     def __init__(self, target: Target) -> None:
-        from lbctl.transports import transport_for
+        from lbctl.drivers import driver_for
 
         self.target = target
-        self.transport = transport_for(target)
+        self.driver = driver_for(target)  # the kind and the transport, built once for the whole check
+        self.transport = self.driver.transport
         self._stack = ExitStack()
         self._open = False
         self._failed: LbctlError | None = None
 
     def get(self) -> Transport:
-        from lbctl.engine.execute import _connect
-
         if self._failed is not None:
             raise self._failed
         if not self._open:
             try:
-                self._stack.enter_context(_connect(self.transport, self.target))
+                self._stack.enter_context(self.driver)
             except LbctlError as exc:
                 self._failed = exc
                 raise
@@ -114,12 +113,11 @@ def _check(
     from lbctl.engine.preflight import analyze
     from lbctl.engine.recovery import record_pending
     from lbctl.errors import ValidationFailed
-    from lbctl.kinds import kind_for
     from lbctl.store.bundle import bundle_at, bundle_in_worktree, expand, materialized
     from lbctl.transports.local import LocalTransport
 
     target = ws.target(name)
-    kind = kind_for(target)
+    kind = lb.driver.kind
     seen = ""  # a note on what was checked, when it is not what the user may assume
     recorded = record_pending(ws, target)  # an operation that died on the target: recorded first
     if file is not None and rev is not None:
@@ -197,20 +195,18 @@ def _check(
                 output, valid = exc.details, False
     else:
         from lbctl.errors import TransientError, Unreachable
-        from lbctl.placement import placement
 
         transport = lb.get()
         where = f"{binary} on {transport.where}"
-        place = placement(transport, target.path or "", bundle, ())
         try:
-            staged = place.stage()
+            staged = lb.driver.stage(bundle)
             try:
-                output = kind.validate(transport, staged)
+                output = lb.driver.validate(staged)
             except ValidationFailed as exc:
                 findings.append(f"{exc.message}\n{exc.details}".strip())
                 output, valid = exc.details, False
             finally:
-                place.discard()
+                lb.driver.discard()
         except TransientError as exc:
             raise Unreachable(f"{name}: could not validate on {transport.where}: {exc}") from None
     findings += [p.text for p in routing.problems]

@@ -170,8 +170,8 @@ def _deploy_confirmed(
     """Deploy under commit-confirm, then confirm it once verified (the verdict `confirmed`)."""
     from lbctl.commands import confirm as confirming
     from lbctl.commands import deploy as operations
+    from lbctl.errors import CannotArm
     from lbctl.store import sync
-    from lbctl.watchdog import CannotArm
 
     def deploy(within: float) -> Outcome:
         return operations.deploy(ws, name, rev=rev, confirm_within=within, confirm=lambda plan: True, report=report)

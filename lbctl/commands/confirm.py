@@ -5,6 +5,8 @@ watchdog waits on the LB host (`lbctl.watchdog`). `confirm` disarms it (`confirm
 is good) or moves its deadline (`--extend`). Any command that reaches the target calls `settle`
 first: a watchdog that fired while nobody watched becomes a `watchdog-reverted`, `superseded`,
 `watchdog-reload-failed` or `watchdog-revert-failed` event, and the target's state says what runs.
+A change that lands for good over a pending one (a rollback, a deploy without `--confirm-within`)
+disarms the older watchdogs (`supersede`): what they guard is no longer live.
 """
 
 from __future__ import annotations
@@ -51,6 +53,36 @@ def settle(ws: Workspace, target: Target, transport: Transport) -> tuple[list[Wa
         said.append(_record(ws, target, watch))
         watchdog.forget(transport, target, watch.event_id)
     return pending, said
+
+
+def supersede(ws: Workspace, target: Target, transport: Transport, by: str, op: str) -> list[str]:
+    """Disarm the watchdogs still pending on `target` once a change (`op` of revision `by`) is live and
+    final: the changes they guard are no longer live, so they have nothing left to revert. Each is
+    recorded as `superseded`; one that fired meanwhile is left for `settle` to record."""
+    said = []
+    for watch in watchdog.scan(transport, target):
+        if not watch.pending or watchdog.disarm(transport, target, watch.event_id) != "disarmed":
+            continue
+        state = ws.journal.state(target.name)
+        message = (
+            f"{op} of {by[:10]} replaced {str(watch.meta.get('to_rev'))[:10]} before its deadline "
+            f"({clock(watch.deadline)}): its watchdog is disarmed [watchdog {watch.event_id}]"
+        )
+        event = Event(
+            id=new_event_id(),
+            op="watchdog",
+            target=target.name,
+            who=json.loads(holder_info(op, target.name))["holder"],
+            started=timestamp(),
+            finished=timestamp(),
+            from_rev=watch.meta.get("to_rev"),
+            to_rev=by,
+            verdict="superseded",
+            message=message,
+        )
+        ws.journal.append(event, state)
+        said.append(f"superseded: {message}")
+    return said
 
 
 def _record(ws: Workspace, target: Target, watch: Watch) -> str:

@@ -34,9 +34,11 @@ def deploy(
     reason: str | None = None,
     checksum: str | None = None,
     confirm_within: float | None = None,
+    trailers: dict[str, str] | None = None,
     confirm: Confirm,
     report: Reporter,
 ) -> Outcome:
+    """`trailers` are added to the new commit that `file` makes (a drill's `Lbctl-Drill`)."""
     from lbctl.engine.execute import Candidate, apply_change
     from lbctl.kinds import kind_for
     from lbctl.store.bundle import bundle_at, expand, revision_of
@@ -53,7 +55,12 @@ def deploy(
             raise UsageError(f"cannot read --file {file}: {exc.strerror}") from None
         store.require_clean(allow=(target.source,), only=_own_files(ws, target))
         store.identity()
-        trailers = {"Lbctl-Target": name, "Lbctl-Ticket": ticket or "", "Lbctl-Reason": message or ""}
+        trailers = {
+            "Lbctl-Target": name,
+            "Lbctl-Ticket": ticket or "",
+            "Lbctl-Reason": message or "",
+            **(trailers or {}),
+        }
         # F replaces the main file only; the files it includes come from the store as they are.
         bundle = expand(store, kind, target, "HEAD", content)
         head_rev = revision_of(store, kind, target) if store.content_at("HEAD", target.source) == content else None

@@ -85,7 +85,6 @@ def diff_target(
     from lbctl.engine.gates import effective_max_share
     from lbctl.kinds import kind_for
     from lbctl.store.bundle import bundle_at, bundle_in_index, bundle_in_worktree
-    from lbctl.transports import transport_for
 
     target = ws.target(name)
     state = ws.journal.state(name)
@@ -102,16 +101,16 @@ def diff_target(
         return data, f"{rev[:10]}:{target.source}"
 
     if live:
-        from lbctl.engine.execute import _connect, _read
+        from lbctl.drivers import driver_for
         from lbctl.engine.recovery import record_pending
 
-        with _connect(transport_for(target), target) as transport:
-            recorded = record_pending(ws, target, transport)  # an operation that died: recorded first
+        with driver_for(target) as driver:
+            recorded = record_pending(ws, target, driver.transport)  # an operation that died: recorded first
             if recorded is not None:
                 state = ws.journal.state(name)
                 note = f"recorded an interrupted operation: {recorded}"
             old, old_label = content(state.live) if state.live else content("HEAD")
-            running = _read(transport, target, old.rels) or Bundle(b"")
+            running = driver.running(old.rels) or Bundle(b"")
         new, new_label = running, f"running:{target.path}"
     else:
         shown = a or "live"  # how the user names the old side, for the notes

@@ -1,14 +1,15 @@
-"""`lbctl drill SCENARIO --sandbox`: rehearse a load-balancer failure on a throw-away HAProxy.
+"""`lbctl drill SCENARIO --sandbox | --target T`: rehearse a load-balancer failure.
 
-Like the demo, everything runs in a temp dir: three backends and a one-server legacy pool,
-a HAProxy master-worker, a fresh store with target `sandbox` and a good config deployed.
-The drill then commits the scenario's change with an `Lbctl-Drill` trailer (so `last-good`
-never picks it) and deploys it with the target's checks left out for that one change (so
-lbctl's automatic rollback does not undo it for the trainee). The trainee finds and undoes
-it with the runbook's commands against the printed store; lbctl's own timer is the kill
-switch: at `--max-duration` the drill rolls the target back to last-good itself. It ends
-with the report of `lbctl timeline` for the drill, time to detect and to restore against
-the goals given.
+With `--sandbox`, like the demo, everything runs in a temp dir: three backends and a one-server
+legacy pool, a HAProxy master-worker, a fresh store with target `sandbox` and a good config
+deployed. With `--target`, the change is derived from that target's current config
+(`lbctl.commands.drill_target`). Either way `rehearse` commits the scenario's change with an
+`Lbctl-Drill` trailer (so `last-good` never picks it) and deploys it with the target's checks
+left out for that one change (so lbctl's automatic rollback does not undo it for the trainee)
+and with the commit-confirm watchdog armed at `--max-duration`: that watchdog, on the LB host,
+is the kill switch. The trainee finds and undoes the change with the runbook's commands; at
+the deadline the LB reverts it by itself. The drill ends with the report of `lbctl timeline`
+for it, time to detect and to restore against the goals given.
 """
 
 from __future__ import annotations
@@ -18,16 +19,27 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lbctl.errors import UsageError
+from lbctl.errors import LbctlError, UsageError
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config, haproxy_target_toml, temp_dir
 
+if TYPE_CHECKING:
+    from lbctl.store.workspace import Workspace
+
 TARGET = "sandbox"
+ENDINGS = {
+    "trainee": "the trainee (the change was undone with lbctl)",
+    "kill-switch": "the kill switch (nobody undid the change: it was reverted at --max-duration)",
+    "lbctl": "lbctl itself (the change never stayed live)",
+}
+WATCHDOG_GRACE = 20.0  # after the deadline: the watchdog's revert and its bounded wait for new workers (10 s)
 SOURCE = "configs/sandbox/haproxy.cfg"
 SCENARIOS = {
     "misroute": "the default route goes to the one-server legacy pool (the seed's outage)",
@@ -125,10 +137,14 @@ def run_drill(
                 "bad-acl": lambda: cfg(extra="    use_backend maintenance if TRUE\n"),
                 "reload-fail": lambda: cfg(extra=f"    bind 127.0.0.1:{taken.getsockname()[1]}\n"),
             }[scenario]()
-            return _rehearse(
-                store,
+            from lbctl.store.workspace import open_workspace
+
+            return rehearse(
+                open_workspace(str(store)),
+                TARGET,
                 scenario,
                 changed,
+                what=SCENARIOS[scenario],
                 max_duration=max_duration,
                 detect_goal=detect_goal,
                 restore_goal=restore_goal,
@@ -180,78 +196,79 @@ def _store(root: Path, haproxy: Haproxy, fe_port: int) -> Path:
     return root
 
 
-def _rehearse(
-    store: Path,
+def rehearse(
+    ws: Workspace,
+    name: str,
     scenario: str,
     changed: str,
     *,
+    what: str,
     max_duration: float,
     detect_goal: float,
     restore_goal: float,
     poll: float,
     on_ready: Callable[[Path, str], None] | None,
     say: Callable[[str], None],
+    trailers: dict[str, str] | None = None,
 ) -> DrillReport:
+    """Commit and deploy the drill's change to `name`, wait for the trainee or the kill switch, report.
+
+    The change goes live with the automatic rollback off (the target's checks left out for this
+    one deploy) and the commit-confirm watchdog armed at `max_duration`: unconfirmed, the LB puts
+    the previous config back by itself, even if this process and the trainee are both gone.
+    """
     from lbctl.commands import deploy as operations
     from lbctl.commands import timeline
-    from lbctl.store.workspace import open_workspace
 
-    ws = open_workspace(str(store))
-    begun = datetime.now(tz=UTC)
-    drill_rev = ws.store.commit_files(
-        {SOURCE: changed.encode()},
-        f"Drill: {scenario}",
-        {"Lbctl-Target": TARGET, "Lbctl-Drill": scenario, "Lbctl-Reason": SCENARIOS[scenario]},
+    target = ws.target(name)
+    started = timeline.note(
+        ws, f"drill {scenario} started; kill switch (the LB's watchdog) in {max_duration:g}s", target=name
     )
-    timeline.note(ws, f"drill {scenario} started; kill switch in {max_duration:g}s", target=TARGET)
-    # The automatic rollback is off for this one change: its deploy runs without the target's checks.
-    target = ws.config.targets[TARGET]
-    quiet = replace(ws.config, targets={**ws.config.targets, TARGET: replace(target, checks=[])})
-    drill_ws = replace(ws, config=quiet)
-    outcome = operations.deploy(
-        drill_ws,
-        TARGET,
-        force=True,
-        reason=f"drill {scenario}",
-        confirm=lambda plan: True,
-        report=lambda stage, message: None,
-    )
-    say(f"lbctl drill: {scenario} ({SCENARIOS[scenario]}): {outcome.verdict}")
-    ended_by = "lbctl"
-    if ws.journal.state(TARGET).live == drill_rev:
-        say(
-            f"lbctl drill: the change is live. In another shell:\n  export LBCTL_STORE={store}\n"
-            f"  lbctl status {TARGET}; lbctl diff {TARGET}; lbctl rollback {TARGET} --to last-good\n"
-            f"  (the drill rolls it back itself in {max_duration:g}s)"
-        )
-        if on_ready is not None:
-            on_ready(store, TARGET)
-        deadline = time.monotonic() + max_duration
-        ended_by = "kill-switch"
-        while time.monotonic() < deadline:
-            state = ws.journal.state(TARGET)
-            if state.live != drill_rev and state.status == "good":
-                ended_by = "trainee"
-                break
-            time.sleep(poll)
-        if ended_by == "kill-switch":
-            say("lbctl drill: max duration reached: rolling back to last-good (the kill switch)")
-            operations.rollback(
-                ws,
-                TARGET,
-                to="last-good",
-                message=f"drill {scenario}: kill switch at max duration",
+    begun = datetime.fromisoformat(started.started)  # the report's window opens with this note, as recorded
+    quiet = replace(ws.config, targets={**ws.config.targets, name: replace(target, checks=[])})
+    forced = (trailers or {}).get("Lbctl-Forced")
+    with tempfile.TemporaryDirectory(prefix="lbctl-drill-") as tmp:
+        # Deployed as a file: its commit lands on the branch only once the LB took it, so a drill
+        # refused or unreachable leaves no broken config at the store's HEAD.
+        changed_file = Path(tmp) / Path(target.source).name
+        changed_file.write_text(changed)
+        try:
+            outcome = operations.deploy(
+                replace(ws, config=quiet),
+                name,
+                file=changed_file,
+                message=f"Drill: {scenario}",
+                trailers={"Lbctl-Drill": scenario, "Lbctl-Reason": what, **(trailers or {})},
+                force=True,
+                reason=f"drill {scenario}" + (f": {forced}" if forced else ""),
+                confirm_within=max_duration,
                 confirm=lambda plan: True,
                 report=lambda stage, message: None,
             )
-    timeline.note(ws, f"drill {scenario} ended ({ended_by})", target=TARGET)
-    report = timeline.build(ws, [TARGET], since=begun, until=None)
+        except LbctlError as exc:
+            timeline.note(ws, f"drill {scenario} not run: {exc.message}", target=name)
+            raise
+    drill_rev = outcome.to_rev
+    say(f"lbctl drill: {scenario} ({what}): {outcome.verdict}")
+    ended_by = "lbctl"
+    if drill_rev and ws.journal.state(name).live == drill_rev:
+        where = ws.store.root
+        say(
+            f"lbctl drill: the change is live on {name}. In another shell:\n  export LBCTL_STORE={where}\n"
+            f"  lbctl status {name}; lbctl diff {name} last-good live; lbctl rollback {name} --to last-good\n"
+            f"  (unless undone, the LB's watchdog puts the previous config back in {max_duration:g}s)"
+        )
+        if on_ready is not None:
+            on_ready(where, name)
+        ended_by = _wait(ws, name, drill_rev, max_duration=max_duration, poll=poll, say=say)
+    timeline.note(ws, f"drill {scenario} ended ({ended_by})", target=name)
+    report = timeline.build(ws, [name], since=begun, until=None)
     found = next((i for i in report.incidents if i.revision == drill_rev), None)
     return DrillReport(
         scenario=scenario,
-        store=store,
+        store=ws.store.root,
         drill_rev=drill_rev,
-        live_rev=ws.journal.state(TARGET).live,
+        live_rev=ws.journal.state(name).live,
         ended_by=ended_by,
         timeline_markdown=timeline.markdown(report),
         # Undone by the kill switch: the trainee detected and restored nothing.
@@ -262,13 +279,69 @@ def _rehearse(
     )
 
 
+def _wait(
+    ws: Workspace, name: str, drill_rev: str, *, max_duration: float, poll: float, say: Callable[[str], None]
+) -> str:
+    """Until the trainee undoes the drill (`trainee`) or the watchdog does at its deadline (`kill-switch`)."""
+    from lbctl.commands.confirm import settle
+    from lbctl.transports import transport_for
+
+    target = ws.target(name)
+    deadline = time.monotonic() + max_duration
+    while time.monotonic() < deadline:
+        if ws.journal.state(name).live != drill_rev:
+            break
+        time.sleep(poll)
+    # At the deadline the watchdog reverts on the LB host; its result is recorded by whoever reaches
+    # the LB next: this process, here (a trainee's command may have done it already).
+    settle_until = time.monotonic() + WATCHDOG_GRACE
+    if ws.journal.state(name).live == drill_rev:
+        with transport_for(target) as transport:
+            while time.monotonic() < settle_until:
+                settle(ws, target, transport)
+                if ws.journal.state(name).live != drill_rev:
+                    break
+                time.sleep(poll)
+    # A trainee's rollback disarmed the drill's watchdog as it landed (`lbctl.commands.confirm.supersede`).
+    undone_by = _undone_by(ws, name, drill_rev)
+    if undone_by is None:
+        # No watchdog revert (confirmed by someone, or its reload failed): lbctl's own timer is the last resort.
+        from lbctl.commands import deploy as operations
+
+        say("lbctl drill: the watchdog did not revert the drill: rolling back to last-good")
+        operations.rollback(
+            ws,
+            name,
+            to="last-good",
+            message=f"drill on {name}: kill switch at max duration",
+            confirm=lambda plan: True,
+            report=lambda stage, message: None,
+        )
+        return "kill-switch"
+    return undone_by
+
+
+def _undone_by(ws: Workspace, name: str, drill_rev: str) -> str | None:
+    """Who took the drill's change off the target: `trainee`, `kill-switch` (the watchdog), or None."""
+    if ws.journal.state(name).live == drill_rev:
+        return None
+    for n, event in enumerate(ws.journal.events(name)):
+        if n > 100:
+            break
+        if event.op == "watchdog" and event.verdict == "watchdog-reverted" and event.from_rev == drill_rev:
+            return "kill-switch"
+        if event.op in ("rollback", "deploy") and event.from_rev == drill_rev and event.to_rev != drill_rev:
+            return "trainee"
+    return "trainee"
+
+
 def summary(report: DrillReport) -> str:
     from lbctl.commands.timeline import _span
 
     lines = [
         f"## Drill: {report.scenario}",
         "",
-        f"Ended by: {report.ended_by}.",
+        f"Ended by: {ENDINGS.get(report.ended_by, report.ended_by)}.",
         f"- time to detect: {_span(report.time_to_detect)} (goal {_span(report.detect_goal)}: "
         f"{report.verdict(report.time_to_detect, report.detect_goal)})",
         f"- time to restore: {_span(report.time_to_restore)} (goal {_span(report.restore_goal)}: "

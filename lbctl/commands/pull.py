@@ -40,9 +40,8 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
     includes from beside it (nginx), in the same one commit.
     The running config is recorded as live but `unverified`: lbctl did not judge it.
     """
-    from lbctl.engine.execute import _connect, _read, lb_lock_path
-    from lbctl.kinds import kind_for
-    from lbctl.lock import hold_flock, holder_info
+    from lbctl.drivers import driver_for
+    from lbctl.lock import hold_flock, holder_info, lb_lock_path
     from lbctl.store.bundle import (
         bundle_at,
         expand,
@@ -54,24 +53,24 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
         store_paths,
     )
     from lbctl.store.journal import new_event_id, timestamp
-    from lbctl.transports import transport_for
 
     target = ws.target(name)
-    kind = kind_for(target)
+    driver = driver_for(target)
+    kind, transport = driver.kind, driver.transport
     ws.store.require_clean(only=store_paths(ws.store, kind, target))
     who, _ = ws.store.identity()
     info = holder_info("pull", name)
     started = timestamp()
     with (
         hold_flock(ws.lock_dir / f"{name}.lock", info),
-        _connect(transport_for(target), target) as transport,
+        driver,
         transport.lock(lb_lock_path(target), info),
     ):
         from lbctl.engine import recovery
 
         if recovery.pending(ws, name) is not None:  # an operation that died here: recorded before the pull
             recovery.recover(ws, target, transport, locked=True)
-        main = _read(transport, target)
+        main = driver.running()
         if main is None:
             raise UsageError(f"{target.path} does not exist on {transport.where}: there is nothing to pull")
         # Every store file that is or was part of the tree: what lbctl left live, what HEAD has,
@@ -83,7 +82,7 @@ def pull(ws: Workspace, name: str, *, message: str | None = None) -> PullResult:
             *(head.rels if head else ()),
             *expand(ws.store, kind, target, "HEAD", main.main).rels,
         }
-        read = _read(transport, target, rels) or main
+        read = driver.running(rels) or main
         on_lb = included_on_lb(transport, kind, target, read.main)  # what the store may lack
         running = reachable(kind, target, read.main, {**on_lb, **read.files()})
         committed = head != running

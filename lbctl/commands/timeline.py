@@ -397,7 +397,7 @@ def _incidents(events: list[Event], entries: list[Entry], revision: Any) -> list
                 )
             )
             continue
-        if event.verdict != "good":
+        if event.verdict not in ("good", "pending-confirm"):  # pending: live, its watchdog armed (a drill's)
             continue
         nxt = next((e for e in later if e.op in CHANGES and _reloaded(e) is not None), None)
         if nxt is None or nxt.op != "rollback" or nxt.from_rev != event.to_rev:

@@ -18,7 +18,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -28,6 +28,8 @@ from lbctl.checks import checks_for
 from lbctl.checks import modules_for as check_modules
 from lbctl.config import Target
 from lbctl.conformance import require_origin, settled
+from lbctl.drivers import driver_for
+from lbctl.drivers.base import Driver, connected
 from lbctl.engine import recovery
 from lbctl.engine.plan import Plan, enforce, make_plan, refuse
 from lbctl.engine.verify import Verification, verify
@@ -44,11 +46,10 @@ from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
 from lbctl.lock import hold_flock, holder_info
 from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived first: commands/pull.py imports it from here
-from lbctl.placement import Placement, placement
-from lbctl.store.bundle import Bundle, bundle_at, live_rels, read_live, revision_of, store_changes
+from lbctl.placement import Placement
+from lbctl.store.bundle import Bundle, bundle_at, live_rels, revision_of, store_changes
 from lbctl.store.journal import Event, LiveEntry, Stage, TargetState, new_event_id, timestamp
 from lbctl.store.workspace import Workspace
-from lbctl.transports import transport_for
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -133,12 +134,13 @@ def apply_change(
     With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog armed on the
     LB host before the reload reverts the change unless `lbctl confirm` comes in time (`lbctl.watchdog`).
     """
-    kind = kind_for(target)
+    driver = driver_for(target)  # the kind and the transport, once for the whole operation
+    kind, transport = driver.kind, driver.transport
     run = _Run(ws, target, op, report)
     with (
         run.nothing_changed_on_interrupt(),
         run.locked(),
-        _connect(transport_for(target), target) as transport,
+        driver,
         _lb_lock(ws, transport, target, op),
         run.settled(),
     ):
@@ -165,7 +167,7 @@ def apply_change(
         # The files to read and compare: the candidate's, and those lbctl left live (a deploy removes them).
         left_live = live_rels(ws.store, kind, target, state.live)
         managed = (*candidate.bundle.rels, *left_live)
-        live = run.timed("read live", lambda: _read(transport, target, managed))
+        live = run.timed("read live", lambda: driver.running(managed))
         pushed = candidate.bundle.with_main(kind.prepare(candidate.bundle.main))
 
         def counters() -> BackendCounts | str:  # read only when the change moves requests between backends
@@ -209,7 +211,7 @@ def apply_change(
         if not confirm(plan):
             raise Refused("not confirmed: nothing was changed")
 
-        place = placement(transport, target.path or "", pushed, left_live)
+        place = driver.placement(pushed, left_live)
         run.begin(state, live.blob(kind) if live is not None else None, pushed, kind, place, candidate.rev)
         try:
             staged = run.timed("stage", place.stage)
@@ -227,14 +229,14 @@ def apply_change(
         try:
             run.timed(
                 "validate",
-                lambda: kind.validate(transport, staged),
+                lambda: driver.validate(staged),
                 detail=f"native check on {transport.where}",
             )
             # Everything that reads the LB before the swap, while a failure still changes nothing.
             checks = checks_for(target, transport)
             for check in checks:
                 check.baseline()
-            marker = run.timed("snapshot", lambda: kind.reload_marker(transport)) if target.confirm_reload else None
+            marker = run.timed("snapshot", driver.snapshot) if target.confirm_reload else None
         except ValidationFailed as exc:
             run.discard(place)
             run.record_event(state, "validation-failed", candidate.rev, str(exc), mark_bad=candidate.rev)
@@ -265,14 +267,14 @@ def apply_change(
             except BaseException:
                 run.discard(place)
                 raise
-        lb = _Lb(kind, transport, place, lambda: _read_back(transport, target, managed), marker)
+        lb = _Lb(driver, place, lambda: driver.read_back(managed), marker)
         with shielded() as interrupted, run.inflight(to_rev, state):
             try:
                 run.timed("swap", place.swap)
             except Exception as exc:  # whatever happened, undo() reads back what the LB has
                 return run.undo(state, lb, checks, live, to_rev, f"swap failed: {exc}", plan)
             try:
-                run.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
+                run.timed("reload", lambda: driver.reload(marker), detail_from_result=True)
             except Refused as exc:
                 # A transport's contract: Refused from reload means the LB did not take the change.
                 run.untouched(state, to_rev, exc, lambda: None)
@@ -305,6 +307,8 @@ def apply_change(
             return run.undo(state, lb, checks, live, to_rev, verification.summary, plan, verification=verification)
         if run.armed is not None:
             return run.pending_confirm(state, to_rev, pushed.blob(kind), plan, verification, candidate.rollback_of)
+        if state.status == "pending-confirm" and target.transport != "http":
+            _supersede_watchdogs(ws, target, transport, to_rev, op, report)  # what they guard is gone
         # Checks that pass after a reload nobody confirmed may be the old config passing them.
         verdict = "good" if target.confirm_reload else "unconfirmed"
         with shielded():
@@ -336,19 +340,7 @@ def apply_change(
         )
 
 
-@contextlib.contextmanager
-def _connect(transport: Transport, target: Target) -> Iterator[Transport]:
-    try:
-        retry.call(retry.network(target.retries), transport.open)
-    except TransientError as exc:
-        raise Unreachable(
-            f"{target.name}: could not reach {transport.where} after {target.retries} retries: {exc}",
-            hint="nothing was changed on it; check the network and run the same command again",
-        ) from None
-    try:
-        yield transport
-    finally:
-        transport.close()
+_connect = connected  # where it lived first: tests/ssh imports it from here
 
 
 def ran_before_lbctl(store: Store, kind: Kind, target: Target, live: Bundle) -> LiveEntry | None:
@@ -431,17 +423,10 @@ def _with_routing(
     return with_routing(ws, target, plan, live=live, candidate=pushed, candidate_rev=candidate.rev, transport=t)
 
 
-def _read(transport: Transport, target: Target, rels: Iterable[str] = ()) -> Bundle | None:
-    """The live config: the main file and those of `rels` (included files) that exist."""
-    try:
-        return retry.call(retry.network(target.retries), lambda: read_live(transport, target, rels))
-    except TransientError as exc:
-        raise Unreachable(f"{target.name}: could not read the live config: {exc}") from None
-
-
 def _can_arm(target: Target, pushed: Bundle | None, live: Bundle | None = None) -> None:
     """Refuse `--confirm-within` (exit 2, before anything changes) where no watchdog can be armed."""
-    from lbctl.watchdog import CannotArm, refusal
+    from lbctl.errors import CannotArm
+    from lbctl.watchdog import refusal
 
     why = refusal(target, pushed is not None and len(pushed.rels) > 0)
     if why is None and pushed is not None and live is None:
@@ -462,6 +447,17 @@ def _settle_watchdogs(ws: Workspace, target: Target, transport: Transport, repor
         report("watchdog", line)
 
 
+def _supersede_watchdogs(
+    ws: Workspace, target: Target, transport: Transport, rev: str, op: str, report: Reporter
+) -> None:
+    """Disarm the watchdogs of the pending changes this one replaced for good (`lbctl.commands.confirm`)."""
+    from lbctl.commands.confirm import supersede
+
+    with shielded():
+        for line in _quietly_value(lambda: supersede(ws, target, transport, rev, op)) or []:
+            report("watchdog", line)
+
+
 def _clock(epoch: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch)) + " UTC"
 
@@ -479,31 +475,23 @@ def _quietly(fn: Callable[[], object]) -> None:
         fn()
 
 
-def _read_back(transport: Transport, target: Target, rels: Iterable[str]) -> Bundle | None:
-    """What the LB's config files hold now, or None if they cannot be read (never raises)."""
-    try:
-        return read_live(transport, target, rels)
-    except Exception:  # a failed read-back means "unknown", which callers handle
-        return None
-
-
 @dataclass(frozen=True)
 class _Lb:
-    """What a restore works with: the kind, the transport, how the candidate was placed, and
+    """What a restore works with: the target's driver, how the candidate was placed, and
     how to read back what the LB's files hold now."""
 
-    kind: Kind
-    transport: Transport
+    driver: Driver
     place: Placement
     read_back: Callable[[], Bundle | None]
-    before: object = None  # the LB's process state before the swap (`Kind.reload_marker`)
+    before: object = None  # the LB's process state before the swap (`Driver.snapshot`)
 
+    @property
+    def kind(self) -> Kind:
+        return self.driver.kind
 
-def _reload(kind: Kind, transport: Transport, marker: object) -> str:
-    kind.reload(transport)
-    if not kind.target.confirm_reload:
-        return "reload command exited 0; not confirmed (confirm_reload = false)"
-    return kind.confirm_reload(transport, marker)
+    @property
+    def transport(self) -> Transport:
+        return self.driver.transport
 
 
 @contextlib.contextmanager
@@ -758,7 +746,7 @@ class _Run:
         The restore comes before any record, so a journal or store problem can never keep a
         bad config live; and what is recorded is what the LB is read back to run.
         """
-        target, kind, transport = self.target, lb.kind, lb.transport
+        target, kind = self.target, lb.kind
         self.report("restore", "the change hurts: restoring the previous config")
         self.disarm()  # lbctl restores it now; its watchdog must not act later
         deploy_stages, self.stages = self.stages, []
@@ -773,15 +761,15 @@ class _Run:
                     if not previous.same(current, kind):
                         # A reload that never happened (a reload command that did nothing): the LB still
                         # runs the process that loaded the previous config, so putting the file back is all.
-                        never_reloaded = lb.before is not None and kind.still_running(transport, lb.before)
+                        never_reloaded = lb.before is not None and lb.driver.still_running(lb.before)
                         marker = None
                         if not never_reloaded and target.confirm_reload:
-                            marker = self.timed("snapshot", lambda: kind.reload_marker(transport))
+                            marker = self.timed("snapshot", lb.driver.snapshot)
                         self.timed("restore", lb.place.restore)
                         if never_reloaded:
                             self.report("reload", "skipped: the LB never reloaded, it still runs the previous config")
                         else:
-                            self.timed("reload", lambda: _reload(kind, transport, marker), detail_from_result=True)
+                            self.timed("reload", lambda: lb.driver.reload(marker), detail_from_result=True)
                     else:
                         self.report("restore", "the LB still has the previous config: nothing to put back")
                     for check in checks:

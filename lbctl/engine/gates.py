@@ -20,7 +20,7 @@ from lbctl.errors import ExitCode
 
 if TYPE_CHECKING:
     from lbctl.semantic import ConfigModel, SemanticDiff
-    from lbctl.semantic.routing import RoutingReport
+    from lbctl.semantic.routing_model import RoutingReport
     from lbctl.store.journal import Journal
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from lbctl.engine.routing_counters import BackendCounts
     from lbctl.semantic import ConfigModel, SemanticDiff
-    from lbctl.semantic.routing import RoutingMove, RoutingReport
+    from lbctl.semantic.routing_model import RoutingMove, RoutingReport
     from lbctl.store.bundle import Bundle
 
 # Reads the LB's per-backend counters (or says why it cannot): called only when routing changes.

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from lbctl.config import Target
     from lbctl.engine.preflight import Replayed
     from lbctl.sandbox import Answer, FindFile, Request
-    from lbctl.semantic.routing import RoutingMove
+    from lbctl.semantic.routing_model import RoutingMove
     from lbctl.store.bundle import Bundle
 
 MAX_REQUESTS = 100_000  # a bigger log is sampled evenly down to this
@@ -266,7 +266,7 @@ def routing_moves(result: ReplayResult) -> list[RoutingMove]:
     Requests that stay in their backend but land on another server are the pool preview's
     business (weights), and stay in the replay's own report.
     """
-    from lbctl.semantic.routing import RoutingMove
+    from lbctl.semantic.routing_model import RoutingMove
 
     out: list[RoutingMove] = []
     for f in result.frontends:

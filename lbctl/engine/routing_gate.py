@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbctl.commands.test import RoutingReport
+from lbctl.engine.cases import RoutingReport
 
 if TYPE_CHECKING:
     from lbctl.config import Target
@@ -56,14 +56,15 @@ def judge(
 ) -> RoutingJudgement:
     """Routing cases through `candidate`; requests from `replay_file` (or the target's `replay_log`,
     read through `transport`) through `live` and `candidate`."""
-    from lbctl.commands import test as routing
+    from lbctl.engine import cases as routing
+    from lbctl.store.bundle import store_files
 
     problems: list[Problem] = []
     notes: list[str] = []
     report = None
     routes = ws.config.routes_for(target)
     if routes:
-        find = routing.store_files(ws.store, target, candidate_rev, candidate)
+        find = store_files(ws.store, target, candidate_rev, candidate)
         report = routing.run_cases(target, candidate, routes, find_file=find, label=label)
         found, said = routing.problems(report)
         problems += found
@@ -162,9 +163,9 @@ def _replay(
     skipped: int,
     notes: list[str],
 ) -> ReplayResult | None:
-    from lbctl.commands.test import store_files
     from lbctl.engine.replay import replay
-    from lbctl.sandbox import SandboxUnavailable
+    from lbctl.errors import SandboxUnavailable
+    from lbctl.store.bundle import store_files
 
     try:
         return replay(

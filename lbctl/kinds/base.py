@@ -35,13 +35,13 @@ import shlex
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
-from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, ValidationFailed
 from lbctl.shell import shell_argv, values_for
 from lbctl.transports.base import Transport
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: kinds produce counters and checks consume them, neither imports the other at run time
+    from lbctl.checks.counters import Snapshot
     from lbctl.conformance import Conformance, Origin
     from lbctl.store.bundle import Bundle
 

@@ -6,8 +6,9 @@ lbctl's machine, on the exact JSON that will be loaded; it cannot see runtime er
 (a port already in use), which Caddy reports when the config is loaded: that is a failed
 reload, and the previous config is loaded back.
 
-Loading is the reload (see `lbctl.transports.http`), and it is confirmed by reading the
-running config back: `GET /config/` must equal what was loaded, compared as sorted JSON.
+Loading is the reload, done by the Caddy driver (`lbctl.drivers.caddy`), and it is confirmed
+by reading the running config back: `GET /config/` must equal what was loaded, compared as
+sorted JSON.
 
 The loaded config must keep Caddy's admin endpoint where lbctl reaches it: a config
 without `admin.listen` would move the API to Caddy's default (localhost:2019), and lbctl
@@ -35,9 +36,9 @@ from urllib.parse import urlsplit
 from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, LbctlError, ValidationFailed
-from lbctl.kinds.base import Kind, ReloadFailed
+from lbctl.kinds.base import Kind
 from lbctl.transports.base import Transport
-from lbctl.transports.http import ApiRefused, HttpTransport, canonical_json
+from lbctl.transports.http import HttpTransport, canonical_json
 
 if TYPE_CHECKING:
     from lbctl.conformance import Conformance
@@ -100,14 +101,27 @@ class CaddyKind(Kind):
     # -- validate -----------------------------------------------------------------------------
 
     def validate(self, transport: Transport, staged: str) -> str:
+        """`validate_config` of the file `staged` where lbctl runs (`lbctl check` validates a
+        Caddy target exactly as its deploy does)."""
+        with open(staged, "rb") as handle:
+            return self.validate_config(handle.read(), staged)
+
+    def validate_config(self, data: bytes, staged: str | None = None) -> str:
         """`caddy validate` here, on the JSON that will be loaded, and the admin endpoint kept.
 
-        It runs where lbctl runs whatever `transport` is (the admin API has no dry run), so
-        `lbctl check` validates a Caddy target exactly as its deploy does.
+        It runs where lbctl runs (the admin API has no dry run), on `staged` if given (a file
+        holding `data`), else on a temp file.
         """
-        with open(staged, "rb") as handle:
-            data = handle.read()
         self._check_admin(data)
+        if staged is None:
+            with tempfile.TemporaryDirectory(prefix="lbctl-caddy-validate-") as tmp:
+                path = os.path.join(tmp, "caddy.json")
+                with open(path, "wb") as handle:
+                    handle.write(data)
+                return self._caddy_validate(path)
+        return self._caddy_validate(staged)
+
+    def _caddy_validate(self, staged: str) -> str:
         argv = self.validate_argv(staged)
         if shutil.which(argv[0]) is None and not os.path.isabs(argv[0]):
             raise ValidationFailed(
@@ -172,20 +186,13 @@ class CaddyKind(Kind):
         return None
 
     def reload(self, transport: Transport) -> None:
-        api = self._api(transport)
-        try:
-            api.apply()
-        except ApiRefused as exc:
-            raise ReloadFailed(f"{exc}; Caddy keeps running the previous config") from None
+        """Caddy is loaded through its API by its driver (`lbctl.drivers.caddy`), never by a command."""
+        self._api(transport)
+        raise RuntimeError("a Caddy target is loaded by lbctl.drivers.caddy.CaddyDriver")
 
     def confirm_reload(self, transport: Transport, marker: object) -> str:
-        api = self._api(transport)
-        if api.loaded is None:
-            return "nothing loaded"
-        running = api.read_file("")
-        if running is None or running != canonical_json(api.loaded):
-            raise ReloadFailed(f"{api.where}/config/ does not return the config lbctl loaded")
-        return "Caddy answered 200 and GET /config/ returns the loaded config"
+        self._api(transport)
+        raise RuntimeError("a Caddy target's load is confirmed by lbctl.drivers.caddy.CaddyDriver")
 
     # -- what the running Caddy holds (lbctl.conformance) -------------------------------------
 

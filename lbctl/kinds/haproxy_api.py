@@ -33,6 +33,7 @@ from lbctl import retry
 from lbctl.checks.counters import ServerCounters, Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, TransientError
+from lbctl.kinds.haproxy_socket import unix_request
 from lbctl.transports.base import SocketUnavailable, Transport
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ _FORCED_DRAIN = 0x08
 
 def send(transport: Transport, socket_path: str, command: str) -> str:
     """One request on a UNIX socket of the LB host, its whole answer; no retry. The only way in."""
-    return transport.unix_request(socket_path, command)
+    return unix_request(transport, socket_path, command)
 
 
 def ask(

@@ -6,7 +6,8 @@ creations, and delivers what the outbox holds from a thread of its own, so the l
 command go on at once: each sink is bounded by its `timeout` and the whole by `FLUSH_BUDGET`,
 and the process waits for that thread (at most the budget) before it exits. Nothing here
 changes a command's outcome: a failing or hanging sink leaves its message in the outbox for
-the next event or `lbctl notify --flush`. Delivered messages are listed in
+the next event or `lbctl notify --flush`. An event of a drill (its revision carries an
+`Lbctl-Drill` trailer) is tagged `[DRILL]` in every sink's title and text. Delivered messages are listed in
 `.git/lbctl/notified.log`, so a re-run never sends twice.
 """
 
@@ -37,7 +38,7 @@ def announce(store: Store, event: Event) -> None:
         from lbctl.notify.outbox import Outbox
 
         outbox = Outbox(store.git_dir / "lbctl")
-        outbox.queue(event, sinks)
+        outbox.queue(event, sinks, drill=drill_of(store, event))
         if outbox.pending():  # this event's messages, and any an earlier command could not deliver
             # Not a daemon: the interpreter waits for it at exit, at most the flush budget.
             sender = threading.Thread(target=_send, args=(outbox, sinks), name="lbctl-notify")
@@ -48,6 +49,20 @@ def announce(store: Store, event: Event) -> None:
 
 
 _senders: list[threading.Thread] = []
+
+
+def drill_of(store: Store, event: Event) -> str | None:
+    """The drill scenario (`Lbctl-Drill` trailer) of the revision `event` put live or took off, if any."""
+    for rev in (event.to_rev, event.from_rev):
+        if not rev:
+            continue
+        try:
+            scenario = store.revision(rev).trailers.get("Lbctl-Drill")
+        except Exception:  # a revision this clone does not have: not known as a drill
+            continue
+        if scenario:
+            return scenario
+    return None
 
 
 def _send(outbox: Outbox, sinks: list[NotifySink]) -> None:

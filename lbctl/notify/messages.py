@@ -9,6 +9,7 @@ from lbctl.store.journal import Event
 
 DIFF_LINES = 12
 FAILED = ("failed", "validation-failed", "refused", "interrupted")
+DRILL = "[DRILL]"  # in the title and text of every message about a drill's change
 
 
 def kind_of(event: Event) -> str | None:
@@ -26,8 +27,8 @@ def kind_of(event: Event) -> str | None:
     return None
 
 
-def message(event: Event) -> dict[str, Any]:
-    """The facts of one event, as every sink gets them."""
+def message(event: Event, *, drill: str | None = None) -> dict[str, Any]:
+    """The facts of one event, as every sink gets them; a drill's (`drill`: its scenario) says `[DRILL]`."""
     kind = kind_of(event) or event.verdict
     undo_to = event.from_rev if kind in ("good", "pending-confirm", "watch-alert") and event.from_rev else None
     rollback = f"lbctl rollback {event.target} --to {undo_to[:12] if undo_to else 'last-good'} --yes"
@@ -43,7 +44,8 @@ def message(event: Event) -> dict[str, Any]:
         "to": event.to_rev,
         "started": event.started,
         "at": event.finished,
-        "message": event.message,
+        "message": f"{DRILL} {drill}: {event.message}" if drill else event.message,
+        "drill": drill,
         "diff": diff,
         "shares": _shares(event),
         "stages": [{"name": s.name, "ok": s.ok, "seconds": round(s.seconds, 3)} for s in event.stages],
@@ -65,7 +67,8 @@ def _shares(event: Event) -> dict[str, dict[str, dict[str, float | None]]]:
 def text(msg: dict[str, Any]) -> str:
     """A plain-text rendering (Slack, logs)."""
     short = (msg["from"] or "none")[:10], (msg["to"] or "none")[:10]
-    lines = [f"lbctl: {msg['op']} {msg['target']} {short[0]} -> {short[1]}: {msg['kind']} (by {msg['who']})"]
+    tag = f"{DRILL} " if msg.get("drill") else ""
+    lines = [f"{tag}lbctl: {msg['op']} {msg['target']} {short[0]} -> {short[1]}: {msg['kind']} (by {msg['who']})"]
     if msg["message"]:
         lines.append(msg["message"].splitlines()[0])
     lines.extend(f"    {line}" for line in msg["diff"])
@@ -110,7 +113,8 @@ def body(sink_type: str, msg: dict[str, Any]) -> Any:
         return {
             "time": start or at,
             "timeEnd": at or start,
-            "tags": ["lbctl", f"target:{msg['target']}", f"verdict:{msg['kind']}", f"op:{msg['op']}"],
+            "tags": ["lbctl", f"target:{msg['target']}", f"verdict:{msg['kind']}", f"op:{msg['op']}"]
+            + (["drill"] if msg.get("drill") else []),
             "text": text(msg),
         }
     return msg

@@ -53,7 +53,7 @@ class Outbox:
         except FileNotFoundError:
             return set()
 
-    def queue(self, event: Event, sinks: list[NotifySink]) -> list[str]:
+    def queue(self, event: Event, sinks: list[NotifySink], *, drill: str | None = None) -> list[str]:
         kind = kind_of(event)
         if kind is None:
             return []
@@ -69,7 +69,7 @@ class Outbox:
             with contextlib.suppress(FileExistsError):
                 fd = os.open(self.dir / f"{ident}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "w") as f:
-                    json.dump({"id": ident, "sink": sink_id(sink), "message": message(event)}, f)
+                    json.dump({"id": ident, "sink": sink_id(sink), "message": message(event, drill=drill)}, f)
                 queued.append(ident)
         return queued
 

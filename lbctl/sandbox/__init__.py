@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lbctl.errors import ExitCode, LbctlError
+from lbctl.errors import LbctlError, SandboxUnavailable
 
 if TYPE_CHECKING:
     from lbctl.sandbox.running import Sandbox
@@ -37,12 +37,6 @@ BACKEND_HEADER = "X-Lbctl-Backend"  # how a stub says which backend and server a
 SERVER_HEADER = "X-Lbctl-Server"
 START_TIMEOUT = 15.0
 FindFile = Callable[[str], "bytes | None"]  # a file the config names (a map, an ACL list) → its bytes, if known
-
-
-class SandboxUnavailable(LbctlError):
-    """The sandbox could not start; the message names what is missing (exit 3 for `lbctl test`)."""
-
-    exit_code = ExitCode.VALIDATION
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lbctl.sandbox import Launch, SandboxUnavailable, Setup, binary
+from lbctl.errors import SandboxUnavailable
+from lbctl.sandbox import Launch, Setup, binary
 
 SOURCE_HEADER = "X-Forwarded-For"
 

@@ -22,7 +22,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from lbctl.sandbox import Launch, SandboxUnavailable, Setup, binary
+from lbctl.errors import SandboxUnavailable
+from lbctl.sandbox import Launch, Setup, binary
 
 SOURCE_HEADER = "X-Lbctl-Source"
 _MAIN_DROPPED = frozenset(

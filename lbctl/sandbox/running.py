@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
+from lbctl.errors import SandboxUnavailable
 from lbctl.sandbox import (
     BACKEND_HEADER,
     SERVER_HEADER,
@@ -30,7 +31,6 @@ from lbctl.sandbox import (
     Launch,
     Listener,
     Request,
-    SandboxUnavailable,
     Setup,
 )
 from lbctl.sandbox.client import Connection, request_head

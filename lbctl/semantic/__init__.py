@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lbctl import kinds
 from lbctl.errors import ParseError, UsageError
 from lbctl.semantic.model import ConfigModel, Finding, Section, Server
 from lbctl.semantic.result import SCHEMA_VERSION, Change, SemanticDiff
 from lbctl.semantic.traffic import TrafficPreview, traffic_preview
 
-KINDS = ("haproxy", "nginx", "caddy")
+KINDS = tuple(kinds.REGISTRY)  # a parser for each kind of LB lbctl knows
 
 __all__ = [
     "KINDS",

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from lbctl.semantic.model import Finding, mask
 from lbctl.semantic.result import Change, SemanticDiff
-from lbctl.semantic.routing import RoutingReport
+from lbctl.semantic.routing_model import RoutingReport
 from lbctl.semantic.traffic import PoolShare, TrafficPreview
 
 _SYMBOL = {"added": "+", "removed": "-"}

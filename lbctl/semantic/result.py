@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lbctl.semantic.model import Finding, mask
-from lbctl.semantic.routing import EMPTY, RoutingReport
+from lbctl.semantic.routing_model import EMPTY, RoutingReport
 from lbctl.semantic.traffic import TrafficPreview
 
 SCHEMA_VERSION = 1

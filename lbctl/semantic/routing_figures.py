@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lbctl.semantic.model import ConfigModel, Section, Server
-from lbctl.semantic.routing import RoutingChange, RoutingMove, RoutingReport
+from lbctl.semantic.routing_model import RoutingChange, RoutingMove, RoutingReport
 
 
 def with_counters(

@@ -18,7 +18,7 @@ actions, a backend chosen by a sample expression and rewrites that run before ro
 from __future__ import annotations
 
 from lbctl.semantic.model import ConfigModel, Rule, Section
-from lbctl.semantic.routing import ALWAYS, NO_BACKEND, Clause, Cond, Dest, Table, Test
+from lbctl.semantic.routing_model import ALWAYS, NO_BACKEND, Clause, Cond, Dest, Table, Test
 
 _ENDING = {
     "deny": "deny (403)",

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from lbctl.semantic.model import ConfigModel, Section
 from lbctl.semantic.nginx_upstream import route_target
-from lbctl.semantic.routing import ALWAYS, NO_BACKEND, Clause, Cond, Dest, Request, Table, Test
+from lbctl.semantic.routing_model import ALWAYS, NO_BACKEND, Clause, Cond, Dest, Request, Table, Test
 
 _PASSES = ("proxy_pass", "grpc_pass", "fastcgi_pass", "uwsgi_pass", "scgi_pass", "memcached_pass")
 _ANSWERS = frozenset({"static_response", "file_server", "error", "templates", "acme_server", "copy_response"})

@@ -33,6 +33,7 @@ from lbctl.store.journal import blob_id
 if TYPE_CHECKING:
     from lbctl.config import Target
     from lbctl.kinds.base import Kind
+    from lbctl.sandbox import FindFile
     from lbctl.store.repo import Store
     from lbctl.transports.base import Transport
 
@@ -344,3 +345,18 @@ def _join(base: str, rel: str) -> str:
 
 def _own_name(target: Target) -> str:
     return posixpath.basename(target.source)
+
+
+def store_files(store: Store, target: Target, rev: str, bundle: Bundle | None = None) -> FindFile:
+    """Where a sandbox finds a file the config names on the LB (a map, an ACL list, an error page):
+    the bundle's file of that name, else the store's beside the target's source at `rev`."""
+    base = posixpath.dirname(target.source)
+    by_name = {posixpath.basename(rel): data for rel, data in (bundle.includes if bundle else ())}
+
+    def find(path: str) -> bytes | None:
+        name = posixpath.basename(path)
+        if name in by_name:
+            return by_name[name]
+        return store.content_at(rev, posixpath.join(base, name) if base else name)
+
+    return find

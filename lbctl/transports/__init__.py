@@ -1,12 +1,19 @@
-"""Transports by name. Each module is imported only when a target uses it."""
+"""Transports by name. Each module is imported only when a target uses it.
+
+`REGISTRY` is the one list of transports: `lbctl.toml`'s schema reads their names from it.
+Importing this package imports no transport module.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from lbctl.config import Target
 from lbctl.registry import load
-from lbctl.transports.base import Transport
+
+if TYPE_CHECKING:
+    from lbctl.config import Target
+    from lbctl.transports.base import Transport
 
 REGISTRY: dict[str, tuple[str, str]] = {
     "local": ("lbctl.transports.local", "LocalTransport"),

@@ -7,17 +7,17 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
   One transport instance serves a whole operation, every step reusing one connection.
 - `run(argv)` runs a command from an argument list, never through a shell string
   built by concatenation; remote transports quote each argument.
+- A file transport (local, ssh) also stages files; one without files (http: Caddy's admin
+  API, changed by its driver, `lbctl.drivers.caddy`) refuses these with a `ConfigError`:
 - `write_staged(path, data)` writes a complete new file *next to* `path` (same directory,
   so the same filesystem) and returns its name: never writes over `path` itself.
 - `swap(staged, path, keep)` makes `staged` the live `path` atomically (rename), after
   hard-linking the current `path` to `keep` so the previous config can be restored at once.
 - `restore(keep, path)` puts the kept file back atomically, leaving `keep` in place.
+- `remove(path)` removes a file if it exists (a staged one after a failed validation).
 - `put_file(path, data, like=)` writes a complete new file at exactly `path` (its directory
   must exist), with the permissions of `like` if that exists: for staging a tree of files
-  (`lbctl.tree`), whose other steps are `run` scripts.
-- `unix_request(socket, command)` sends one line to a UNIX socket on the LB host
-  (HAProxy's master CLI and runtime API) and returns the whole answer; `SocketUnavailable`
-  (a `TransientError`) when nothing answers there (no such file, refused, not permitted).
+  (`lbctl.placement`), whose other steps are `run` scripts.
 - `lock(name, info)` holds an exclusive lock on the LB host for the operation's life;
   `lock_holder(name)` reads who holds it, `break_lock(name, holder)` removes a stale one.
 - Failures worth retrying raise `TransientError`; a command that ran and failed returns
@@ -27,14 +27,14 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
 from lbctl.config import Target
-from lbctl.errors import TransientError
+from lbctl.errors import ConfigError, TransientError
 
 
 class SocketUnavailable(TransientError):
@@ -98,29 +98,28 @@ class Transport(ABC):
     def read_file(self, path: str) -> bytes | None:
         """The file's bytes, or None when it does not exist."""
 
-    @abstractmethod
     def write_staged(self, path: str, data: bytes) -> str:
         """Write `data` to a new temporary file beside `path`; return the temp file's path."""
+        raise self._without("files")
 
-    @abstractmethod
     def swap(self, staged: str, path: str, keep: str) -> None:
         """Atomically replace `path` with `staged`, hard-linking the old `path` to `keep` first."""
+        raise self._without("files")
 
-    @abstractmethod
     def restore(self, keep: str, path: str) -> None:
         """Atomically put `keep` back as `path` (keep stays, for a second restore)."""
+        raise self._without("files")
 
     def put_file(self, path: str, data: bytes, *, like: str) -> None:
         """Write `data` as a new file `path` (mode of `like`, else 0644); a retry rewrites it whole."""
         raise NotImplementedError(f"the {self.name} transport cannot stage a tree of files")
 
-    @abstractmethod
+    def _without(self, what: str) -> ConfigError:
+        return ConfigError(f"targets.{self.target.name}: the {self.name} transport has no {what} on the LB host")
+
     def remove(self, path: str) -> None:
         """Remove a file if it exists (a staged file after a failed validation)."""
-
-    @abstractmethod
-    def unix_request(self, socket_path: str, command: str, *, timeout: float = 5.0) -> str:
-        """Send `command` to a UNIX stream socket on the LB host; return the full answer."""
+        raise self._without("files")
 
     @abstractmethod
     def lock(self, name: str, info: str) -> AbstractContextManager[None]:
@@ -133,7 +132,3 @@ class Transport(ABC):
     def break_lock(self, name: str, holder: str) -> bool:
         """Remove the lock `name` if `holder` (as `lock_holder` read it) still holds it; True if free now."""
         return self.lock_holder(name) is None
-
-    def files(self, paths: Sequence[str]) -> Iterator[tuple[str, bytes | None]]:
-        for p in paths:
-            yield p, self.read_file(p)

@@ -65,6 +65,9 @@ class LocalTransport(Transport):
         _fsync_dir(path)
 
     def restore(self, keep: str, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.samefile(keep, path):
+                return  # restored already (a repeat): renaming a second name of one file does nothing
         tmp = f"{path}.lbctl-restore-{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -33,15 +33,23 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from lbctl import retry
 from lbctl.config import Target
-from lbctl.errors import CommandFailed, ConfigError, DiskFull, ExitCode, LbctlError, Locked, TransientError
+from lbctl.errors import (
+    AuthenticationFailed,
+    CommandFailed,
+    ConfigError,
+    DiskFull,
+    HostKeyChanged,
+    HostKeyUnknown,
+    LbctlError,
+    Locked,
+    RemoteFileError,
+    TransientError,
+)
 from lbctl.lock import describe_holder, holder_is_gone
 from lbctl.transports.base import SOCKET_UNAVAILABLE, RunResult, SocketUnavailable, Transport
 from lbctl.transports.ssh_config import Route, resolve
 from lbctl.transports.ssh_connect import (
     TRUST_NEW_ENV,
-    AuthenticationFailed,
-    HostKeyChanged,
-    HostKeyUnknown,
     connect,
     tunnel,
 )
@@ -109,12 +117,6 @@ echo $((now - $(stat -c %Y -- "$dir" 2>/dev/null || echo "$now")))
 cat -- "$dir/info" 2>/dev/null
 exit 75
 """
-
-
-class RemoteFileError(LbctlError):
-    """A file on the host could not be read or written (permissions, a directory in the way)."""
-
-    exit_code = ExitCode.USAGE
 
 
 class _Final(Exception):
@@ -494,7 +496,7 @@ class SshTransport(Transport):
                     continue
                 raise self._locked(directory, holder, age_text)
             if result.code != 0:
-                raise LbctlError(f"cannot take the lock {directory} on {self.where}: {result.output}")
+                raise RemoteFileError(f"cannot take the lock {directory} on {self.where}: {result.output}")
             break
         try:
             yield
@@ -509,7 +511,9 @@ class SshTransport(Transport):
         try:
             sftp.mkdir(mine, 0o755)
         except FileNotFoundError:
-            raise LbctlError(f"cannot take the lock {directory} on {self.where}: its directory is missing") from None
+            raise RemoteFileError(
+                f"cannot take the lock {directory} on {self.where}: its directory is missing"
+            ) from None
         except PermissionError:
             raise
         except OSError:

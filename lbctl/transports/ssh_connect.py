@@ -17,7 +17,7 @@ import socket
 from base64 import b64encode
 from typing import TYPE_CHECKING, Any, cast
 
-from lbctl.errors import ConfigError, ExitCode, LbctlError, TransientError, Unreachable
+from lbctl.errors import AuthenticationFailed, ConfigError, HostKeyChanged, HostKeyUnknown, LbctlError, TransientError
 from lbctl.transports.ssh_config import Endpoint
 
 if TYPE_CHECKING:
@@ -29,20 +29,6 @@ log = logging.getLogger("lbctl.ssh")
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 TRUST_NEW_ENV = "LBCTL_SSH_TRUST_NEW"
-
-
-class HostKeyUnknown(Unreachable):
-    """The host's key is not in known_hosts: refused (exit 6), nothing was changed."""
-
-
-class HostKeyChanged(LbctlError):
-    """The host's key differs from known_hosts: possibly an attack, refused (exit 2)."""
-
-    exit_code = ExitCode.USAGE
-
-
-class AuthenticationFailed(Unreachable):
-    """No identity was accepted by the host (exit 6); not retried."""
 
 
 def connect(endpoint: Endpoint, sock: Any, timeout: float) -> paramiko.SSHClient:

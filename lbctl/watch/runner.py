@@ -213,13 +213,14 @@ def alert_events(changes: Sequence[Change], infos: dict[str, TargetInfo]) -> lis
 
 def announce_alerts(ws: Workspace, events: Sequence[Event]) -> None:
     """Alerts that started firing, to the `[[notify]]` sinks that want `watch-alert` (never raises)."""
+    from lbctl.notify import drill_of
     from lbctl.notify.outbox import Outbox
 
     try:
         outbox = Outbox(ws.store.git_dir / "lbctl")
         for event in events:
-            if event.verdict == "watch-alert":
-                outbox.queue(event, ws.config.notify)
+            if event.verdict == "watch-alert":  # an alert while a drill's change is live says [DRILL]
+                outbox.queue(event, ws.config.notify, drill=drill_of(ws.store, event))
         outbox.flush(ws.config.notify)
     except Exception as exc:
         import sys

@@ -177,8 +177,10 @@ def test_a_newer_deploy_supersedes_a_pending_one(local_scene: Scene) -> None:
     assert scene.live() == newer.read_text()
     code, out, err = scene.lbctl("status", "edge", "--json")
     data = json.loads(out)["targets"][0]
-    assert any(line.startswith("superseded") for line in data["watchdog"]), data
-    assert code == 0, data
+    assert code == 0 and data["watchdog"] == [], data  # disarmed as the newer change landed: nothing pending
+    superseded = [e for e in scene.events() if e["verdict"] == "superseded"]
+    assert len(superseded) == 1 and "its watchdog is disarmed" in superseded[0]["message"], superseded
+    assert watchdog_dirs(scene) == []
     assert scene.live() == newer.read_text()
 
 

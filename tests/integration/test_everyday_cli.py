@@ -309,7 +309,7 @@ def test_init_toml_tells_the_truth(tmp_path: Path, lbctl: LbctlRunner) -> None:
         assert word in text
     # uncommented, the example is a valid config whose values are lbctl's defaults
     example = "\n".join(re.sub(r"^# (?=\[|[a-z_]+ += )", "", line) for line in text.splitlines())
-    parsed = config.parse(tomllib.loads(example), text=example, path=tmp_path / "s" / "lbctl.toml")
+    parsed = config.validate(tomllib.loads(example), text=example, path=tmp_path / "s" / "lbctl.toml")
     target = parsed.targets["edge1"]
     assert {c.type for c in target.checks} == {"http", "tcp", "command", "balance"}
     balance = next(c for c in target.checks if isinstance(c, BalanceCheck))

@@ -18,7 +18,10 @@ from pathlib import Path
 import pytest
 
 from lbctl.config import target_from
+from lbctl.drivers.caddy import CaddyDriver
+from lbctl.kinds.caddy import CaddyKind
 from lbctl.lab.processes import free_port
+from lbctl.store.bundle import Bundle
 from lbctl.transports.http import HttpTransport
 from tests.kinds.conftest import CADDY_SOURCE, CaddyLab
 
@@ -103,10 +106,10 @@ def test_a_load_whose_answer_was_lost_is_not_loaded_twice(
         }
     )
     new = caddy_lab.config(weights={"web1": 2, "web2": 1, "web3": 1})
-    with HttpTransport(target) as transport:
-        staged = transport.write_staged("/config/", new.encode())
-        transport.swap(staged, "/config/", "keep")  # reads the running config and its ETag
-        detail = transport.apply()  # POST with If-Match: the answer is lost, the load took
+    with CaddyDriver(target, CaddyKind(target), HttpTransport(target)) as driver:
+        driver.stage(Bundle(new.encode()))
+        driver.swap()  # reads the running config and its ETag
+        detail = driver.load()  # POST with If-Match: the answer is lost, the load took
 
     assert relay.resets == 1  # the answer to the load really was lost
     assert detail == "loaded with If-Match"

@@ -9,11 +9,13 @@ from pathlib import Path
 import pytest
 
 from lbctl.config import target_from
+from lbctl.drivers.caddy import CaddyDriver
 from lbctl.errors import Refused
 from lbctl.kinds.base import ReloadFailed
 from lbctl.kinds.caddy import CaddyKind
 from lbctl.lab.processes import Load
 from lbctl.lab.webservers import LOG_FORMAT
+from lbctl.store.bundle import Bundle
 from lbctl.transports.http import HttpTransport
 from tests.conftest import LbctlRunner, write
 from tests.kinds.conftest import (
@@ -141,14 +143,13 @@ def test_caddy_change_made_by_someone_else_meanwhile_is_not_overwritten(caddy_la
     target = target_from(
         {"name": "edge", "kind": "caddy", "transport": "http", "api": caddy_lab.caddy.api, "source": "c.json"}
     )
-    kind = CaddyKind(target)
     theirs = json.loads(caddy_lab.config(weights={"web1": 3, "web2": 1, "web3": 1}))
-    with HttpTransport(target) as transport:
-        staged = transport.write_staged("", caddy_lab.config(weights={"web1": 1, "web2": 2, "web3": 1}).encode())
-        transport.swap(staged, "/config/", "keep")  # lbctl has read the running config and its ETag
+    with CaddyDriver(target, CaddyKind(target), HttpTransport(target)) as driver:
+        driver.stage(Bundle(caddy_lab.config(weights={"web1": 1, "web2": 2, "web3": 1}).encode()))
+        driver.swap()  # lbctl has read the running config and its ETag
         caddy_lab.caddy.load(theirs)  # ...and someone changes it meanwhile
         with pytest.raises(Refused, match="If-Match"):
-            kind.reload(transport)
+            driver.reload(driver.snapshot())
     assert caddy_lab.caddy.running() == theirs
 
 

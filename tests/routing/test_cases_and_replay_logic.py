@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from lbctl import config
-from lbctl.commands.test import judge_case
 from lbctl.config import Route, Safety
+from lbctl.engine.cases import judge_case
 from lbctl.engine.gates import routing_radius
 from lbctl.engine.replay import compare, parse_log, routing_moves
 from lbctl.errors import ConfigError
 from lbctl.sandbox import Answer
-from lbctl.semantic.routing import RoutingReport
+from lbctl.semantic.routing_model import RoutingReport
 
 TOML = """\
 [groups.edges]
@@ -165,7 +165,7 @@ def test_a_case_is_judged_on_each_expectation() -> None:
 
 
 def test_a_sandbox_that_could_not_run_is_a_note_for_the_gate_and_a_failure_for_lbctl_test() -> None:
-    from lbctl.commands.test import RoutingReport, problems
+    from lbctl.engine.cases import RoutingReport, problems
 
     report = RoutingReport("edge", "HEAD", "haproxy", unavailable="haproxy refused ...: cannot open /etc/x.lua")
     assert not report.ok and report.exit_code == 3

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from lbctl.sandbox import Request, SandboxUnavailable, open_sandbox
+from lbctl.errors import SandboxUnavailable
+from lbctl.sandbox import Request, open_sandbox
 
 HAPROXY = b"""
 global

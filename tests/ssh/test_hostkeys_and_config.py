@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from lbctl.config import Target, target_from
-from lbctl.errors import ExitCode
-from lbctl.transports.ssh import AuthenticationFailed, HostKeyChanged, HostKeyUnknown, SshTransport
+from lbctl.errors import AuthenticationFailed, ExitCode, HostKeyChanged, HostKeyUnknown
+from lbctl.transports.ssh import SshTransport
 from lbctl.transports.ssh_config import resolve
 from tests.ssh.conftest import Lab, Sshd, start_sshd
 

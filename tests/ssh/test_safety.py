@@ -200,7 +200,7 @@ def test_a_connection_started_ahead_is_taken_over_not_doubled(sshd: Sshd) -> Non
 
 
 def test_a_failed_early_connection_leaves_the_real_error_to_the_transport(sshd: Sshd, tmp_path: Path) -> None:
-    from lbctl.transports.ssh import HostKeyUnknown
+    from lbctl.errors import HostKeyUnknown
 
     empty = tmp_path / "known_hosts"
     empty.write_text("")

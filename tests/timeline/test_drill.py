@@ -1,6 +1,6 @@
 """Drills on a throw-away HAProxy: a scripted trainee finds and undoes the misroute with the
-runbook's commands; an idle trainee's drill is undone by lbctl's own timer (the kill switch);
-a drill revision is never last-good."""
+runbook's commands; an idle trainee's drill is undone by the LB's commit-confirm watchdog (the
+kill switch); a drill revision is never last-good."""
 
 from __future__ import annotations
 
@@ -60,7 +60,10 @@ def test_an_idle_trainees_drill_is_undone_by_the_kill_switch(tmp_path: Path) -> 
     # though the drill's deploy verified "good".
     assert report.live_rev is not None and report.live_rev != report.drill_rev
     assert report.time_to_detect is None and report.to_json()["detect"] == "not reached"
-    assert f"rollback from {str(report.drill_rev)[:10]}" in report.timeline_markdown
+    # The kill switch is the LB's commit-confirm watchdog: its revert is in the journal.
+    assert "watchdog-reverted" in report.timeline_markdown
+    assert f"the change {str(report.drill_rev)[:10]} was not confirmed" in report.timeline_markdown
+    assert "drill misroute started" in report.timeline_markdown
     assert "drill misroute ended (kill-switch)" in report.timeline_markdown
 
 

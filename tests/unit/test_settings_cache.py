@@ -109,7 +109,7 @@ def test_a_cache_file_others_may_write_is_not_trusted(store: Path) -> None:
 
     path = store / "lbctl.toml"
     config.load(path)
-    cache = config._cache_file(path)
+    cache = config.cache.cache_file(path)
     assert cache is not None
     stored = json.loads(cache.read_text())
     stored["settings"]["targets"]["edge"]["validate_command"] = "touch /tmp/owned"
@@ -124,3 +124,27 @@ def test_no_home_directory_means_no_cache_not_a_crash(store: Path, monkeypatch: 
 
     monkeypatch.setattr(Path, "home", staticmethod(no_home))
     assert config.load(store / "lbctl.toml").targets["edge"].kind == "haproxy"
+
+
+SSH = """\
+[targets.edge]
+kind = "nginx"
+source = "edge.cfg"
+transport = "ssh"
+host = "lb1.example"
+port = {port}
+path = "/etc/nginx/nginx.conf"
+prefix = "/etc/nginx"
+"""
+
+
+def test_plugin_settings_are_validated_with_their_key_and_survive_the_cache(store: Path) -> None:
+    # ssh's and nginx's settings are declared next to them, and still flat keys of the target
+    (store / "lbctl.toml").write_text(SSH.format(port=70000))
+    with pytest.raises(ConfigError) as caught:
+        config.load(store / "lbctl.toml")
+    assert "`targets.edge.port`" in str(caught.value) and caught.value.line == 6
+    (store / "lbctl.toml").write_text(SSH.format(port=2222))
+    fresh = config.load(store / "lbctl.toml")
+    cached = config.load(store / "lbctl.toml")
+    assert cached == fresh and (cached.targets["edge"].port, cached.targets["edge"].prefix) == (2222, "/etc/nginx")

@@ -63,7 +63,7 @@ def test_parse_time_accepts_iso_and_refuses_garbage() -> None:
 def test_staging_gate_follows_the_change_or_the_content() -> None:
     from pathlib import Path
 
-    from lbctl.config import parse
+    from lbctl.config import validate
     from lbctl.engine.gates import staging_gate
 
     raw = {
@@ -89,7 +89,7 @@ def test_staging_gate_follows_the_change_or_the_content() -> None:
     root = Path(__file__).parent
     (root / "x.cfg").write_text("")
     try:
-        config = parse(raw, text="", path=root / "lbctl.toml")
+        config = validate(raw, text="", path=root / "lbctl.toml")
     finally:
         (root / "x.cfg").unlink()
 
