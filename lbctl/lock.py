@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbctl.clock import timestamp
 from lbctl.errors import Locked
 
 if TYPE_CHECKING:
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 
 def holder_info(operation: str, target: str) -> str:
-    from lbctl.store.journal import timestamp
-
     return json.dumps(
         {
             "holder": f"{getpass.getuser()}@{socket.gethostname()}",

@@ -18,20 +18,25 @@ import re
 from typing import TYPE_CHECKING
 
 from lbctl import retry
-from lbctl.checks.counters import ServerCounters, Snapshot
+from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, TransientError
 from lbctl.kinds.base import Kind, ReloadFailed, ReloadNotConfirmed
 from lbctl.kinds.haproxy_api import (
+    QUERY,
+    STATS_QUERY,
     ProcState,
     WorkerInfo,
+    ask,
     check_sockets,
+    differences,
     not_reloaded_since,
+    parse_runtime,
     parse_show_proc,
+    parse_stats,
     show_info,
     show_proc,
 )
-from lbctl.kinds.haproxy_socket import unix_request
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -50,88 +55,18 @@ tail -c 16384 -- "$log"
 _ALERT = re.compile(r"\[(ALERT|EMERG)\]")
 
 
-def parse_stats(text: str) -> Snapshot:
-    """Parse the answer to `show info;show stat`: the worker's pid, then the CSV."""
-    info, _, csv_part = text.partition("# pxname")
-    pid = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("Pid:")), "")
-    if not csv_part or not pid:
-        raise TransientError(f"unexpected `show stat` answer: {text.strip()[:200]!r}")
-    lines = ("# pxname" + csv_part).splitlines()
-    header = lines[0].lstrip("# ").split(",")
-    col = {name: i for i, name in enumerate(header)}
+def balance_algorithms(text: str, *, filename: str = "haproxy.cfg") -> dict[str, str]:
+    """backend/listen name → `balance` algorithm, or `sticky` (see `semantic.haproxy.balance_algorithms`).
 
-    def number(row: list[str], name: str) -> int:
-        value = row[col[name]] if name in col and col[name] < len(row) else ""
-        return int(value) if value.isdigit() else 0
+    A config the semantic parser cannot read gives no algorithms: every pool is judged on its spread.
+    """
+    from lbctl.errors import ParseError
+    from lbctl.semantic import haproxy
 
-    def responses(row: list[str]) -> int:
-        return sum(number(row, f"hrsp_{c}") for c in ("1xx", "2xx", "3xx", "4xx", "5xx", "other"))
-
-    servers: list[ServerCounters] = []
-    sessions: dict[str, int] = {}
-    errors: dict[str, int] = {}
-    answered: dict[str, int] = {}
-    for line in lines[1:]:
-        row = line.split(",")
-        if len(row) < len(header) - 1 or row[1] == "FRONTEND":
-            continue
-        if row[1] == "BACKEND":
-            sessions[row[0]] = number(row, "stot")
-            errors[row[0]] = number(row, "hrsp_5xx")
-            answered[row[0]] = responses(row)
-            continue
-        limit = number(row, "slim")
-        servers.append(
-            ServerCounters(
-                backend=row[0],
-                server=row[1],
-                sessions=number(row, "stot"),
-                status=row[col["status"]],
-                weight=number(row, "weight"),
-                current=number(row, "scur"),
-                limit=limit or None,
-                queued=number(row, "qcur"),
-                http_5xx=number(row, "hrsp_5xx"),
-                http_total=responses(row),
-                backup=number(row, "bck") > 0,
-                max_current=number(row, "smax"),
-                max_queued=number(row, "qmax"),
-            )
-        )
-    return Snapshot(pid, tuple(servers), sessions, errors, answered)
-
-
-_SECTION = re.compile(
-    r"^(global|defaults|frontend|backend|listen|userlist|peers|resolvers|mailers|program|"
-    r"http-errors|ring|cache|log-forward)\b\s*(\S*)"
-)
-
-
-def balance_algorithms(text: str) -> dict[str, str]:
-    """backend/listen name → `balance` algorithm, inheriting from the defaults above it."""
-    algorithms: dict[str, str] = {}
-    inherited = "roundrobin"
-    section, name = "", ""
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        header = _SECTION.match(line)
-        if header and not raw[:1].isspace():
-            section, name = header.group(1), header.group(2)
-            if section in ("backend", "listen"):
-                algorithms[name] = inherited
-            continue
-        if line.startswith("balance ") and len(line.split()) > 1:
-            algo = line.split()[1]
-            if section == "defaults":
-                inherited = algo
-            elif section in ("backend", "listen") and algorithms.get(name) != "sticky":
-                algorithms[name] = algo
-        elif line.startswith(("stick on", "stick match", "stick store", "cookie ")) and section in (
-            "backend",
-            "listen",
-        ):
-            algorithms[name] = "sticky"  # a client stays on its server whatever the algorithm
-    return algorithms
+    try:
+        return haproxy.balance_algorithms(haproxy.parse(text, filename=filename))
+    except ParseError:
+        return {}
 
 
 class HaproxyKind(Kind):
@@ -139,7 +74,7 @@ class HaproxyKind(Kind):
     # Without -q: on failure HAProxy prints its `[ALERT] ... parsing [FILE:LINE]` lines (with -q, nothing).
     default_validate = ("haproxy", "-c", "-f", "{path}")
     validation_noise = ("] : haproxy version is ", "] : path to executable is ")
-    conformance_modules = ("lbctl.semantic.haproxy", "lbctl.kinds.haproxy_runtime")
+    conformance_modules = ("lbctl.semantic.haproxy",)
 
     def _master(self) -> str:
         if not self.target.master_socket:
@@ -167,12 +102,11 @@ class HaproxyKind(Kind):
                 hint="add `stats socket /run/haproxy/admin.sock mode 600 level admin` to global and set stats_socket",
             )
         # One connection for both commands: the stats socket runs `;`-separated commands in order.
-        query = "show info;show stat"
-        return retry.call(retry.MASTER_SOCKET, lambda: parse_stats(unix_request(transport, sock, query)))
+        return ask(transport, sock, STATS_QUERY, parse_stats)
 
     def balance_algorithms(self, transport: Transport) -> dict[str, str]:
         text = transport.read_file(self.target.path or "") if self.target.path else None
-        return balance_algorithms(text.decode("utf-8", "replace")) if text else {}
+        return balance_algorithms(text.decode("utf-8", "replace"), filename=self.target.path or "") if text else {}
 
     def reload_marker(self, transport: Transport) -> object:
         if self.target.master_socket:
@@ -192,8 +126,7 @@ class HaproxyKind(Kind):
                 said = self.shown_names(result.output)[:1000] or "(no output)"
                 raise ReloadFailed(f"the reload command `{self.target.reload}` exited {result.code}: {said}")
             return
-        master = self._master()
-        retry.call(retry.MASTER_SOCKET, lambda: unix_request(transport, master, "reload"))
+        ask(transport, self._master(), "reload", str)
 
     def still_running(self, transport: Transport, marker: object) -> bool:
         if isinstance(marker, ProcState):
@@ -291,10 +224,8 @@ class HaproxyKind(Kind):
             pid = self.show_proc(transport).master_pid
             how = f"master pid {pid}, from `show proc` on {self.target.master_socket}"
         elif self.target.stats_socket:
-            sock = self.target.stats_socket
-            info = retry.call(retry.MASTER_SOCKET, lambda: unix_request(transport, sock, "show info"))
-            pid = _info_pid(info)
-            how = f"pid {pid}, from `show info` on {sock}"
+            pid = show_info(transport, self.target.stats_socket).pid
+            how = f"pid {pid}, from `show info` on {self.target.stats_socket}"
         else:
             return origin_unknown(
                 "neither master_socket nor stats_socket is set:"
@@ -314,7 +245,6 @@ class HaproxyKind(Kind):
         """Servers, addresses, weights and admin states from the runtime API vs `deployed`."""
         from lbctl.conformance import Conformance, unknown
         from lbctl.errors import ParseError
-        from lbctl.kinds.haproxy_runtime import QUERY, differences, parse_runtime
         from lbctl.semantic.haproxy import parse
 
         if self.target.stats_socket:
@@ -329,17 +259,10 @@ class HaproxyKind(Kind):
         except ParseError as exc:
             return unknown(f"the deployed config does not parse: {exc}")
         try:
-            running = parse_runtime(retry.call(retry.MASTER_SOCKET, lambda: unix_request(transport, sock, query)))
+            running = parse_runtime(ask(transport, sock, query, str))
         except TransientError as exc:
             return unknown(f"could not read the running servers: {exc}")
         return Conformance(True, tuple(differences(model, running)), f"servers, weights and states from {how}")
-
-
-def _info_pid(info: str) -> int:
-    for line in info.splitlines():
-        if line.startswith("Pid:") and line.split(":", 1)[1].strip().isdigit():
-            return int(line.split(":", 1)[1])
-    raise TransientError(f"unexpected `show info` answer: {info.strip()[:200]!r}")
 
 
 def config_files(argv: tuple[str, ...], cwd: str) -> list[str]:

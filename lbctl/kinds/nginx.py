@@ -26,7 +26,7 @@ from lbctl.checks.counters import Snapshot
 from lbctl.config import Target
 from lbctl.errors import ConfigError, TransientError
 from lbctl.kinds.base import Kind, ReloadFailed, ReloadNotConfirmed
-from lbctl.kinds.nginx_traffic import TAIL_BYTES, LiveView, Tally, pick_log, read_view
+from lbctl.kinds.nginx_traffic import TAIL_BYTES, LiveView, Tally, algorithm, pick_log, read_view
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ _AGES = (
 )
 _SLACK = 0.05  # seconds: the LB host's boot time is known to ~10 ms
 _BUILD_OPTION = re.compile(r"--([a-z-]+)=(\S+)")
+# Not the semantic parser: this reads a config nginx has just refused, which may not parse at all.
 _ERROR_LOG = re.compile(r"^\s*error_log\s+([^\s;]+)", re.M)
 
 
@@ -278,7 +279,7 @@ class NginxKind(Kind):
 
     def balance_algorithms(self, transport: Transport) -> dict[str, str]:
         view = self.live_view(transport)
-        return {name: u.algorithm for name, u in view.upstreams.items()} if view else {}
+        return {name: algorithm(u) for name, u in view.upstreams.items()} if view else {}
 
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
         """Counts from the access log since the anchor (see `lbctl.kinds.nginx_traffic`).

@@ -3,7 +3,8 @@
 Open-source nginx keeps no per-upstream counters (`stub_status` is global), so the
 `balance` check counts log lines: an access log whose `log_format` holds `$upstream_addr`
 (and `$status`) says which server each request went to. The live config (one file, read
-through the transport) says which upstream block and server an address belongs to.
+through the transport, parsed by `lbctl.semantic.nginx`) says which upstream block and
+server an address belongs to.
 
 Counters are cumulative from an *anchor*: a point in the log chosen on the first read,
 a little before the baseline so the pre-change spread is known. A `Snapshot`'s process
@@ -14,16 +15,13 @@ and so does a reload (the kind re-anchors when the worker generation changes).
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from lbctl.checks.counters import ServerCounters, Snapshot
-from lbctl.errors import ConfigError, ParseError
+from lbctl.errors import ConfigError
+from lbctl.semantic.model import Section, Server
 
 # How much of the log before the baseline is read, to know the spread before the change.
 TAIL_BYTES = 256 * 1024
@@ -31,93 +29,53 @@ LOG_FORMAT_HINT = (
     "add to http {}: log_format lbctl '$proxy_host $status $upstream_addr'; and "
     "access_log /var/log/nginx/lbctl.log lbctl; (no `buffer=`: lbctl reads the lines as they come)"
 )
-_ALGORITHMS = {"ip_hash": "source", "hash": "hash", "least_conn": "leastconn", "random": "random"}
+# nginx's balancing methods in the balance check's words; `sticky` (NGINX Plus) pins a client
+# to a server whatever the method, as a cookie does in HAProxy.
+_ALGORITHMS = {"ip_hash": "source", "hash": "hash", "least_conn": "leastconn", "random": "random", "sticky": "sticky"}
+_NOT_HTTP = ("stream", "mail")  # their log_format, access_log and upstreams are not the http access log's
 _VARIABLE = re.compile(r"(\$\{?[A-Za-z0-9_]+\}?)")
 _ADDR_SPLIT = re.compile(r"\s*,\s*|\s+:\s+")
 
 
 @dataclass(frozen=True)
-class UpstreamServer:
-    address: str  # as written in the config: the server's name in lbctl's reports
-    weight: int = 1
-    down: bool = False
-    backup: bool = False
-    max_conns: int | None = None
-
-
-@dataclass(frozen=True)
-class Upstream:
-    name: str
-    servers: tuple[UpstreamServer, ...]
-    algorithm: str = "roundrobin"
-
-
-@dataclass(frozen=True)
 class LiveView:
-    """What the balance check needs from an nginx config (its main file only)."""
+    """What the balance check needs from an nginx config (its main file only), from its semantic model."""
 
-    upstreams: dict[str, Upstream]
+    upstreams: dict[str, Section]  # the `upstream` blocks of `http`, by name
     formats: dict[str, str]  # log_format name → format string
     access_logs: tuple[tuple[str, str], ...]  # (path, format name), in config order
     pid: str | None
 
 
 def read_view(text: str, *, filename: str) -> LiveView:
-    import crossplane
+    from lbctl.semantic import nginx
 
-    with tempfile.TemporaryDirectory(prefix="lbctl-nginx-") as tmp:
-        path = os.path.join(tmp, "nginx.conf")
-        with open(path, "w", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.write(text)
-        payload = crossplane.parse(path, single=True, check_ctx=False, check_args=False, catch_errors=False)
-    if payload["errors"]:
-        error = payload["errors"][0]
-        raise ParseError(str(error.get("error") or "cannot parse"), file=filename, line=error.get("line"))
-    upstreams: dict[str, Upstream] = {}
+    model = nginx.parse(text, filename=filename)
     formats: dict[str, str] = {"combined": ""}
     logs: list[tuple[str, str]] = []
     pid: str | None = None
-    for stmt, parents in _walk(payload["config"][0]["parsed"], ()):
-        word, args = stmt["directive"], stmt["args"]
-        if word == "pid" and not parents and args:
-            pid = args[0]
-        elif word == "log_format" and args and "stream" not in parents:
-            formats[args[0]] = "".join(a for a in args[1:] if not a.startswith("escape="))
-        elif word == "access_log" and args and args[0] != "off" and "stream" not in parents:
-            logs.append((args[0], args[1] if len(args) > 1 and "=" not in args[1] else "combined"))
-        elif word == "upstream" and args and parents == ("http",):
-            upstreams[args[0]] = _upstream(args[0], stmt.get("block", []))
+    for section in model.sections:
+        if section.type.startswith(_NOT_HTTP):
+            continue
+        for d in section.directives:
+            if d.name == "pid" and section.type == "main" and d.args:
+                pid = d.args[0]
+            elif d.name == "log_format" and d.args:
+                formats[d.args[0]] = "".join(a for a in d.args[1:] if not a.startswith("escape="))
+            elif d.name == "access_log" and d.args and d.args[0] != "off":
+                logs.append((d.args[0], d.args[1] if len(d.args) > 1 and "=" not in d.args[1] else "combined"))
+    upstreams = {s.name: s for s in model.sections if s.type == "upstream"}
     return LiveView(upstreams, formats, tuple(logs), pid)
 
 
-def _walk(block: list[dict[str, Any]], parents: tuple[str, ...]) -> Iterator[tuple[dict[str, Any], tuple[str, ...]]]:
-    for stmt in block:
-        yield stmt, parents
-        if "block" in stmt and stmt["directive"] != "upstream":
-            yield from _walk(stmt["block"], (*parents, stmt["directive"]))
+def algorithm(upstream: Section) -> str:
+    """The upstream's balancing method in the words of the balance check (`source` for `ip_hash`)."""
+    return _ALGORITHMS.get((upstream.balance or "").split(" ", 1)[0], "roundrobin")
 
 
-def _upstream(name: str, block: list[dict[str, Any]]) -> Upstream:
-    servers = []
-    algorithm = "roundrobin"
-    for stmt in block:
-        word, args = stmt["directive"], stmt["args"]
-        if word in _ALGORITHMS:
-            algorithm = _ALGORITHMS[word]
-        elif word == "server" and args:
-            options = dict(a.partition("=")[::2] for a in args[1:])
-            weight = options.get("weight", "1")
-            max_conns = options.get("max_conns", "0")
-            servers.append(
-                UpstreamServer(
-                    address=args[0],
-                    weight=int(weight) if weight.isdigit() else 1,
-                    down="down" in options,
-                    backup="backup" in options,
-                    max_conns=int(max_conns) if max_conns.isdigit() and int(max_conns) > 0 else None,
-                )
-            )
-    return Upstream(name, tuple(servers), algorithm)
+def max_conns(server: Server) -> int | None:
+    value = dict(server.options).get("max_conns", "0")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def pick_log(view: LiveView, wanted: str | None, target: str) -> tuple[str, re.Pattern[str]]:
@@ -153,9 +111,9 @@ def _shared_addresses(view: LiveView) -> bool:
     seen: set[str] = set()
     for upstream in view.upstreams.values():
         for server in upstream.servers:
-            if server.address in seen:
+            if server.name in seen:
                 return True
-            seen.add(server.address)
+            seen.add(server.name)
     return False
 
 
@@ -222,17 +180,17 @@ class Tally:
         servers = []
         for upstream in view.upstreams.values():
             for s in upstream.servers:
-                key = (upstream.name, s.address)
+                key = (upstream.name, s.name)  # a server is named by its address as written
                 servers.append(
                     ServerCounters(
                         backend=upstream.name,
-                        server=s.address,
+                        server=s.name,
                         sessions=self.attempts.get(key, 0),
                         # nginx has no active health checks (open source): a server is in service
                         # unless the config marks it `down`; passive failures are not visible.
-                        status="MAINT" if s.down else "no check",
+                        status="MAINT" if s.disabled else "no check",
                         weight=s.weight,
-                        limit=s.max_conns,
+                        limit=max_conns(s),
                         http_5xx=self.server_5xx.get(key, 0),
                         http_total=self.server_answers.get(key, 0),
                         backup=s.backup,
@@ -253,8 +211,8 @@ def address_index(view: LiveView) -> dict[str, list[tuple[str, str]]]:
     index: dict[str, list[tuple[str, str]]] = {}
     for upstream in view.upstreams.values():
         for server in upstream.servers:
-            for spelled in _spellings(server.address):
-                index.setdefault(spelled, []).append((upstream.name, server.address))
+            for spelled in _spellings(server.name):
+                index.setdefault(spelled, []).append((upstream.name, server.name))
     return index
 
 

@@ -138,6 +138,26 @@ def parse(text: str, *, filename: str) -> ConfigModel:
     return ConfigModel(kind="haproxy", filename=filename, sections=sections)
 
 
+def balance_algorithms(model: ConfigModel) -> dict[str, str]:
+    """backend/listen name → its `balance` algorithm (the keyword alone), or `sticky`.
+
+    A pool with `stick on|match|store-*` rules or a `cookie` pins a client to one server
+    whatever its algorithm, so it reads `sticky`.
+    """
+    found: dict[str, str] = {}
+    for pool in model.pools():
+        sticky = any(_unlabelled(r.chain) == "stick" for r in pool.rules) or any(
+            d.name == "cookie" for d in pool.directives
+        )
+        found[pool.name] = "sticky" if sticky else (pool.balance or DEFAULT_BALANCE).split()[0]
+    return found
+
+
+def _unlabelled(chain: str) -> str:
+    """A rule's chain without the `[if COND] ` label of a conditional block."""
+    return chain.rsplit("] ", 1)[-1] if chain.startswith("[") else chain
+
+
 def _split_sections(text: str, filename: str) -> list[_Raw]:
     raws: list[_Raw] = []
     current: _Raw | None = None

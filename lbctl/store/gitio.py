@@ -11,8 +11,10 @@ than the work. This module does exactly that much and no more:
 - everything that must be atomic against other writers (`update-ref` with the expected
   old value, the index) is left to `git` itself (`Repo.git`).
 
-Repositories git cannot be read this way from files (the reftable ref format) fall back to
-`git rev-parse`. The rest of the store (history listings, `init`, `commit`) uses GitPython.
+Every commit lbctl makes (a deploy's, a pull's or restore's, a journal event, a lease, a
+replayed event) is written by `Repo.write_commit`. Repositories git cannot be read this way
+from files (the reftable ref format) fall back to `git rev-parse`. GitPython serves `init`,
+the journal's history walk and the remote (see `lbctl.store.repo`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,20 @@ def _end_process(proc: subprocess.Popen[bytes]) -> None:
 def _shared_repository(common_dir: Path) -> bool:
     """Whether `core.sharedRepository` asks for other than the umask's permissions."""
     return _config_value(common_dir, "sharedrepository") not in (None, "false", "umask", "no", "off", "0")
+
+
+def ident(name: str, email: str, when: float) -> str:
+    """A commit's author/committer line as git stores it: `when` (seconds since the epoch) in UTC."""
+    return f"{name} <{email}> {int(when)} +0000"
+
+
+def _framed(kind: str, data: bytes) -> bytes:
+    return f"{kind} {len(data)}".encode() + b"\0" + data
+
+
+def object_id(kind: str, data: bytes) -> str:
+    """git's id of an object of `kind` holding `data` (what `git hash-object -t KIND` prints), written nowhere."""
+    return hashlib.sha1(_framed(kind, data), usedforsecurity=False).hexdigest()
 
 
 def split_path(path: str) -> list[str]:
@@ -242,7 +258,7 @@ class Repo:
 
     def write(self, kind: str, data: bytes) -> str:
         """Store a loose object (blob, tree, commit); returns its sha. Idempotent."""
-        raw = f"{kind} {len(data)}".encode() + b"\0" + data
+        raw = _framed(kind, data)
         sha = hashlib.sha1(raw, usedforsecurity=False).hexdigest()
         if self._shared:  # group permissions as core.sharedRepository wants: git knows them
             return self.git("hash-object", "-t", kind, "-w", "--stdin", "--literally", input=data).strip()
@@ -260,6 +276,15 @@ class Repo:
         return sha
 
     # -- commits and trees --------------------------------------------------------------
+
+    def write_commit(self, tree: str, parent: str | None, ident: str, message: str) -> str:
+        """Write a commit of `tree` on `parent` (None: a root commit); returns its sha. Moves no ref.
+
+        The one writer of commit objects: `ident` ("Name <email> SECONDS +ZZZZ", see `ident`)
+        is both author and committer.
+        """
+        header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
+        return self.write("commit", f"{header}author {ident}\ncommitter {ident}\n\n{message}".encode())
 
     def commit(self, sha: str) -> CommitInfo | None:
         found = self.read(sha)

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from lbctl.clock import now
+from lbctl.clock import timestamp as timestamp  # where the commands have always found it
 from lbctl.errors import DamagedStore, StoreError
 
 if TYPE_CHECKING:
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 JOURNAL_REF = "refs/lbctl/journal"
 HISTORY_KEPT = 200  # live changes kept in state; older ones are found by walking the journal
 GOOD_KEPT = 50
-
-
-def now() -> datetime:
-    return datetime.now(tz=UTC)
 
 
 @dataclass(frozen=True)
@@ -225,15 +222,13 @@ class Journal:
         base = plumbing.commit(parent) if parent else None
         state_json = json.dumps(state.to_json(), indent=1).encode()
         tree_sha = plumbing.write_tree(base.tree if base else None, {f"{state.target}.json": state_json})
-        stamp = f"{int(now().timestamp())} +0000"
         from lbctl.masking import mask_json
+        from lbctl.store.gitio import ident
 
         # Pushed with the store (refs/lbctl/*): an event never carries a secret from a config.
         body = mask_json(event.to_json())
         message = f"{event.op} {event.target}: {event.verdict}\n\n{json.dumps(body, indent=1)}\n"
-        header = f"tree {tree_sha}\n" + (f"parent {parent}\n" if parent else "")
-        header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
-        return self.store.write_object("commit", (header + message).encode())
+        return plumbing.write_commit(tree_sha, parent, ident(name, email, now().timestamp()), message)
 
     def events(self, target: str | None = None) -> Iterator[Event]:
         """Events newest first (optionally for one target), streamed from the journal."""
@@ -292,12 +287,8 @@ def new_event_id() -> str:
     return now().strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
 
 
-def timestamp() -> str:
-    return now().isoformat(timespec="milliseconds")
-
-
 def blob_id(content: bytes) -> str:
     """git's blob id of `content` (what `git hash-object` prints), computed without git."""
-    import hashlib
+    from lbctl.store.gitio import object_id
 
-    return hashlib.sha1(b"blob %d\0" % len(content) + content, usedforsecurity=False).hexdigest()
+    return object_id("blob", content)

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from lbctl.clock import now
 from lbctl.errors import Locked, Refused, Unreachable
-from lbctl.store.journal import now
+from lbctl.store.gitio import ident
 
 if TYPE_CHECKING:
     from lbctl.store.sync import Remote
@@ -103,11 +104,10 @@ def _write(ws: Workspace, target: str, operation: str, parent: str | None) -> st
     body = json.dumps(
         {"holder": f"{name} <{email}>", "operation": operation, "host": socket.gethostname(), "expires": expires}
     )
-    stamp = f"{int(now().timestamp())} +0000"
-    tree = ws.store.plumbing.write_tree(None, {})
-    header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
-    header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
-    return ws.store.write_object("commit", (header + body + "\n").encode())
+    plumbing = ws.store.plumbing
+    return plumbing.write_commit(
+        plumbing.write_tree(None, {}), parent, ident(name, email, now().timestamp()), body + "\n"
+    )
 
 
 def _swap(ws: Workspace, remote: Remote, target: str, new: str | None, expected: str | None) -> None:

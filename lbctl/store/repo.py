@@ -4,9 +4,11 @@ Revisions are ordinary commits whose metadata travels as `Lbctl-*` trailers.
 Deploy events live beside them in `refs/lbctl/journal` (see `store/journal.py`).
 
 What a deploy or rollback needs (refs, files at a revision, new blobs, trees and commits)
-goes through `lbctl.store.gitio`, in-process; what must be atomic against other writers runs
-`git` (`update-ref` with the expected old value, `add`/`rm` for the index). GitPython
-(`Store.repo`, loaded on first use) serves history listings and commits made by git.
+goes through `lbctl.store.gitio`, in-process; every commit lbctl makes is written there, by
+one writer. What must be atomic against other writers runs `git` (`update-ref` with the
+expected old value, `add`/`rm` for the index), as do the one-process pathspec queries (`log
+-- PATH`, `ls-tree`, `status`). GitPython (`Store.repo`, loaded on first use) creates stores,
+walks the journal's history and talks to the remote (`lbctl.store.sync`).
 """
 
 from __future__ import annotations
@@ -235,15 +237,12 @@ class Store:
         The deploy lifecycle lands it (`land`) only once the LB has taken the change, so a
         change that never went live leaves no commit behind.
         """
-        name, email = self.identity()
         parent = self.ref("HEAD")
         base = self.plumbing.commit(parent) if parent else None
         tree = self.plumbing.write_tree(base.tree if base else None, dict(files))
         body = compose_message(message, trailers)
-        stamp = f"{int(datetime.now(tz=UTC).timestamp())} +0000"
-        header = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
-        header += f"author {name} <{email}> {stamp}\ncommitter {name} <{email}> {stamp}\n\n"
-        sha = self.write_object("commit", (header + body).encode())
+        who = gitio.ident(*self.identity(), datetime.now(tz=UTC).timestamp())
+        sha = self.plumbing.write_commit(tree, parent, who, body)
         return PendingCommit(sha, parent, dict(files), message, trailers)
 
     def writing(self) -> contextlib.AbstractContextManager[None]:
@@ -252,7 +251,7 @@ class Store:
 
         return serialized(self.git_dir / "lbctl" / "git-write.lock")
 
-    def land(self, pending: PendingCommit) -> str:
+    def land(self, pending: PendingCommit, *, reflog: str = "lbctl: deploy") -> str:
         """Move the current branch to `pending` and bring the index and work tree along.
 
         If someone committed to the store meanwhile, the same change is re-made on top of
@@ -261,9 +260,7 @@ class Store:
         with self.writing():
             for _ in range(5):
                 try:
-                    self.plumbing.git(
-                        "update-ref", "-m", "lbctl: deploy", "HEAD", pending.sha, pending.parent or "0" * 40
-                    )
+                    self.plumbing.git("update-ref", "-m", reflog, "HEAD", pending.sha, pending.parent or "0" * 40)
                     break
                 except gitio.GitError:
                     pending = self.prepare_commit(pending.files, pending.message, pending.trailers)
@@ -284,18 +281,18 @@ class Store:
                 path.write_bytes(content)
                 self._git("add", "--", source)
 
-    def write_object(self, kind: str, data: bytes) -> str:
-        """Write a loose object (blob, tree, commit) in-process; returns its sha."""
-        return self.plumbing.write(kind, data)
-
     def commit_files(self, files: Mapping[str, bytes | None], message: str, trailers: dict[str, str]) -> str:
-        """Write `files` (None deletes) and commit only those paths, with trailers; returns the new sha."""
-        self.identity()
-        with self.writing():
-            self._write_work_tree(files)
-            body = compose_message(message, trailers)
-            self._git("commit", "-q", "--no-verify", "-m", body, "--", *files)
-            return self.ref("HEAD") or ""
+        """Commit `files` (None deletes) on HEAD with trailers, and bring the work tree and index along.
+
+        The deploy's own writer (`prepare_commit`, then `land` at once): only those paths change,
+        and a commit that would change nothing is refused, as `git commit` refuses it. Returns the new sha.
+        """
+        pending = self.prepare_commit(files, message, trailers)
+        parent = self.plumbing.commit(pending.parent) if pending.parent else None
+        written = self.plumbing.commit(pending.sha)
+        if parent is not None and written is not None and written.tree == parent.tree:
+            raise StoreError(f"nothing to commit in {self.root}: {', '.join(files)} already hold that content")
+        return self.land(pending, reflog="lbctl: commit")
 
 
 def compose_message(message: str, trailers: dict[str, str]) -> str:

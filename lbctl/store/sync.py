@@ -258,8 +258,7 @@ def _replay(store: Store, ours: str, theirs: str) -> tuple[str, int]:
             if path in their_changes and content is not None:
                 changes[path] = _keep_their_failures(content, their_changes[path])
         tree = plumbing.write_tree(_tree_of(store, tip), changes)
-        header = f"tree {tree}\nparent {tip}\nauthor {info.author}\ncommitter {info.author}\n\n"
-        tip = store.write_object("commit", (header + info.message).encode())
+        tip = plumbing.write_commit(tree, tip, info.author, info.message)
     return tip, len(mine)
 
 

@@ -192,3 +192,26 @@ def test_malformed_input_is_a_parse_error_naming_the_line(text: str, line: int, 
     assert caught.value.file == "haproxy.cfg"
     assert needle in str(caught.value)
     assert caught.value.exit_code == ExitCode.VALIDATION
+
+
+def test_balance_algorithms_read_the_model_with_its_defaults_and_stickiness() -> None:
+    from lbctl.semantic.haproxy import balance_algorithms
+
+    model = parse(
+        "defaults base\n    balance source\n"
+        "defaults plain\n"
+        "backend rr\n    server a 10.0.0.1:80\n"
+        "backend hashed from base\n    balance url_param userid check_post\n    server a 10.0.0.1:80\n"
+        "backend inherited from base\n    server a 10.0.0.1:80\n"
+        "listen pinned\n    bind :80\n    .if defined(STICK)\n    stick on src\n    .endif\n"
+        "    server a 10.0.0.1:80\n"
+        "  backend cookied\n    balance leastconn\n    cookie SRV insert\n    server a 10.0.0.1:80\n"
+        "crt-store certs\n    crt-base /etc/ssl\n"
+    )
+    assert balance_algorithms(model) == {
+        "rr": "roundrobin",  # the last defaults says nothing: HAProxy starts each defaults afresh
+        "hashed": "url_param",
+        "inherited": "source",
+        "pinned": "sticky",
+        "cookied": "sticky",
+    }

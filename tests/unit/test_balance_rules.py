@@ -89,3 +89,32 @@ def test_a_silent_backend_is_judged_on_the_evidence_not_a_fixed_count() -> None:
     assert [f.rule for f in judge(SPEC, before, now(8), ["legacy", "web"], {})] == ["traffic-moved"]
     # lbctl's own probes are not evidence: 30 sessions of which 25 were probes is 5 real ones
     assert judge(SPEC, before, now(30), ["legacy", "web"], {}, probes_sent=25) == []
+
+
+def test_nginx_traffic_reads_the_semantic_model_of_the_live_config() -> None:
+    from lbctl.kinds.nginx_traffic import algorithm, max_conns, read_view
+
+    view = read_view(
+        "pid /run/lbctl-test.pid;\n"
+        "stream {\n  log_format tcp '$remote_addr';\n  access_log /var/log/stream.log tcp;\n"
+        "  upstream db { server 10.0.0.9:5432; }\n  server { listen 5432; proxy_pass db; }\n}\n"
+        "http {\n  log_format lbctl '$proxy_host $status $upstream_addr';\n"
+        "  access_log /var/log/lbctl.log lbctl;\n  access_log off;\n"
+        "  upstream web { least_conn; server 10.0.0.1:80 weight=3 max_conns=10; server 10.0.0.2:80 down;"
+        " server 10.0.0.3:80 backup; }\n"
+        "  upstream pinned { ip_hash; sticky cookie srv; server 10.0.0.4:80; }\n"
+        "  server { listen 80; location / { proxy_pass http://web; } }\n}\n",
+        filename="nginx.conf",
+    )
+    assert view.pid == "/run/lbctl-test.pid"
+    assert view.access_logs == (("/var/log/lbctl.log", "lbctl"),)
+    assert view.formats == {"combined": "", "lbctl": "$proxy_host $status $upstream_addr"}
+    assert sorted(view.upstreams) == ["pinned", "web"]
+    web = view.upstreams["web"]
+    assert [(s.name, s.weight, s.disabled, s.backup, max_conns(s)) for s in web.servers] == [
+        ("10.0.0.1:80", 3, False, False, 10),
+        ("10.0.0.2:80", 1, True, False, None),
+        ("10.0.0.3:80", 1, False, True, None),
+    ]
+    assert algorithm(web) == "leastconn"
+    assert algorithm(view.upstreams["pinned"]) == "sticky"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lbctl.kinds.haproxy import config_files
-from lbctl.kinds.haproxy_runtime import differences, parse_runtime
+from lbctl.kinds.haproxy_api import differences, parse_runtime
 from lbctl.semantic.haproxy import parse
 
 HEADER = (

@@ -180,3 +180,66 @@ def test_a_shared_repository_gets_gits_own_permissions(tmp_path: Path) -> None:
     sha = repo(tmp_path).write("blob", b"shared\n")
     fan_out = tmp_path / ".git" / "objects" / sha[:2]
     assert fan_out.stat().st_mode & 0o2070 == 0o2070  # group-writable and setgid, as git makes it
+
+
+def test_the_commit_writer_writes_the_commit_git_commit_tree_writes(root: Path) -> None:
+    import os
+
+    from lbctl.store.gitio import ident
+
+    r = repo(root)
+    head = git(root, "rev-parse", "HEAD").strip()
+    tree = git(root, "rev-parse", "HEAD^{tree}").strip()
+    who = ident("Ann Operator", "ann@example.invalid", 1_700_000_000.7)
+    assert who == "Ann Operator <ann@example.invalid> 1700000000 +0000"
+    ours = r.write_commit(tree, head, who, "deploy edge\n\nLbctl-Target: edge\n")
+    dates = {"GIT_AUTHOR_DATE": "1700000000 +0000", "GIT_COMMITTER_DATE": "1700000000 +0000"}
+    names = {"GIT_AUTHOR_NAME": "Ann Operator", "GIT_AUTHOR_EMAIL": "ann@example.invalid"}
+    names |= {"GIT_COMMITTER_NAME": "Ann Operator", "GIT_COMMITTER_EMAIL": "ann@example.invalid"}
+    theirs = subprocess.run(
+        ["git", "-C", str(root), "commit-tree", tree, "-p", head, "-F", "-"],
+        input=b"deploy edge\n\nLbctl-Target: edge\n",
+        capture_output=True,
+        check=True,
+        env={**os.environ, **dates, **names},
+    ).stdout.decode()
+    assert ours == theirs.strip()
+    root_commit = r.write_commit(tree, None, who, "first\n")
+    assert "parent" not in git(root, "cat-file", "-p", root_commit)
+    git(root, "fsck", "--no-dangling")
+
+
+def test_a_store_commit_lands_through_the_one_writer_with_work_tree_and_index(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lbctl.errors import StoreError
+    from lbctl.store.repo import Store, parse_trailers
+
+    monkeypatch.setenv("GIT_AUTHOR_NAME", "Ann Operator")
+    monkeypatch.setenv("GIT_AUTHOR_EMAIL", "ann@example.invalid")
+    (root / "notes.txt").write_text("someone's edit, not lbctl's\n")  # untracked: left alone
+    store = Store(root)
+    before = git(root, "rev-parse", "HEAD").strip()
+    sha = store.commit_files(
+        {"configs/edge/haproxy.cfg": b"global\n    maxconn 10\n", "run.sh": None, "configs/new/x.cfg": b"x\n"},
+        "Pull edge",
+        {"Lbctl-Target": "edge", "Lbctl-Source": "pull"},
+    )
+    assert git(root, "rev-parse", "HEAD").strip() == sha and git(root, "rev-parse", "HEAD~1").strip() == before
+    assert git(root, "show", "-s", "--format=%an <%ae>|%cn <%ce>", sha).strip() == (
+        "Ann Operator <ann@example.invalid>|Ann Operator <ann@example.invalid>"
+    )
+    assert parse_trailers(git(root, "show", "-s", "--format=%B", sha)) == {
+        "Lbctl-Target": "edge",
+        "Lbctl-Source": "pull",
+    }
+    assert git(root, "diff", "--name-status", before, sha).split() == [
+        "M", "configs/edge/haproxy.cfg", "A", "configs/new/x.cfg", "D", "run.sh"
+    ]  # fmt: skip
+    assert git(root, "status", "--porcelain", "--untracked-files=no").strip() == ""  # work tree and index agree
+    assert not (root / "run.sh").exists() and (root / "configs/new/x.cfg").read_bytes() == b"x\n"
+    assert "lbctl: commit" in git(root, "reflog", "-1", "--format=%gs")
+    git(root, "fsck", "--no-dangling")
+    with pytest.raises(StoreError, match="nothing to commit"):
+        store.commit_files({"configs/new/x.cfg": b"x\n"}, "again", {})
+    assert git(root, "rev-parse", "HEAD").strip() == sha
