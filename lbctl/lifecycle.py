@@ -122,6 +122,7 @@ def apply_change(
     report: Reporter = lambda stage, message: None,
     rechoose: Callable[[TargetState], Candidate] | None = None,
     confirm_within: float | None = None,
+    held_by: str | None = None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
@@ -131,14 +132,16 @@ def apply_change(
     `rechoose`, if given, picks the candidate again from the state as it is now.
     With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog armed on the
     LB host before the reload reverts the change unless `lbctl confirm` comes in time (`lbctl.watchdog`).
+    `held_by` (the holder line a caller wrote into them) says the caller already holds this target's store
+    and LB locks for a longer operation (a fleet rollout, `lbctl.fleet`): they are not taken again.
     """
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
     with (
         run.nothing_changed_on_interrupt(),
-        run.locked(),
+        contextlib.nullcontext() if held_by else run.locked(),
         _connect(transport_for(target), target) as transport,
-        _lb_lock(ws, transport, target, op),
+        contextlib.nullcontext() if held_by else _lb_lock(ws, transport, target, op),
         run.settled(),
     ):
         if _recover(ws, target, transport) and rechoose is not None:

@@ -36,7 +36,9 @@ def deploy(
     confirm_within: float | None = None,
     confirm: Confirm,
     report: Reporter,
+    held_by: str | None = None,
 ) -> Outcome:
+    """`held_by`: the caller holds the target's locks (and team lease) already (`lifecycle.apply_change`)."""
     from lbctl.bundle import bundle_at, expand, revision_of
     from lbctl.kinds import kind_for
     from lbctl.lifecycle import Candidate, apply_change
@@ -80,7 +82,7 @@ def deploy(
         candidate = Candidate(bundle=at_rev, rev=sha, label=sha[:10])
     if not dry_run:
         store.identity()
-    with contextlib.nullcontext() if dry_run else _shared(ws, name, "deploy", report, force=force):
+    with contextlib.nullcontext() if dry_run or held_by else _shared(ws, name, "deploy", report, force=force):
         return apply_change(
             ws,
             target,
@@ -93,6 +95,7 @@ def deploy(
             expected_checksum=checksum,
             report=report,
             confirm_within=confirm_within,
+            held_by=held_by,
         )
 
 
@@ -122,6 +125,9 @@ def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool 
                 report("sync", warning)
 
 
+shared = _shared  # the remote around a change, for a caller that holds several targets (`lbctl.fleet`)
+
+
 def _own_files(ws: Workspace, target: Target) -> list[str]:
     """What a deploy to `target` reads from the store: lbctl.toml and the target's files."""
     from lbctl.bundle import store_paths
@@ -145,6 +151,7 @@ def rollback(
     confirm_within: float | None = None,
     confirm: Confirm,
     report: Reporter,
+    held_by: str | None = None,
 ) -> Outcome:
     from lbctl.bundle import bundle_at
     from lbctl.kinds import kind_for
@@ -173,7 +180,7 @@ def rollback(
         chosen = select(ws.store, ws.journal, now, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
         return with_ticket(rollback_candidate(ws, target, now, chosen.rev, chosen.why, message))
 
-    with contextlib.nullcontext() if dry_run else _shared(ws, name, "rollback", report):
+    with contextlib.nullcontext() if dry_run or held_by else _shared(ws, name, "rollback", report):
         outcome = apply_change(
             ws,
             target,
@@ -187,6 +194,7 @@ def rollback(
             report=report,
             rechoose=rechoose,
             confirm_within=confirm_within,
+            held_by=held_by,
         )
     if outcome.verdict == "unchanged":
         return Outcome(
