@@ -17,6 +17,7 @@ from lbctl.journal import TargetState
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config
 
 SPARE = "\nbackend spare\n    server s1 127.0.0.1:{port}\n"
+AUX = "\nlisten aux\n    bind 127.0.0.1:{port}\n    server a1 127.0.0.1:{web1}\n"
 DEAD = "\nbackend maintenance\n    server sorry 127.0.0.1:{port} check inter 1s\n"
 
 
@@ -27,13 +28,17 @@ class Fleet:
     dead_port: int
     lbs: dict[str, Haproxy] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
+    aux_ports: dict[str, int] = field(default_factory=dict)  # a listener a change may drop (`aux=False`)
 
     @property
     def names(self) -> list[str]:
         return list(self.lbs)
 
-    def config(self, name: str, *, route_to: str = "web", spare: bool = False) -> str:
+    def config(self, name: str, *, route_to: str = "web", spare: bool = False, aux: bool = True) -> str:
+        """Each member's config; `spare` adds an unused backend, `aux=False` drops its `aux` listener."""
         extra = DEAD.format(port=self.dead_port) + (SPARE.format(port=self.backends.ports["web1"]) if spare else "")
+        if aux:
+            extra += AUX.format(port=self.aux_ports[name], web1=self.backends.ports["web1"])
         return haproxy_config(
             frontend_port=self.ports[name],
             backends=self.backends.ports,
@@ -50,13 +55,19 @@ class Fleet:
         git(self.store, "commit", "-q", "-m", message)
         return git(self.store, "rev-parse", "HEAD").strip()
 
+    def set_members(self, toml: str) -> None:
+        """Add `[groups.edge.members.*]` overrides to lbctl.toml, committed."""
+        with (self.store / "lbctl.toml").open("a") as f:
+            f.write("\n" + toml)
+        git(self.store, "commit", "-q", "-am", "Member overrides")
+
     def live(self, name: str) -> str:
         return self.lbs[name].config.read_text()
 
     def workers(self, name: str) -> str:
         """The master's `show proc` (worker pids and reload counts), without its uptime column."""
         lines = self.lbs[name].master_command("show proc").splitlines()
-        return "\n".join(" ".join(line.split()[:4]) for line in lines if line.strip() and not line.startswith("#"))
+        return "\n".join(" ".join(line.split()[:3]) for line in lines if line.strip() and not line.startswith("#"))
 
     def state(self, name: str) -> TargetState:
         """What the journal says of a member."""
@@ -84,11 +95,11 @@ def make_fleet(tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPat
         assert main(["init", str(store), "--quiet"]) == 0
         fleet = Fleet(store, backends, free_port())
         toml = ["[defaults]", "verify_seconds = 0.3", "check_interval = 0.15", "retries = 1", ""]
-        toml += ["[safety]", "max_traffic_moved = 1.0", "allow_empty_backend = true", ""]
+        toml += ["[safety]", "max_traffic_moved = 1.0", "max_servers_removed = 1.0", "allow_empty_backend = true", ""]
         for i in range(1, count + 1):
             name = f"edge{i}"
             workdir = tmp_path / name
-            fleet.ports[name] = free_port()
+            fleet.ports[name], fleet.aux_ports[name] = free_port(), free_port()
             fleet.lbs[name] = Haproxy(workdir, workdir / "haproxy.cfg", workdir / "master.sock", workdir / "admin.sock")
             haproxy = Haproxy.start(workdir, fleet.config(name))
             started.append(haproxy)
@@ -110,7 +121,10 @@ def make_fleet(tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPat
                 "",
             ]
         toml += ["[groups.edge]", 'targets = ["edge*"]', "", "[groups.edge.rollout]"]
-        toml += ["canary = 1", 'canary_bake = "0s"', 'confirm_within = "1m"', rollout, "", members, extra_toml]
+        given = {line.split("=")[0].strip() for line in rollout.splitlines() if "=" in line}
+        defaults = ["canary = 1", 'canary_bake = "0s"', 'confirm_within = "1m"']
+        toml += [d for d in defaults if d.split("=")[0].strip() not in given]
+        toml += [rollout, "", members, extra_toml]
         (store / "lbctl.toml").write_text("\n".join(toml) + "\n")
         git(store, "add", "-A")
         git(store, "commit", "-q", "-m", "A fleet of HAProxy")
