@@ -15,6 +15,7 @@ import pytest
 
 from lbctl.journal import TargetState
 from lbctl.lab.processes import Backends, Haproxy, free_port, haproxy_config
+from lbctl.lab.sshd import Sshd
 
 SPARE = "\nbackend spare\n    server s1 127.0.0.1:{port}\n"
 AUX = "\nlisten aux\n    bind 127.0.0.1:{port}\n    server a1 127.0.0.1:{web1}\n"
@@ -77,6 +78,18 @@ class Fleet:
         return Journal(Store(self.store)).state(name)
 
 
+def _over(ssh: Sshd | None) -> list[str]:
+    if ssh is None:
+        return []
+    return [
+        'transport = "ssh"',
+        'host = "127.0.0.1"',
+        f"port = {ssh.port}",
+        f'identity_file = "{ssh.client_key}"',
+        f'known_hosts = "{ssh.known_hosts}"',
+    ]
+
+
 def git(store: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(store), *args], check=True, capture_output=True, text=True).stdout
 
@@ -88,7 +101,10 @@ FleetFactory = Callable[..., Fleet]
 def make_fleet(tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPatch) -> Iterator[FleetFactory]:
     started: list[Haproxy] = []
 
-    def make(count: int, *, rollout: str = "", members: str = "", extra_toml: str = "") -> Fleet:
+    def make(
+        count: int, *, rollout: str = "", members: str = "", extra_toml: str = "", ssh: Sshd | None = None
+    ) -> Fleet:
+        """`count` members named edge1.. (local transport, or over `ssh`: one sshd for them all)."""
         from lbctl.cli import main
 
         store = tmp_path / "store"
@@ -110,6 +126,7 @@ def make_fleet(tmp_path: Path, backends: Backends, monkeypatch: pytest.MonkeyPat
                 f"[targets.{name}]",
                 'kind = "haproxy"',
                 f'source = "configs/{name}.cfg"',
+                *_over(ssh),
                 f'path = "{haproxy.config}"',
                 f'master_socket = "{haproxy.master_socket}"',
                 f'stats_socket = "{haproxy.stats_socket}"',
