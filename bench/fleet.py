@@ -189,8 +189,7 @@ def main() -> None:
         one = base["rollback" if case.startswith("rollback") else "deploy"] or 1.0
         ratio = statistics.median(times) / one
         print(
-            f"  {case:<38} min {min(times):6.2f} s  median {statistics.median(times):6.2f} s  "
-            f"{ratio:4.1f}x one target"
+            f"  {case:<38} min {min(times):6.2f} s  median {statistics.median(times):6.2f} s  {ratio:4.1f}x one target"
         )
 
 

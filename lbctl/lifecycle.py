@@ -123,6 +123,7 @@ def apply_change(
     rechoose: Callable[[TargetState], Candidate] | None = None,
     confirm_within: float | None = None,
     held_by: str | None = None,
+    connection: Transport | None = None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
@@ -133,14 +134,17 @@ def apply_change(
     With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog armed on the
     LB host before the reload reverts the change unless `lbctl confirm` comes in time (`lbctl.watchdog`).
     `held_by` (the holder line a caller wrote into them) says the caller already holds this target's store
-    and LB locks for a longer operation (a fleet rollout, `lbctl.fleet`): they are not taken again.
+    and LB locks for a longer operation (a fleet rollout, `lbctl.fleet`): they are not taken again; with
+    `connection`, its open transport to the target is used (and left open) instead of a new one.
     """
     kind = kind_for(target)
     run = _Run(ws, target, op, report)
     with (
         run.nothing_changed_on_interrupt(),
         contextlib.nullcontext() if held_by else run.locked(),
-        _connect(transport_for(target), target) as transport,
+        _connect(transport_for(target), target)
+        if connection is None
+        else contextlib.nullcontext(connection) as transport,
         contextlib.nullcontext() if held_by else _lb_lock(ws, transport, target, op),
         run.settled(),
     ):

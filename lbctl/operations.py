@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lbctl.journal import TargetState
     from lbctl.lifecycle import Candidate, Outcome, Reporter
     from lbctl.planning import Plan
+    from lbctl.transports.base import Transport
 
 Confirm = Callable[["Plan"], bool]
 
@@ -37,8 +38,10 @@ def deploy(
     confirm: Confirm,
     report: Reporter,
     held_by: str | None = None,
+    connection: Transport | None = None,
 ) -> Outcome:
-    """`held_by`: the caller holds the target's locks (and team lease) already (`lifecycle.apply_change`)."""
+    """`held_by`, `connection`: the caller holds the target's locks (and team lease) already, and its open
+    connection to the target (`lifecycle.apply_change`)."""
     from lbctl.bundle import bundle_at, expand, revision_of
     from lbctl.kinds import kind_for
     from lbctl.lifecycle import Candidate, apply_change
@@ -96,6 +99,7 @@ def deploy(
             report=report,
             confirm_within=confirm_within,
             held_by=held_by,
+            connection=connection,
         )
 
 
@@ -152,6 +156,7 @@ def rollback(
     confirm: Confirm,
     report: Reporter,
     held_by: str | None = None,
+    connection: Transport | None = None,
 ) -> Outcome:
     from lbctl.bundle import bundle_at
     from lbctl.kinds import kind_for
@@ -195,6 +200,7 @@ def rollback(
             rechoose=rechoose,
             confirm_within=confirm_within,
             held_by=held_by,
+            connection=connection,
         )
     if outcome.verdict == "unchanged":
         return Outcome(

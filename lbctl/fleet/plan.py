@@ -193,6 +193,7 @@ def _member_plan(
         confirm=lambda plan: True,
         report=lambda stage, message: None,
         held_by=holding.token,
+        connection=holding.transports[member.name],
     )
     plan = outcome.plan
     to_rev = plan.candidate_rev

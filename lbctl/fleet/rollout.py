@@ -232,6 +232,7 @@ class _Rollout:
                 confirm=lambda plan: True,
                 report=_member_stages(name, self.report),
                 held_by=self.holding.token,
+                connection=self.holding.transports[name],
             )
         except LbctlError as exc:  # refused or unreachable before anything changed on it
             text = str(exc).splitlines()[0]
@@ -326,7 +327,8 @@ class _Rollout:
             if event_id is None:
                 return
             try:
-                said = confirm(member_workspace(self.ws, self.members[name]), name, event_id)
+                mws, connection = member_workspace(self.ws, self.members[name]), self.holding.transports[name]
+                said = confirm(mws, name, event_id, connection=connection)
                 text, ok = said.message, said.exit_code == ExitCode.OK
             except LbctlError as exc:
                 text, ok = str(exc), False
@@ -450,6 +452,7 @@ def rollback(
                     confirm=lambda plan: True,
                     report=_member_stages(member.name, report),
                     held_by=holding.token,
+                    connection=holding.transports[member.name],
                 )
             except LbctlError as exc:
                 text = str(exc).splitlines()[0]

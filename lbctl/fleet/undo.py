@@ -18,6 +18,7 @@ from lbctl.fleet.group import Member, member_workspace
 
 if TYPE_CHECKING:
     from lbctl.fleet.holding import Holding
+    from lbctl.lifecycle import Outcome
     from lbctl.workspace import Workspace
 
 
@@ -71,7 +72,7 @@ def _disarm(member: Member, holding: Holding, watch: str | None) -> None:
             watchdog.disarm(transport, member.target, watch)
 
 
-def _rollback(ws: Workspace, member: Member, previous: str | None, holding: Holding):  # type: ignore[no-untyped-def]
+def _rollback(ws: Workspace, member: Member, previous: str | None, holding: Holding) -> Outcome:
     from lbctl import operations
 
     return operations.rollback(
@@ -83,4 +84,5 @@ def _rollback(ws: Workspace, member: Member, previous: str | None, holding: Hold
         confirm=lambda plan: True,
         report=lambda stage, message: None,
         held_by=holding.token,
+        connection=holding.transports[member.name],
     )
