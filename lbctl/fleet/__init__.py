@@ -14,6 +14,13 @@ render.py   the per-member table, progress lines and JSON
 from __future__ import annotations
 
 GROUP_PREFIX = "@"
+READ_WIDTH = 32  # members reached at once by what changes nothing on them: locks, plans, confirmations
+
+
+def read_width(parallel: int, members: int) -> int:
+    """Threads for a phase that changes no member's config: every member at once, up to READ_WIDTH
+    (never fewer than `parallel`, which bounds the members whose config changes at once)."""
+    return max(1, min(members, max(parallel, READ_WIDTH)))
 
 
 def group_name(argument: str) -> str | None:

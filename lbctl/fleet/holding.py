@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from lbctl.errors import LbctlError
+from lbctl.fleet import read_width
 from lbctl.fleet.group import Member, member_workspace
 from lbctl.lock import hold_flock, holder_info
 
@@ -44,7 +45,7 @@ def hold(
     shared: bool,
     report: Callable[[str, str, str], None],
 ) -> Iterator[Holding]:
-    """Take every member's locks (in parallel, bounded by `parallel`); release them all on the way out.
+    """Take every member's locks (all at once, up to `read_width`); release them all on the way out.
 
     `shared`: also take the team lease and push after the block, as a single-target change does.
     """
@@ -66,7 +67,7 @@ def hold(
             with holding.lock:
                 outer.enter_context(stack)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(members)))) as pool:
+        with ThreadPoolExecutor(max_workers=read_width(parallel, len(members))) as pool:
             for future in [pool.submit(take, m) for m in members]:
                 future.result()
         yield holding

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import ExitCode, LbctlError, TransientError, UsageError, ValidationFailed
+from lbctl.fleet import read_width
 from lbctl.fleet.group import Member, member_workspace
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def preflight(
     parallel: int,
     report: Report,
 ) -> FleetPlan:
-    """Every member's plan, in parallel (bounded by `parallel`), under the locks `holding` holds."""
+    """Every member's plan, all at once (`read_width`: a plan changes nothing), under the locks `holding` holds."""
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together", hint="--file deploys a file, --rev a revision")
     if file is not None and len({m.target.source for m in members}) > 1:
@@ -148,7 +149,7 @@ def preflight(
         except LbctlError as exc:
             return _refusal(member, exc)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(members)))) as pool:
+    with ThreadPoolExecutor(max_workers=read_width(parallel, len(members))) as pool:
         plans = list(pool.map(one, members))
     for plan in plans:
         report(plan.name, "plan", plan.verdict + ("" if plan.verdict == "change" else f": {plan.summary}"))

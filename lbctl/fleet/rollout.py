@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from lbctl.errors import ExitCode, LbctlError, Refused
 from lbctl.fleet import group as groups
+from lbctl.fleet import read_width
 from lbctl.fleet.group import Member, member_workspace
 from lbctl.fleet.holding import Holding, hold
 from lbctl.fleet.plan import FleetPlan, Report, preflight
@@ -184,6 +185,7 @@ class _Rollout:
         self.failures = 0
         self.stop = threading.Event()
         self.lock = threading.Lock()
+        self.using = {name: threading.Lock() for name in self.members}  # one thread at a time on a connection
 
     def run(self, shown: dict[str, Any]) -> FleetResult:
         settings = self.settings
@@ -277,10 +279,11 @@ class _Rollout:
                 continue
             member = self.members[name]
             try:
-                checks = checks_for(member.target, self.holding.transports[name])
-                for check in checks:
-                    check.baseline()
-                healthy = verify(checks, window=0, interval=member.target.check_interval)
+                with self.using[name]:  # the keeper may be moving this member's deadline on
+                    checks = checks_for(member.target, self.holding.transports[name])
+                    for check in checks:
+                        check.baseline()
+                    healthy = verify(checks, window=0, interval=member.target.check_interval)
                 ok, said = healthy.ok, healthy.summary
             except Exception as exc:  # a check that cannot run is a failed bake
                 ok, said = False, str(exc) or type(exc).__name__
@@ -305,7 +308,7 @@ class _Rollout:
                 with self.lock:
                     watches = dict(self.watches)
                 for name, event_id in watches.items():
-                    with contextlib.suppress(Exception):
+                    with self.using[name], contextlib.suppress(Exception):
                         watchdog.extend(self.holding.transports[name], self.members[name].target, event_id, seconds)
 
         keeper = threading.Thread(target=keep, name="lbctl-fleet-watchdogs", daemon=True)
@@ -339,7 +342,7 @@ class _Rollout:
                 self.results[name] = replace(self.results[name], verdict="confirmed")
                 self.report(name, "confirmed", text)
 
-        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.parallel, len(changed)))) as pool:
+        with ThreadPoolExecutor(max_workers=read_width(self.settings.parallel, len(changed))) as pool:
             list(pool.map(one, changed))
 
     def _undo(self, changed: list[str]) -> None:
@@ -424,7 +427,7 @@ def rollback(
 
     members = groups.members(ws, name)
     width = parallel or groups.rollout_settings(ws, name).rollout.parallel
-    with hold(ws, members, "rollback", parallel=width, shared=False, report=report) as holding:
+    with hold(ws, members, "rollback", parallel=width, shared=not dry_run, report=report) as holding:
         if holding.refused:
             rows = []
             for member in members:

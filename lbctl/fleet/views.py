@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lbctl.fleet import group as groups
+from lbctl.fleet import read_width
 from lbctl.fleet.group import member_workspace
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ def status(ws: Workspace, name: str, *, probe: bool, json_out: bool) -> int:
 
     members = groups.members(ws, name)
     width = groups.rollout_settings(ws, name).rollout.parallel
-    with ThreadPoolExecutor(max_workers=max(1, min(width, len(members)))) as pool:
+    with ThreadPoolExecutor(max_workers=read_width(width, len(members))) as pool:
         found = pool.map(lambda m: statuses(member_workspace(ws, m), m.name, probe=probe), members)
         results = [r for rows in found for r in rows]
     return render.status(results, json_out=json_out)
