@@ -56,20 +56,22 @@ def deploy(
         parallel=parallel,
         confirm_within=confirm_within,
     )
-    result = rollout.deploy(
-        ws,
-        name,
-        settings,
-        rev=rev,
-        file=file,
-        message=message,
-        dry_run=dry_run,
-        force=force,
-        reason=reason,
-        checksum=checksum,
-        confirm=render.confirmer(yes),
-        report=render.progress(quiet or json_out),
-    )
+    # A live table only when nothing asks a question meanwhile (--yes, or a dry run).
+    with render.live_or_lines(quiet or json_out, live=yes or dry_run) as report:
+        result = rollout.deploy(
+            ws,
+            name,
+            settings,
+            rev=rev,
+            file=file,
+            message=message,
+            dry_run=dry_run,
+            force=force,
+            reason=reason,
+            checksum=checksum,
+            confirm=render.confirmer(yes),
+            report=report,
+        )
     return render.result(result, json_out=json_out)
 
 
@@ -88,7 +90,6 @@ def rollback(
     from lbctl.workspace import open_workspace
 
     ws = open_workspace(store)
-    result = rollout.rollback(
-        ws, name, to=to, dry_run=dry_run, force=force, reason=reason, report=render.progress(quiet or json_out)
-    )
+    with render.live_or_lines(quiet or json_out, live=True) as report:
+        result = rollout.rollback(ws, name, to=to, dry_run=dry_run, force=force, reason=reason, report=report)
     return render.result(result, json_out=json_out)

@@ -245,9 +245,18 @@ def _member_plan(
             plan,
         )
     return MemberPlan(
-        member.name, member.index, "change", ExitCode.OK, _summary(plan), _traffic(plan), "ok", plan.checksum,
-        plan.from_rev, to_rev, plan,
-    )  # fmt: skip
+        member.name,
+        member.index,
+        "change",
+        ExitCode.OK,
+        _summary(plan),
+        _traffic(plan),
+        "ok",
+        plan.checksum,
+        plan.from_rev,
+        to_rev,
+        plan,
+    )
 
 
 def _conformance(ws: Workspace, member: Member, transport: Any, *, force: bool) -> list[tuple[ExitCode, str]]:

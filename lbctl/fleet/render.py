@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from lbctl.masking import mask_message
@@ -27,6 +29,42 @@ def progress(quiet: bool) -> Report:
             print(f"  {member:<14} {event:<14} {mask_message(message)}", file=sys.stderr, flush=True)
 
     return report
+
+
+@contextlib.contextmanager
+def live_or_lines(quiet: bool, *, live: bool) -> Iterator[Report]:
+    """On a terminal (`live`): a table of the members, each with its latest event, redrawn in place;
+    otherwise `progress`'s lines."""
+    if quiet or not live or not sys.stderr.isatty():
+        yield progress(quiet)
+        return
+    from rich.console import Console
+    from rich.live import Live
+    from rich.table import Table
+
+    rows: dict[str, tuple[str, str]] = {}
+    started = time.monotonic()
+
+    def draw() -> Table:
+        table = Table(box=None, pad_edge=False, title=f"{time.monotonic() - started:5.1f} s", title_justify="left")
+        for column in ("member", "event", "detail"):
+            table.add_column(column, no_wrap=column != "detail", overflow="ellipsis")
+        for name, (event, message) in rows.items():
+            style = "red" if event in ("failed", "rolled-back", "restore-failed") else ""
+            style = "green" if event in ("confirmed", "changed", "restored", "good") else style
+            table.add_row(name, f"[{style}]{event}[/]" if style else event, message.splitlines()[0][:100])
+        return table
+
+    with Live(draw(), console=Console(stderr=True), refresh_per_second=8, transient=False) as screen:
+
+        def report(member: str, event: str, message: str) -> None:
+            if message == "...":
+                return
+            with _print_lock:
+                rows[member] = (event, mask_message(message))
+                screen.update(draw())
+
+        yield report
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:

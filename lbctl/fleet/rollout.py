@@ -238,23 +238,66 @@ class _Rollout:
             )
         except LbctlError as exc:  # refused or unreachable before anything changed on it
             text = str(exc).splitlines()[0]
-            self._record(MemberResult(name, member.index, batch, "failed", planned.from_rev, self.revs[name],
-                                      planned.from_rev, text, exc.exit_code))  # fmt: skip
+            self._record(
+                MemberResult(
+                    name,
+                    member.index,
+                    batch,
+                    "failed",
+                    planned.from_rev,
+                    self.revs[name],
+                    planned.from_rev,
+                    text,
+                    exc.exit_code,
+                )
+            )
             return
         verdict = outcome.verdict
         if verdict in CHANGED:
             if verdict == "pending-confirm" and outcome.events:
                 with self.lock:
                     self.watches[name] = outcome.events[0]
-            result = MemberResult(name, member.index, batch, "changed", planned.from_rev, outcome.to_rev,
-                                  outcome.to_rev, outcome.message, events=outcome.events)  # fmt: skip
+            checked = outcome.verification.summary if outcome.verification else "verified"
+            said = f"runs {str(outcome.to_rev)[:10]}, verified ({checked})"
+            if verdict == "pending-confirm":
+                said += "; its watchdog stays armed until the rollout ends"
+            result = MemberResult(
+                name,
+                member.index,
+                batch,
+                "changed",
+                planned.from_rev,
+                outcome.to_rev,
+                outcome.to_rev,
+                said,
+                events=outcome.events,
+            )
         elif verdict == "unchanged":
-            result = MemberResult(name, member.index, batch, "unchanged", planned.from_rev, outcome.to_rev,
-                                  outcome.to_rev, outcome.message, events=outcome.events)  # fmt: skip
+            result = MemberResult(
+                name,
+                member.index,
+                batch,
+                "unchanged",
+                planned.from_rev,
+                outcome.to_rev,
+                outcome.to_rev,
+                outcome.message,
+                events=outcome.events,
+            )
         else:  # rolled-back (back on its previous config, by the lifecycle) or restore-failed
             now = outcome.restored_rev if verdict == "rolled-back" else outcome.to_rev
-            result = MemberResult(name, member.index, batch, verdict, planned.from_rev, outcome.to_rev, now,
-                                  outcome.message, outcome.exit_code, outcome.events)  # fmt: skip
+            result = MemberResult(
+                name,
+                member.index,
+                batch,
+                verdict,
+                planned.from_rev,
+                outcome.to_rev,
+                now,
+                outcome.message,
+                outcome.exit_code,
+                outcome.events,
+            )
         self._record(result)
 
     def _record(self, result: MemberResult) -> None:
@@ -288,8 +331,9 @@ class _Rollout:
             except Exception as exc:  # a check that cannot run is a failed bake
                 ok, said = False, str(exc) or type(exc).__name__
             if not ok:
-                self._record(replace(result, verdict="failed", message=f"after the bake: {said}",
-                                     exit_code=ExitCode.ROLLED_BACK))  # fmt: skip
+                self._record(
+                    replace(result, verdict="failed", message=f"after the bake: {said}", exit_code=ExitCode.ROLLED_BACK)
+                )
                 with self.lock:  # still on the new revision: the undo puts it back
                     self.results[name] = replace(self.results[name], verdict="changed-failed")
 
@@ -327,7 +371,8 @@ class _Rollout:
 
         def one(name: str) -> None:
             event_id = self.watches.get(name)
-            if event_id is None:
+            if event_id is None:  # no watchdog (confirm_within = 0): verified good already
+                self.results[name] = replace(self.results[name], verdict="good")
                 return
             try:
                 mws, connection = member_workspace(self.ws, self.members[name]), self.holding.transports[name]
@@ -339,7 +384,9 @@ class _Rollout:
                 result = self.results[name]
                 self._record(replace(result, verdict="failed", now=result.from_rev, message=f"not confirmed: {text}"))
             else:
-                self.results[name] = replace(self.results[name], verdict="confirmed")
+                done = self.results[name]
+                kept = done.message.split("; its watchdog")[0] + "; confirmed"
+                self.results[name] = replace(done, verdict="confirmed", message=kept)
                 self.report(name, "confirmed", text)
 
         with ThreadPoolExecutor(max_workers=read_width(self.settings.parallel, len(changed))) as pool:
@@ -351,8 +398,9 @@ class _Rollout:
         back = [n for n, r in self.results.items() if r.verdict in ("changed", "changed-failed")]
         items = [(self.members[n], self.results[n].from_rev, self.watches.get(n)) for n in back]
         self.report(f"@{self.name}", "undo", f"putting {len(items)} changed member(s) back: {', '.join(back)}")
-        for name, restored in restore(self.ws, items, self.holding, parallel=self.settings.parallel,
-                                      report=self.report).items():  # fmt: skip
+        for name, restored in restore(
+            self.ws, items, self.holding, parallel=self.settings.parallel, report=self.report
+        ).items():
             result = self.results[name]
             self.results[name] = replace(
                 result,
@@ -367,7 +415,7 @@ class _Rollout:
     def _finish(self, shown: dict[str, Any]) -> FleetResult:
         results = tuple(sorted(self.results.values(), key=lambda r: r.index))
         verdicts = {r.verdict for r in results}
-        on_new = [r.name for r in results if r.verdict in ("confirmed", "changed")]
+        on_new = [r.name for r in results if r.verdict in ("confirmed", "changed", "good")]
         if "restore-failed" in verdicts:
             verdict, code = "restore-failed", ExitCode.ROLLBACK_FAILED
             text = "a restore failed: page a human; " + _who(results)
@@ -433,9 +481,19 @@ def rollback(
             for member in members:
                 exc = holding.refused.get(member.name)
                 verdict = "refused" if exc else "untouched"
-                rows.append(MemberResult(member.name, member.index, None, verdict, None, None, None,
-                                         str(exc).splitlines()[0] if exc else "not started",
-                                         exc.exit_code if exc else ExitCode.OK))  # fmt: skip
+                rows.append(
+                    MemberResult(
+                        member.name,
+                        member.index,
+                        None,
+                        verdict,
+                        None,
+                        None,
+                        None,
+                        str(exc).splitlines()[0] if exc else "not started",
+                        exc.exit_code if exc else ExitCode.OK,
+                    )
+                )
             first = next(r for r in rows if r.verdict == "refused")
             text = f"@{name}: refused in preflight by {first.name}; nothing was changed on any member"
             return FleetResult(name, "rollback", "refused", first.exit_code, text, None, tuple(rows))
@@ -463,8 +521,18 @@ def rollback(
                 return MemberResult(member.name, member.index, 0, "failed", before, None, before, text, exc.exit_code)
             report(member.name, outcome.verdict, outcome.message)
             now = outcome.to_rev if outcome.exit_code == ExitCode.OK else outcome.restored_rev
-            return MemberResult(member.name, member.index, 0, outcome.verdict, before, outcome.to_rev, now,
-                                outcome.message, outcome.exit_code, outcome.events)  # fmt: skip
+            return MemberResult(
+                member.name,
+                member.index,
+                0,
+                outcome.verdict,
+                before,
+                outcome.to_rev,
+                now,
+                outcome.message,
+                outcome.exit_code,
+                outcome.events,
+            )
 
         with ThreadPoolExecutor(max_workers=max(1, min(width, len(members)))) as pool:
             results = tuple(pool.map(one, members))

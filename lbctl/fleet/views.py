@@ -85,8 +85,11 @@ def log(ws: Workspace, name: str, *, limit: int, json_out: bool) -> int:
     for event in events:
         style = "green" if event.verdict in ("good", "rollback-good") else "red"
         waves = " | ".join(", ".join(w) for w in event.data.get("waves", [])) or "all at once"
-        print(f"{event.finished[:19]}  @{name}  {event.data.get('op', 'deploy'):<8} " + _color(event.verdict, style)
-              + f"  rollout {event.id} by {event.who}")  # fmt: skip
+        print(
+            f"{event.finished[:19]}  @{name}  {event.data.get('op', 'deploy'):<8} "
+            + _color(event.verdict, style)
+            + f"  rollout {event.id} by {event.who}"
+        )
         print(f"    batches: {waves}")
         print(f"    {mask_message(event.message.splitlines()[0])[:300]}")
         rows = [

@@ -123,3 +123,22 @@ def test_a_member_locked_by_someone_else_stops_the_rollout_in_preflight(
     assert "edge2" in result.out and "refused" in result.out and "nothing was changed" in result.out
     for name in fleet.names:
         assert (fleet.live(name), fleet.workers(name), fleet.state(name).live) == before[name]
+
+
+def test_on_failure_halt_leaves_the_changed_members_confirmed_exit_8(
+    make_fleet: FleetFactory, lbctl: LbctlRunner
+) -> None:
+    fleet = make_fleet(3, rollout='batches = ["2", "100%"]\non_failure = "halt"')
+    aux = fleet.aux_ports["edge2"]
+    fleet.set_members(f'[groups.edge.members.edge2]\nchecks = [{{ type = "tcp", port = {aux}, timeout = 0.3 }}]\n')
+    untouched = (fleet.live("edge3"), fleet.workers("edge3"))
+    head = fleet.commit("Drop the aux listener", aux=False)
+
+    result = lbctl("deploy", "@edge", "--yes")
+
+    assert result.code == 8, result.out + result.err
+    rows = {line.split()[0]: line.split()[2] for line in result.out.splitlines() if line.startswith("edge")}
+    assert rows == {"edge1": "confirmed", "edge2": "rolled-back", "edge3": "skipped"}
+    assert "on_failure = halt" in result.out
+    assert fleet.state("edge1").live == head and fleet.state("edge1").status == "good"  # kept, confirmed
+    assert (fleet.live("edge3"), fleet.workers("edge3")) == untouched
