@@ -330,4 +330,4 @@ def _traffic(plan: Plan) -> str:
     if semantic is None:
         return "?"
     moving = [c for c in semantic.changes if c.traffic]
-    return f"{len(moving)} change(s) move traffic" if moving else "none"
+    return f"{len(moving)} traffic change(s)" if moving else "none"
