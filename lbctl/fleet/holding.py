@@ -33,6 +33,7 @@ class Holding:
     transports: dict[str, Transport] = field(default_factory=dict)  # member name -> its open connection
     refused: dict[str, LbctlError] = field(default_factory=dict)  # member name -> why it could not be held
     lock: threading.Lock = field(default_factory=threading.Lock)
+    remote: threading.Lock = field(default_factory=threading.Lock)  # the store's remote, one member at a time
 
 
 @contextlib.contextmanager
@@ -88,10 +89,11 @@ def _take(
 
     target = member.target
     mws = member_workspace(ws, member)
-    if shared:
+    if shared:  # one member at a time: each fetches and pushes the same store
         from lbctl.operations import shared as around
 
-        stack.enter_context(around(mws, member.name, op, lambda stage, message: report(member.name, stage, message)))
+        with holding.remote:
+            stack.enter_context(around(mws, member.name, op, lambda stage, msg: report(member.name, stage, msg)))
     stack.enter_context(hold_flock(ws.lock_dir / f"{member.name}.lock", holding.token))
     transport = stack.enter_context(_connect(transport_for(target), target))
     stack.enter_context(_lb_lock(ws, transport, target, op))

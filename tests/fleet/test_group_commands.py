@@ -68,3 +68,25 @@ def test_group_settings_are_validated_with_key_and_line(tmp_path: Path, lbctl: L
     (tmp_path / "lbctl.toml").write_text(base + 'targets = ["edge1"]\n[groups.edge.rollout]\non_failure = "pray"\n')
     with pytest.raises(ConfigError, match="on_failure"):
         load(tmp_path / "lbctl.toml")
+
+
+def test_a_fleet_with_a_team_remote_takes_each_lease_and_pushes(make_fleet: FleetFactory, lbctl: LbctlRunner) -> None:
+    import subprocess
+
+    from tests.fleet.conftest import git
+
+    fleet = make_fleet(2, rollout='batches = ["100%"]')
+    remote = fleet.store.parent / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(fleet.store, "remote", "add", "origin", str(remote))
+    git(fleet.store, "push", "-q", "-u", "origin", "HEAD")
+    git(fleet.store, "push", "-q", "origin", "refs/lbctl/*:refs/lbctl/*")
+    head = fleet.commit("Add a spare backend", spare=True)
+
+    result = lbctl("deploy", "@edge", "--yes")
+
+    assert result.code == 0, result.out + result.err
+    assert git(remote, "rev-parse", "HEAD").strip() == head  # the branch was pushed
+    journal = git(remote, "log", "--format=%s", "refs/lbctl/journal")
+    assert "rollout @edge: good" in journal and "confirm edge1: confirmed" in journal
+    assert not git(remote, "for-each-ref", "refs/lbctl/locks").strip()  # every lease released
