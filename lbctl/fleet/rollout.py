@@ -184,22 +184,27 @@ class _Rollout:
         self.watches: dict[str, str] = {}  # changed member -> its watchdog's event id
         self.failures = 0
         self.stop = threading.Event()
+        self.interrupted = False
         self.lock = threading.Lock()
         self.using = {name: threading.Lock() for name in self.members}  # one thread at a time on a connection
 
     def run(self, shown: dict[str, Any]) -> FleetResult:
         settings = self.settings
         with self._watchdogs_kept():
-            for batch, wave in enumerate(self.plan.waves):
-                self.report(f"@{self.name}", "batch", f"{_batch_name(batch, settings.canary)}: {', '.join(wave)}")
-                with ThreadPoolExecutor(max_workers=max(1, min(settings.parallel, len(wave)))) as pool:
-                    list(pool.map(self._deploy, wave, [batch] * len(wave)))
-                if self.stop.is_set():
-                    break
-                if batch == 0 and settings.canary and settings.canary_bake > 0 and len(self.plan.waves) > 1:
-                    self._bake(wave)
+            try:
+                for batch, wave in enumerate(self.plan.waves):
+                    self.report(f"@{self.name}", "batch", f"{_batch_name(batch, settings.canary)}: {', '.join(wave)}")
+                    self._wave(batch, wave)
                     if self.stop.is_set():
                         break
+                    if batch == 0 and settings.canary and settings.canary_bake > 0 and len(self.plan.waves) > 1:
+                        self._bake(wave)
+                        if self.stop.is_set():
+                            break
+            except KeyboardInterrupt:  # Ctrl-C (or SIGTERM) between members: stop, and undo as on failure
+                self.interrupted = True
+                self.stop.set()
+                self.report(f"@{self.name}", "interrupted", "no other member starts; the changed ones go back")
         for plan in self.plan.members:  # never reached, unchanged or skipped: untouched
             if plan.name not in self.results:
                 verdict = "unchanged" if plan.verdict == "unchanged" else "skipped"
@@ -208,11 +213,24 @@ class _Rollout:
                     plan.name, plan.index, None, verdict, plan.from_rev, self.revs.get(plan.name), plan.from_rev, said
                 )
         changed = [n for n, r in self.results.items() if r.verdict == "changed"]
-        if self.stop.is_set() and settings.on_failure == "rollback":
+        if self.interrupted or (self.stop.is_set() and settings.on_failure == "rollback"):
             self._undo(changed)
         elif changed:
             self._confirm(changed)
         return self._finish(shown)
+
+    def _wave(self, batch: int, wave: tuple[str, ...]) -> None:
+        """The wave's members, `parallel` at a time; after Ctrl-C the members in flight finish, no other starts."""
+        with ThreadPoolExecutor(max_workers=max(1, min(self.settings.parallel, len(wave)))) as pool:
+            futures = [pool.submit(self._deploy, name, batch) for name in wave]
+            try:
+                for future in futures:
+                    future.result()
+            except KeyboardInterrupt:
+                self.stop.set()  # before the pool's exit waits for the members in flight
+                for future in futures:
+                    future.cancel()
+                raise
 
     # -- one member ---------------------------------------------------------------------------
     def _deploy(self, name: str, batch: int) -> None:
@@ -419,6 +437,9 @@ class _Rollout:
         if "restore-failed" in verdicts:
             verdict, code = "restore-failed", ExitCode.ROLLBACK_FAILED
             text = "a restore failed: page a human; " + _who(results)
+        elif self.interrupted:
+            verdict, code = "interrupted", ExitCode.INTERRUPTED
+            text = f"@{self.name}: interrupted; every member this rollout changed is back: " + _who(results)
         elif self.failures == 0:
             verdict, code = "good", ExitCode.OK
             text = f"@{self.name}: {len(on_new)} member(s) run the change, verified and confirmed"

@@ -48,3 +48,37 @@ def test_sigkill_after_the_first_batch_every_changed_member_reverts(make_fleet: 
         time.sleep(0.2)
     assert fleet.live("edge1") == before["edge1"] and fleet.live("edge2") == before["edge2"]
     assert fleet.live("edge3") == before["edge3"] and fleet.workers("edge3") == untouched  # never reached
+
+
+def test_ctrl_c_during_the_bake_puts_the_canary_back_at_once_exit_130(make_fleet: FleetFactory) -> None:
+    fleet = make_fleet(3, rollout='canary_bake = "60s"')
+    before = {n: (fleet.live(n), fleet.workers(n)) for n in fleet.names}
+    fleet.commit("Add a spare backend", spare=True)
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lbctl", "deploy", "@edge", "--yes"],
+        cwd=fleet.store,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "@edge" in line and " bake " in line:
+                break
+        assert fleet.live("edge1") == fleet.config("edge1", spare=True)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in out and "restored" in out
+    assert fleet.live("edge1") == before["edge1"][0]  # put back by lbctl itself, not by its watchdog later
+    for name in ("edge2", "edge3"):
+        assert (fleet.live(name), fleet.workers(name)) == before[name]
+    assert fleet.state("edge1").status == "good"
