@@ -18,6 +18,12 @@ def test_good_change_reaches_every_member_and_is_confirmed(make_fleet: FleetFact
     assert [m["verdict"] for m in data["plan"]["members"]] == ["change"] * 3
     assert data["plan"]["waves"] == [["edge1"], ["edge2"], ["edge3"]]
 
+    stale = lbctl("deploy", "@edge", "--yes", "--checksum", "0123456789abcdef")
+    assert stale.code == 4 and "changed since it was reviewed" in stale.out
+    shared_file = lbctl("deploy", "@edge", "--yes", "--file", "configs/edge1.cfg")
+    assert shared_file.code == 2 and "share one source file" in shared_file.err
+    assert all(fleet.live(n) == fleet.config(n) for n in fleet.names)  # nothing changed so far
+
     result = lbctl("deploy", "@edge", "--yes", "--checksum", data["plan"]["checksum"])
     assert result.code == 0, result.out + result.err
     for name in fleet.names:
