@@ -24,6 +24,7 @@ from lbctl.fleet.group import Member, member_workspace
 
 if TYPE_CHECKING:
     from lbctl.fleet.holding import Holding
+    from lbctl.lifecycle import Outcome
     from lbctl.planning import Plan
     from lbctl.workspace import Workspace
 
@@ -45,6 +46,7 @@ class MemberPlan:
     from_rev: str | None = None
     to_rev: str | None = None
     plan: Plan | None = None
+    watchdog: bool = True  # False: no commit-confirm watchdog can be armed here (Caddy's API, a tree of includes)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -58,6 +60,7 @@ class MemberPlan:
             "checksum": self.checksum,
             "from_rev": self.from_rev,
             "to_rev": self.to_rev,
+            "watchdog": self.watchdog,
         }
 
 
@@ -180,22 +183,30 @@ def _member_plan(
     confirm_within: float,
 ) -> MemberPlan:
     from lbctl import operations
+    from lbctl.watchdog import CannotArm
 
     mws = member_workspace(ws, member)
-    outcome = operations.deploy(
-        mws,
-        member.name,
-        file=file,
-        rev=rev,
-        dry_run=True,
-        force=force,
-        reason=reason,
-        confirm_within=confirm_within,
-        confirm=lambda plan: True,
-        report=lambda stage, message: None,
-        held_by=holding.token,
-        connection=holding.transports[member.name],
-    )
+
+    def dry_run(seconds: float) -> Outcome:
+        return operations.deploy(
+            mws,
+            member.name,
+            file=file,
+            rev=rev,
+            dry_run=True,
+            force=force,
+            reason=reason,
+            confirm_within=seconds,
+            confirm=lambda plan: True,
+            report=lambda stage, message: None,
+            held_by=holding.token,
+            connection=holding.transports[member.name],
+        )
+
+    try:
+        outcome, armed = dry_run(confirm_within), confirm_within > 0
+    except CannotArm:  # this member is deployed without a watchdog; the others keep theirs
+        outcome, armed = dry_run(0), False
     plan = outcome.plan
     to_rev = plan.candidate_rev
     if outcome.verdict == "refused":
@@ -212,6 +223,7 @@ def _member_plan(
             plan.from_rev,
             to_rev,
             plan,
+            watchdog=armed,
         )
     if outcome.verdict == "unchanged" or plan.unchanged:
         return MemberPlan(
@@ -226,6 +238,7 @@ def _member_plan(
             plan.from_rev,
             to_rev,
             plan,
+            watchdog=armed,
         )
     transport = holding.transports[member.name]
     problems = _conformance(mws, member, transport, force=force)
@@ -243,6 +256,7 @@ def _member_plan(
             plan.from_rev,
             to_rev,
             plan,
+            watchdog=armed,
         )
     return MemberPlan(
         member.name,

@@ -77,7 +77,15 @@ def table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
 
 def plan_table(plan: FleetPlan) -> str:
     rows = [
-        (m.name, m.verdict, _short(m.from_rev), _short(m.to_rev), m.traffic, m.gates, mask_message(m.summary))
+        (
+            m.name,
+            m.verdict,
+            _short(m.from_rev),
+            _short(m.to_rev),
+            m.traffic,
+            m.gates + ("" if m.watchdog or m.verdict != "change" else " (no watchdog)"),
+            mask_message(m.summary),
+        )
         for m in plan.members
     ]
     waves = " | ".join(", ".join(w) for w in plan.waves) or "(none)"

@@ -248,7 +248,7 @@ class _Rollout:
                 force=self.force,
                 reason=self.reason,
                 checksum=planned.checksum,
-                confirm_within=self.settings.confirm_within,
+                confirm_within=self.settings.confirm_within if planned.watchdog else 0,
                 confirm=lambda plan: True,
                 report=_member_stages(name, self.report),
                 held_by=self.holding.token,
