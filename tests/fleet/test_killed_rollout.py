@@ -7,15 +7,26 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from tests.fleet.conftest import FleetFactory
+from tests.fleet.conftest import FleetFactory, git
+
+
+def status(store: Path) -> int:
+    import contextlib
+    import io
+
+    from lbctl.cli import main
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return main(["status", "@edge", "--store", str(store)])
 
 
 def test_sigkill_after_the_first_batch_every_changed_member_reverts(make_fleet: FleetFactory) -> None:
     fleet = make_fleet(3, rollout='canary = 2\ncanary_bake = "60s"\nconfirm_within = "3s"')
     before = {n: fleet.live(n) for n in fleet.names}
     untouched = fleet.workers("edge3")
-    fleet.commit("Add a spare backend", spare=True)
+    head = fleet.commit("Add a spare backend", spare=True)
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "lbctl", "deploy", "@edge", "--yes"],
@@ -48,6 +59,15 @@ def test_sigkill_after_the_first_batch_every_changed_member_reverts(make_fleet: 
         time.sleep(0.2)
     assert fleet.live("edge1") == before["edge1"] and fleet.live("edge2") == before["edge2"]
     assert fleet.live("edge3") == before["edge3"] and fleet.workers("edge3") == untouched  # never reached
+    # The next command that reaches them records what each watchdog did (its result comes after its reload).
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and {fleet.state(n).status for n in ("edge1", "edge2")} != {"unverified"}:
+        status(fleet.store)
+        time.sleep(0.5)
+    for name in ("edge1", "edge2"):
+        state = fleet.state(name)
+        assert state.status == "unverified" and head in state.bad  # back to what it ran before, as pulled
+        assert git(fleet.store, "show", f"{state.live}:configs/{name}.cfg") == before[name]  # a forward commit
 
 
 def test_ctrl_c_during_the_bake_puts_the_canary_back_at_once_exit_130(make_fleet: FleetFactory) -> None:
