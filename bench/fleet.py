@@ -8,7 +8,8 @@ store whose targets edge1..edgeN are reached over that sshd, grouped as `[groups
 reaches sshd through the lab's latency relay (`lbctl.lab.netproxy`), that much each way.
 
 Timed, as whole processes from spawn to exit (each round alternates two configs):
-- deploy, one target: `lbctl deploy edge1 --yes` (a change committed to edge1's source);
+- deploy, one target: `lbctl deploy edge1 --yes` (a change committed to edge1's source), and with the
+  safety a fleet member gets: `deploy edge1 --confirm-within 5m` then `lbctl confirm edge1` (two processes);
 - deploy @edge, all at once: canary = 0, batches = ["100%"] (every member's source changed);
 - deploy @edge, with the default policy's shape: canary = 1 (bake 0 s), batches = ["25%", "100%"];
 - rollback, one target / @edge: the LBs' files replaced by hand and reloaded, then recorded with
@@ -154,6 +155,10 @@ def main() -> None:
             for _ in range(args.rounds):
                 commit(["edge1"])
                 results.setdefault("deploy edge1", []).append(run([*lbctl, "deploy", "edge1", "--yes"], env, store))
+                commit(["edge1"])  # the same safety as a fleet member: commit-confirm, then confirm
+                armed = run([*lbctl, "deploy", "edge1", "--yes", "--confirm-within", "5m"], env, store)
+                armed += run([*lbctl, "confirm", "edge1"], env, store)
+                results.setdefault("deploy edge1 --confirm-within + confirm", []).append(armed)
                 run([*lbctl, "deploy", "@edge", "--yes"], env, store)  # untimed: every member in step again
                 commit(names)
                 results.setdefault("deploy @edge (all at once)", []).append(

@@ -97,5 +97,12 @@ def _take(
     stack.enter_context(hold_flock(ws.lock_dir / f"{member.name}.lock", holding.token))
     transport = stack.enter_context(_connect(transport_for(target), target))
     stack.enter_context(_lb_lock(ws, transport, target, op))
+    taken = getattr(transport, "took_over", None)
+    if taken:  # the LB lock of an lbctl that died on this machine: said and recorded once, here
+        from lbctl.unlock import record
+
+        report(member.name, "lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
+        record(ws, member.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone")
+        transport.took_over = None  # type: ignore[attr-defined]
     with holding.lock:
         holding.transports[member.name] = transport
