@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -25,14 +26,14 @@ class Member:
 
 
 def member_names(config: StoreConfig, name: str) -> list[str]:
-    """The group's members in a stable order: its `targets` entries in order (a glob's matches sorted),
-    then the targets that name the group, each once. Raises `UsageError` for an unknown group or a
-    name that matches no target."""
+    """The group's members in a stable order: its `targets` entries in order (a glob's matches in natural
+    order, edge2 before edge10), then the targets that name the group, each once. Raises `UsageError`
+    for an unknown group or a name that matches no target."""
     group = _group(config, name)
     names: list[str] = []
     known = list(config.targets)
     for pattern in group.targets:
-        matched = sorted(fnmatch.filter(known, pattern)) if _is_glob(pattern) else [pattern]
+        matched = sorted(fnmatch.filter(known, pattern), key=_natural) if _is_glob(pattern) else [pattern]
         if not matched or (not _is_glob(pattern) and pattern not in config.targets):
             raise UsageError(
                 f"group {name!r}: {pattern!r} matches no target", hint=f"targets: {', '.join(known) or '(none)'}"
@@ -90,6 +91,10 @@ def _group(config: StoreConfig, name: str) -> Group:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"did you mean @{close[0]}?" if close else f"groups: {', '.join(known) or '(none)'}"
         raise UsageError(f"unknown group {name!r} (no [groups.{name}] in lbctl.toml)", hint=hint) from None
+
+
+def _natural(name: str) -> list[tuple[int, str]]:
+    return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", name)]
 
 
 def _is_glob(pattern: str) -> bool:

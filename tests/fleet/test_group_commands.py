@@ -47,6 +47,12 @@ def test_waves_cut_the_canary_then_the_batches() -> None:
     assert waves(names[:2], 3, ["100%"]) == (("e1", "e2"),)
 
 
+def test_a_glob_lists_members_in_natural_order() -> None:
+    from lbctl.fleet.group import _natural
+
+    assert sorted(["edge10", "edge2", "edge1", "core"], key=_natural) == ["core", "edge1", "edge2", "edge10"]
+
+
 def test_group_settings_are_validated_with_key_and_line(tmp_path: Path, lbctl: LbctlRunner) -> None:
     from lbctl.config import load
     from lbctl.errors import ConfigError
