@@ -135,18 +135,34 @@ def deploy(
         str | None, typer.Option("--checksum", help="Proceed only if the plan is the one reviewed (--dry-run).")
     ] = None,
     confirm_within: ConfirmWithinOpt = None,
+    canary: Annotated[int | None, typer.Option("--canary", help="@GROUP: members changed first, alone.")] = None,
+    batches: Annotated[
+        str | None, typer.Option("--batches", help='@GROUP: e.g. "25%,100%" (members done after each batch).')
+    ] = None,
+    max_failures: Annotated[
+        int | None, typer.Option("--max-failures", help="@GROUP: failed members tolerated before it stops.")
+    ] = None,
+    parallel: Annotated[int | None, typer.Option("--parallel", help="@GROUP: members changed at once.")] = None,
     yes: YesOpt = False,
     store: StoreOpt = None,
     json_out: JsonOpt = False,
     debug: DebugOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """Validate, push, reload and verify a config; undo it automatically if it hurts."""
+    """Validate, push, reload and verify a config (on a target, or @GROUP); undo it automatically if it hurts."""
     if detailed_exitcode and not dry_run:
         raise UsageError(
             "--detailed-exitcode goes with --dry-run", hint="lbctl deploy TARGET --dry-run --detailed-exitcode"
         )
     _require_consent(yes, dry_run, "deploy")
+    if target.startswith("@"):
+        from lbctl.fleet import commands
+
+        return commands.deploy(
+            store, target[1:], file=file, rev=rev, message=message, dry_run=dry_run, force=force, reason=reason,
+            checksum=checksum, canary=canary, batches=batches, max_failures=max_failures, parallel=parallel,
+            confirm_within=_seconds(confirm_within), yes=yes, json_out=json_out, quiet=quiet,
+        )  # fmt: skip
     ws = _workspace(store, connect=target, sync=dry_run)  # the LB handshake runs while the rest loads
     from lbctl import render
     from lbctl.commands import deploy as operations
@@ -188,8 +204,14 @@ def rollback(
     debug: DebugOpt = False,
     quiet: QuietOpt = False,
 ) -> int:
-    """Restore a prior revision as a new commit, with the same verification."""
+    """Restore a prior revision as a new commit, with the same verification (@GROUP: every member, at once)."""
     _require_consent(yes, dry_run, "roll back")
+    if target.startswith("@"):
+        from lbctl.fleet import commands
+
+        return commands.rollback(
+            store, target[1:], to=to, dry_run=dry_run, force=force, reason=reason, json_out=json_out, quiet=quiet
+        )
     ws = _workspace(store, connect=target, sync=True)  # the LB handshake runs while the rest loads
     from lbctl import render
     from lbctl.commands import deploy as operations
@@ -228,6 +250,11 @@ def check(
     """Parse, validate natively, lint against policy and preview traffic; deploy nothing."""
     from lbctl import render
     from lbctl.commands import check as checking
+
+    if target.startswith("@"):
+        from lbctl.fleet import views
+
+        return views.check(_workspace(store), target[1:], file=file, rev=rev, json_out=json_out)
 
     report = checking.check(_workspace(store), target, file=file, rev=rev, replay=replay)
     return render.check_report(report, json_out=json_out)
@@ -271,6 +298,10 @@ def status(
     from lbctl.commands.status import status as statuses
     from lbctl.store.workspace import EVERY_TARGET
 
+    if target is not None and target.startswith("@"):
+        from lbctl.fleet import views
+
+        return views.status(_workspace(store, sync=True), target[1:], probe=not offline, json_out=json_out)
     # --offline leaves the targets alone; the store's remote is still fetched (`[store] sync`).
     ws = _workspace(store, connect=None if offline else (target or EVERY_TARGET), sync=True)
     return render.status(statuses(ws, target, probe=not offline), json_out=json_out)
@@ -289,6 +320,10 @@ def log(
     from lbctl import render
     from lbctl.commands import log as history
 
+    if target is not None and target.startswith("@"):
+        from lbctl.fleet import views
+
+        return views.log(_workspace(store, sync=True), target[1:], limit=n, json_out=json_out)
     return render.log(history.log(_workspace(store, sync=True), target, limit=n), json_out=json_out)
 
 
@@ -328,6 +363,15 @@ def diff(
             raise UsageError("usage: lbctl diff TARGET [A] [B] [--live], or lbctl diff --kind KIND A B")
         a = words[1] if len(words) > 1 else None
         b = words[2] if len(words) > 2 else None
+        if words[0].startswith("@"):
+            from lbctl.fleet import views
+
+            if fmt not in ("text", "json", "markdown", "unified"):
+                raise UsageError(f"unknown --format {fmt!r}", hint="text, json, markdown or unified")
+            ws = _workspace(store, sync=True)
+            a_, b_ = words[1] if len(words) > 1 else None, words[2] if len(words) > 2 else None
+            changed = views.diff(ws, words[0][1:], a_, b_, live=live, cached=cached, fmt="json" if json_out else fmt)
+            return 1 if exit_code and changed else 0
         ws = _workspace(store, connect=words[0] if live else None, sync=True)
         result = compare.diff_target(ws, words[0], a, b, live=live, cached=cached)
     if fmt not in ("text", "json", "markdown", "unified"):

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     LOCKED = 5
     UNREACHABLE = 6
     ROLLBACK_FAILED = 7
+    FLEET_MIXED = 8  # `deploy @group`: on_failure = "halt" or max_failures left members on different revisions
     WATCH_ALERT = 9  # `watch --once`: an alert is active
     INTERNAL = 70
     INTERRUPTED = 130

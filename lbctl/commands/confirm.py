@@ -201,14 +201,24 @@ class Confirmed:
         }
 
 
-def confirm(ws: Workspace, name: str, event_id: str | None = None, *, extend: float | None = None) -> Confirmed:
-    """Disarm the watchdog of the pending change on `name` (or move its deadline with `extend`)."""
+def confirm(
+    ws: Workspace,
+    name: str,
+    event_id: str | None = None,
+    *,
+    extend: float | None = None,
+    connection: Transport | None = None,
+) -> Confirmed:
+    """Disarm the watchdog of the pending change on `name` (or move its deadline with `extend`);
+    `connection`: an open transport to the target to use (and leave open), e.g. a fleet rollout's."""
+    import contextlib
+
     from lbctl.transports import transport_for
 
     target = ws.target(name)
     if target.transport == "http" or not target.path:
         raise UsageError(f"{name}: nothing to confirm: no watchdog is ever armed on this target")
-    with transport_for(target) as transport:
+    with contextlib.nullcontext(connection) if connection is not None else transport_for(target) as transport:
         pending, said = settle(ws, target, transport)
         if not pending and not said and any(w.fired for w in watchdog.scan(transport, target)):
             said = _wait_for_result(ws, target, transport)  # a watchdog at work right now: hear how it ends

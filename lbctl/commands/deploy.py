@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from lbctl.engine.execute import Candidate, Outcome, Reporter
     from lbctl.engine.plan import Plan
     from lbctl.store.journal import TargetState
+    from lbctl.transports.base import Transport
 
 Confirm = Callable[["Plan"], bool]
 
@@ -37,14 +38,18 @@ def deploy(
     trailers: dict[str, str] | None = None,
     confirm: Confirm,
     report: Reporter,
+    held_by: str | None = None,
+    connection: Transport | None = None,
 ) -> Outcome:
+    """`held_by`, `connection`: the caller holds the target's locks (and team lease) already, and its open
+    connection to the target (`lbctl.engine.execute.apply_change`)."""
     from lbctl.engine.execute import apply_change
 
     target = ws.target(name)
     candidate = deploy_candidate(ws, target, file=file, rev=rev, message=message, ticket=ticket, trailers=trailers)
     if not dry_run:
         ws.store.identity()
-    with contextlib.nullcontext() if dry_run else _shared(ws, name, "deploy", report, force=force):
+    with contextlib.nullcontext() if dry_run or held_by else _shared(ws, name, "deploy", report, force=force):
         return apply_change(
             ws,
             target,
@@ -57,6 +62,8 @@ def deploy(
             expected_checksum=checksum,
             report=report,
             confirm_within=confirm_within,
+            held_by=held_by,
+            connection=connection,
         )
 
 
@@ -180,6 +187,9 @@ def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool 
                 report("sync", warning)
 
 
+shared = _shared  # the remote around a change, for a caller that holds several targets (`lbctl.fleet`)
+
+
 def _own_files(ws: Workspace, target: Target) -> list[str]:
     """What a deploy to `target` reads from the store: lbctl.toml and the target's files."""
     from lbctl.config import CONFIG_NAME
@@ -203,6 +213,8 @@ def rollback(
     confirm_within: float | None = None,
     confirm: Confirm,
     report: Reporter,
+    held_by: str | None = None,
+    connection: Transport | None = None,
 ) -> Outcome:
     from lbctl.engine.execute import Outcome, apply_change, rollback_candidate
     from lbctl.kinds import kind_for
@@ -231,7 +243,7 @@ def rollback(
         chosen = select(ws.store, ws.journal, now, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
         return with_ticket(rollback_candidate(ws, target, now, chosen.rev, chosen.why, message))
 
-    with contextlib.nullcontext() if dry_run else _shared(ws, name, "rollback", report):
+    with contextlib.nullcontext() if dry_run or held_by else _shared(ws, name, "rollback", report):
         outcome = apply_change(
             ws,
             target,
@@ -245,6 +257,8 @@ def rollback(
             report=report,
             rechoose=rechoose,
             confirm_within=confirm_within,
+            held_by=held_by,
+            connection=connection,
         )
     if outcome.verdict == "unchanged":
         return Outcome(

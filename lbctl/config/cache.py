@@ -9,8 +9,10 @@ from lbctl import checks
 from lbctl.config.schema import (
     Defaults,
     Group,
+    MemberOverride,
     NotifySink,
     Policy,
+    Rollout,
     Route,
     Safety,
     StoreConfig,
@@ -112,8 +114,22 @@ def settings_from(data: dict[str, Any]) -> StoreConfig:
         )
 
     def group(values: dict[str, Any]) -> Group:
+        members = {
+            name: MemberOverride(
+                **{
+                    **m,
+                    "checks": None if m["checks"] is None else [checks.SETTINGS[c["type"]](**c) for c in m["checks"]],
+                }
+            )
+            for name, m in values.get("members", {}).items()
+        }
         return Group(
-            Policy(**values["policy"]), Safety(**values["safety"]), [Route(**r) for r in values.get("routes", [])]
+            Policy(**values["policy"]),
+            Safety(**values["safety"]),
+            [Route(**r) for r in values.get("routes", [])],
+            targets=list(values.get("targets", [])),
+            members=members,
+            rollout=Rollout(**values.get("rollout", {})),
         )
 
     return StoreConfig(

@@ -99,6 +99,15 @@ def validate(raw: dict[str, Any], *, text: str, path: Path) -> StoreConfig:
 
 def _check_names_and_sources(config: StoreConfig, *, text: str, path: Path, require_sources: bool = True) -> None:
     root = path.parent
+    for name, group in config.groups.items():
+        if group.targets or group.members:  # a fleet (`deploy @NAME`): every name resolves to a target
+            from lbctl.errors import UsageError
+            from lbctl.fleet.group import member_names
+
+            try:
+                member_names(config, name)
+            except UsageError as exc:
+                raise ConfigError(exc.message, file=str(path), line=_locate(text, ("groups", name))) from None
     for name, target in config.targets.items():
         if not TARGET_NAME.match(name):
             raise ConfigError(

@@ -123,12 +123,52 @@ class Route:
         return self.name or f"{self.method.upper()} {self.host or ''}{self.path}"
 
 
+def rollout_batch(value: str) -> str:
+    """A rollout batch: how many members have the change once it ends, "25%" of them or a count ("5")."""
+    text = str(value).strip()
+    number = text[:-1] if text.endswith("%") else text
+    if not number.isdigit() or int(number) < 1 or (text.endswith("%") and int(number) > 100):
+        raise ValueError(f'{value!r} is not a batch: write a share such as "25%" or a count such as "5"')
+    return text
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """`[groups.NAME.rollout]`: how `deploy @NAME` spreads a change over the group's members (`lbctl.fleet`)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    canary: Annotated[int, Field(ge=0)] = 1  # members changed first, alone, then baked
+    canary_bake: Annotated[float, BeforeValidator(duration), Field(ge=0)] = 30.0
+    batches: list[Annotated[str, AfterValidator(rollout_batch)]] = field(default_factory=lambda: ["25%", "100%"])
+    parallel: Annotated[int, Field(ge=1, le=200)] = 10
+    max_failures: Annotated[int, Field(ge=0)] = 0
+    on_failure: Literal["rollback", "halt"] = "rollback"
+    confirm_within: Annotated[float, BeforeValidator(duration), Field(ge=0)] = 300.0
+
+
+@dataclass(frozen=True)
+class MemberOverride:
+    """`[groups.NAME.members.TARGET]`: what differs for one member of a group (None: the target's own)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    checks: list[Annotated[CheckSettings, Field(discriminator="type")]] | None = None
+    path: str | None = None
+    master_socket: str | None = None
+    stats_socket: str | None = None
+    verify_seconds: Annotated[float | None, Field(ge=0)] = None
+    check_interval: Annotated[float | None, Field(gt=0)] = None
+
+
 @dataclass(frozen=True)
 class Group:
     __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
     policy: Policy = field(default_factory=Policy)
     safety: Safety = field(default_factory=Safety)
     routes: list[Route] = field(default_factory=list)  # apply to every member (targets with `group` = this)
+    # `deploy @NAME`: its members are these target names or globs, and the targets with `group` = NAME
+    targets: list[str] = field(default_factory=list)
+    members: dict[str, MemberOverride] = field(default_factory=dict)
+    rollout: Rollout = field(default_factory=Rollout)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ def apply_change(
     report: Reporter = lambda stage, message: None,
     rechoose: Callable[[TargetState], Candidate] | None = None,
     confirm_within: float | None = None,
+    held_by: str | None = None,
+    connection: Transport | None = None,
 ) -> Outcome:
     """Put `candidate` live on `target` with verification; undo it if it hurts.
 
@@ -78,13 +80,15 @@ def apply_change(
     (`lbctl.engine.recovery`); then `rechoose`, if given, picks the candidate again from the state
     as it is now. With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog
     armed on the LB host before the reload reverts the change unless `lbctl confirm` comes in time
-    (`lbctl.watchdog`).
+    (`lbctl.watchdog`). `held_by` (the holder line a caller wrote into them) says the caller already
+    holds this target's store and LB locks for a longer operation (a fleet rollout, `lbctl.fleet`): they
+    are not taken again; with `connection`, its open transport to the target is used (and left open).
     """
-    driver = driver_for(target)  # the kind and the transport, once for the whole operation
+    driver = driver_for(target, connection)  # the kind and the transport, once for the whole operation
     kind, transport = driver.kind, driver.transport
     run = Run(ws, target, op, report)
     seconds = target.confirm_within if confirm_within is None else confirm_within
-    with _locked(run, driver):
+    with _locked(run, driver, held=held_by is not None, opened=connection is not None):
         if _recover(ws, target, transport) and rechoose is not None:
             candidate = rechoose(ws.journal.state(target.name))
         state = _ready(run, kind, transport, seconds)
@@ -150,15 +154,15 @@ def execute(
 
 
 @contextlib.contextmanager
-def _locked(run: Run, driver: Driver) -> Iterator[None]:
+def _locked(run: Run, driver: Driver, *, held: bool = False, opened: bool = False) -> Iterator[None]:
     """The store-side lock, a connection to the LB and its LB-side lock, for one operation; a Ctrl-C
     before the swap says nothing changed, and an operation that ended before the swap leaves no record."""
     target = run.target
     with (
         run.nothing_changed_on_interrupt(),
-        run.locked(),
-        driver,
-        _lb_lock(run.ws, driver.transport, target, run.op),
+        contextlib.nullcontext() if held else run.locked(),
+        contextlib.nullcontext() if opened else driver,
+        contextlib.nullcontext() if held else _lb_lock(run.ws, driver.transport, target, run.op),
         run.settled(),
     ):
         yield

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from lbctl.clock import now
@@ -54,6 +54,7 @@ class Event:
     checks: tuple[dict[str, Any], ...] = ()
     message: str = ""
     diff: str = ""
+    data: dict[str, Any] = field(default_factory=dict)  # a rollout's members and batches (`lbctl.fleet`)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)

@@ -24,8 +24,10 @@ def select(ws: Workspace, name: str | None) -> list[Target]:
         group = name[1:]
         # A group names its members (`targets = [...]`, where the store's settings have it), or
         # targets name their group.
-        listed = getattr(ws.config.groups.get(group), "targets", None) or []
-        members = [t for t in ws.config.targets.values() if t.group == group or t.name in listed]
+        from fnmatch import fnmatch
+
+        listed = getattr(ws.config.groups.get(group), "targets", None) or []  # names or globs (`lbctl.fleet`)
+        members = [t for t in ws.config.targets.values() if t.group == group or any(fnmatch(t.name, p) for p in listed)]
         if not members:
             raise UsageError(f"no target belongs to group {group!r}", hint="set `group = ...` on its targets")
         return members

@@ -1,0 +1,98 @@
+"""`rollback @edge`, `status @edge`, `diff @edge`, `check @edge`, and the group settings in lbctl.toml."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lbctl.fleet.plan import waves
+from tests.conftest import LbctlRunner
+from tests.fleet.conftest import FleetFactory
+
+
+def test_rollback_puts_every_member_back_on_its_own_revision(make_fleet: FleetFactory, lbctl: LbctlRunner) -> None:
+    fleet = make_fleet(3, rollout='batches = ["100%"]')
+    first = fleet.commit("Add a spare backend", spare=True)
+    assert lbctl("deploy", "@edge", "--yes").code == 0
+    fleet.commit("Drop the aux listener", spare=True, aux=False)
+    assert lbctl("deploy", "@edge", "--yes").code == 0
+    assert fleet.live("edge2") == fleet.config("edge2", spare=True, aux=False)
+
+    assert lbctl("check", "@edge").code == 0
+    diff = lbctl("diff", "@edge", "HEAD~1", "HEAD", "--exit-code")
+    assert diff.code == 1 and diff.out.count("== edge") == 3
+
+    result = lbctl("rollback", "@edge", "--to", "previous", "--yes", "--json")
+
+    assert result.code == 0, result.out + result.err
+    data = json.loads(result.out)
+    assert {m["name"]: m["verdict"] for m in data["members"]} == {f"edge{i}": "good" for i in (1, 2, 3)}
+    for name in fleet.names:
+        assert fleet.live(name) == fleet.config(name, spare=True)  # the first rollout's config
+        assert fleet.state(name).status == "good"
+    assert first  # the store moved forward (a rollback is a new commit)
+    again = json.loads(lbctl("rollback", "@edge", "--to", "last-good", "--yes", "--json").out)
+    assert again["exit_code"] == 0 and {m["verdict"] for m in again["members"]} == {"unchanged"}
+    status = lbctl("status", "@edge", "--json")
+    assert [t["target"] for t in json.loads(status.out)["targets"]] == fleet.names
+    assert "rollback-good" in lbctl("log", "@edge").out
+
+
+def test_waves_cut_the_canary_then_the_batches() -> None:
+    names = [f"e{i}" for i in range(1, 11)]
+    assert waves(names, 1, ["25%", "100%"]) == (("e1",), ("e2", "e3"), tuple(names[3:]))
+    assert waves(names, 0, ["5"]) == (tuple(names[:5]), tuple(names[5:]))
+    assert waves(names[:2], 3, ["100%"]) == (("e1", "e2"),)
+
+
+def test_a_glob_lists_members_in_natural_order() -> None:
+    from lbctl.fleet.group import _natural
+
+    assert sorted(["edge10", "edge2", "edge1", "core"], key=_natural) == ["core", "edge1", "edge2", "edge10"]
+
+
+def test_group_settings_are_validated_with_key_and_line(tmp_path: Path, lbctl: LbctlRunner) -> None:
+    from lbctl.config import load
+    from lbctl.errors import ConfigError
+
+    (tmp_path / "a.cfg").write_text("")
+    base = (
+        '[targets.edge1]\nkind = "haproxy"\nsource = "a.cfg"\npath = "/tmp/x.cfg"\nreload = "true"\n'
+        "confirm_reload = false\n\n[groups.edge]\n"
+    )
+    (tmp_path / "lbctl.toml").write_text(base + 'targets = ["edge*"]\n[groups.edge.rollout]\nbatches = ["120%"]\n')
+    with pytest.raises(ConfigError, match=r"lbctl.toml:\d+: `groups.edge.rollout.batches.0`"):
+        load(tmp_path / "lbctl.toml")
+    (tmp_path / "lbctl.toml").write_text(base + 'targets = ["edge1", "core*"]\n')
+    with pytest.raises(ConfigError, match="'core\\*' matches no target"):
+        load(tmp_path / "lbctl.toml")
+    (tmp_path / "lbctl.toml").write_text(base + 'targets = ["edge1"]\n[groups.edge.members.edge9]\npath = "/x"\n')
+    with pytest.raises(ConfigError, match="edge9"):
+        load(tmp_path / "lbctl.toml")
+    (tmp_path / "lbctl.toml").write_text(base + 'targets = ["edge1"]\n[groups.edge.rollout]\non_failure = "pray"\n')
+    with pytest.raises(ConfigError, match="on_failure"):
+        load(tmp_path / "lbctl.toml")
+
+
+def test_a_fleet_with_a_team_remote_takes_each_lease_and_pushes(make_fleet: FleetFactory, lbctl: LbctlRunner) -> None:
+    import subprocess
+
+    from tests.fleet.conftest import git
+
+    fleet = make_fleet(2, rollout='batches = ["100%"]')
+    remote = fleet.store.parent / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
+    git(fleet.store, "remote", "add", "origin", str(remote))
+    git(fleet.store, "push", "-q", "-u", "origin", "HEAD")
+    git(fleet.store, "push", "-q", "origin", "refs/lbctl/*:refs/lbctl/*")
+    head = fleet.commit("Add a spare backend", spare=True)
+
+    result = lbctl("deploy", "@edge", "--yes")
+
+    assert result.code == 0, result.out + result.err
+    assert git(remote, "rev-parse", "HEAD").strip() == head  # the branch was pushed
+    journal = git(remote, "log", "--format=%s", "refs/lbctl/journal")
+    assert "rollout @edge: good" in journal and "confirm edge1: confirmed" in journal
+    assert not git(remote, "for-each-ref", "refs/lbctl/locks").strip()  # every lease released
