@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbctl.engine.record import record
 from lbctl.errors import ExitCode, LbctlError, Refused
 from lbctl.fleet import group as groups
 from lbctl.fleet import read_width
@@ -477,7 +478,7 @@ class _Rollout:
             data=data,
         )
         state = TargetState(target="@" + self.name, status=result.verdict, last_event=event.id, updated=event.finished)
-        self.ws.journal.append(event, state)
+        record(self.ws.journal, event, state)
 
 
 def rollback(
@@ -581,7 +582,7 @@ def _journal_rollback(ws: Workspace, name: str, result: FleetResult) -> None:
         message=result.message,
         data={"group": name, "op": "rollback", "members": [m.to_json() for m in result.members]},
     )
-    ws.journal.append(event, TargetState(target="@" + name, status=event.verdict, last_event=event.id))
+    record(ws.journal, event, TargetState(target="@" + name, status=event.verdict, last_event=event.id))
 
 
 def _who(results: tuple[MemberResult, ...]) -> str:
