@@ -286,7 +286,8 @@ class HaproxyKind(Kind):
         from lbctl.conformance import judge, origin_unknown, read_started
 
         if self.target.master_socket:
-            pid = self.show_proc(transport).master_pid
+            # The preflight's `show proc` (read under the LB's lock a moment ago) names the master.
+            pid = (self._checked or self.show_proc(transport)).master_pid
             how = f"master pid {pid}, from `show proc` on {self.target.master_socket}"
         elif self.target.stats_socket:
             sock = self.target.stats_socket
