@@ -138,7 +138,7 @@ def apply_change(
         run.nothing_changed_on_interrupt(),
         run.locked(),
         _connect(transport_for(target), target) as transport,
-        _lb_lock(ws, transport, target, op),
+        _lb_lock(ws, transport, target, op, kind),
         run.settled(),
     ):
         if _recover(ws, target, transport) and rechoose is not None:
@@ -393,10 +393,13 @@ def _check_endpoints(kind: Kind, transport: Transport, target: Target) -> None:
 
 
 @contextlib.contextmanager
-def _lb_lock(ws: Workspace, transport: Transport, target: Target, op: str) -> Iterator[None]:
-    """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed)."""
+def _lb_lock(ws: Workspace, transport: Transport, target: Target, op: str, kind: Kind) -> Iterator[None]:
+    """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed).
+
+    What the preflight reads first (the kind's sockets, the live file) may come back with it."""
     with contextlib.ExitStack() as stack:
         info = holder_info(op, target.name)
+        transport.read_ahead(files=[target.path] if target.path else [], requests=kind.endpoint_requests())
         try:
             stack.enter_context(transport.lock(lb_lock_path(target), info))
         except TransientError as exc:

@@ -158,6 +158,12 @@ class HaproxyKind(Kind):
     def check_endpoints(self, transport: Transport) -> None:
         self._checked = check_sockets(transport, self.target)
 
+    def endpoint_requests(self) -> tuple[tuple[str, str], ...]:
+        t = self.target
+        return tuple(
+            (sock, line) for sock, line in ((t.master_socket, "show proc"), (t.stats_socket, "show info")) if sock
+        )
+
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
         sock = self.target.stats_socket
         if not sock:

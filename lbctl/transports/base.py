@@ -18,6 +18,9 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 - `unix_request(socket, command)` sends one line to a UNIX socket on the LB host
   (HAProxy's master CLI and runtime API) and returns the whole answer; `SocketUnavailable`
   (a `TransientError`) when nothing answers there (no such file, refused, not permitted).
+- `read_ahead(files=, requests=)` is a hint: these reads come next. A transport that pays a
+  round trip per command may make them with its next command (the LB lock) and serve each
+  answer once, to its first asking, until it next writes to the LB or a few seconds pass.
 - `lock(name, info)` holds an exclusive lock on the LB host for the operation's life;
   `lock_holder(name)` reads who holds it, `break_lock(name, holder)` removes a stale one.
 - Failures worth retrying raise `TransientError`; a command that ran and failed returns
@@ -121,6 +124,9 @@ class Transport(ABC):
     @abstractmethod
     def unix_request(self, socket_path: str, command: str, *, timeout: float = 5.0) -> str:
         """Send `command` to a UNIX stream socket on the LB host; return the full answer."""
+
+    def read_ahead(self, *, files: Sequence[str] = (), requests: Sequence[tuple[str, str]] = ()) -> None:
+        """Hint that `read_file(f)` for `files` and `unix_request(socket, line)` for `requests` come next."""
 
     @abstractmethod
     def lock(self, name: str, info: str) -> AbstractContextManager[None]:

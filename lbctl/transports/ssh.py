@@ -26,6 +26,7 @@ remove are idempotent. Host-key and authentication failures are `LbctlError`s, n
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import posixpath
@@ -107,17 +108,20 @@ _READ = r"""
 [ -e "$1" ] || exit 44
 exec cat -- "$1"
 """
-# Writes stdin to $1 whole (a retry truncates and starts again), with the mode of $2 (else 0644),
-# then prints the written file's sha256: what landed is compared with what was sent.
+# Writes $1 whole (a retry truncates and starts again) from $6 (base64) when $5 is 1, else from
+# stdin, with the mode of $2 (else 0644), then prints the written file's sha256: what landed is
+# compared with what was sent.
 _PUT = r"""
-dest=$1 like=$2 make=$3 dir=$4
+dest=$1 like=$2 make=$3 dir=$4 inline=$5
 if ! mode=$(stat -c %a -- "$like" 2>/dev/null); then
   mode=644
   [ -z "$make" ] || [ -d "$make" ] || mkdir -p -- "$make" || exit 4
 fi
 [ -d "$dir" ] || { echo "its directory is missing" >&2; exit 3; }
-if ! cat > "$dest"; then
-  exit 6
+if [ "$inline" = 1 ]; then
+  printf '%s' "$6" | base64 -d > "$dest" || exit 6
+else
+  cat > "$dest" || exit 6
 fi
 chmod "$mode" -- "$dest" && sha256sum < "$dest"
 """
@@ -129,6 +133,25 @@ rm -f -- "$1"
 _SOCAT = r"""
 printf '%s\n' "$3" | socat -t "$1" -T "$1" stdio "unix-connect:$2"
 """
+# Runs the command lbctl asked for, then (only if it succeeded) the reads announced by `read_ahead`,
+# each framed as "CODE OUT_BYTES ERR_BYTES\n" + stdout + stderr. The commands follow as lines
+# `one ARGV...`, each argument quoted by shlex.
+_AHEAD = r"""
+t=$(mktemp -d) || exit 70
+trap 'rm -rf -- "$t"' EXIT
+one() {
+  "$@" > "$t/o" 2> "$t/e" < /dev/null
+  c=$?
+  printf '%s %s %s\n' "$c" $(wc -c < "$t/o") $(wc -c < "$t/e")
+  cat -- "$t/o" "$t/e"
+  return "$c"
+}
+"""
+# A config up to this size travels inside the command (base64), saving the round trip in which
+# sshd opens a command's stdin; within the 128 KiB a single argument may have on Linux.
+INLINE_BYTES = 48 * 1024
+# An answer read ahead is served to its first asking only this long after it was read.
+AHEAD_SECONDS = 5.0
 _FREE_BYTES = r"""
 stat -f -c '%a %S' -- "$1"
 """
@@ -177,6 +200,8 @@ class SshTransport(Transport):
         self._route: Route | None = None
         self._clients: list[paramiko.SSHClient] = []  # jump hosts first, the target last
         self._spare: _Spare | None = None  # the session channel the next command runs on, opening
+        self._reads_ahead: list[list[str]] = []  # commands to run with the next one (`read_ahead`)
+        self._answers: dict[tuple[str, ...], tuple[float, int, bytes, bytes]] = {}  # their answers, by argv
         self._stage_token = secrets.token_hex(4)
         self._staged: dict[str, tuple[int, bytes]] = {}  # staged path → (size, sha256) of what we uploaded
         self._early_error: Exception | None = None  # how a connection started ahead failed
@@ -375,8 +400,40 @@ class SshTransport(Transport):
         code, out, err = self._call(argv, stdin, timeout)
         return RunResult(tuple(argv), code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
 
+    def read_ahead(self, *, files: Sequence[str] = (), requests: Sequence[tuple[str, str]] = ()) -> None:
+        """Run these reads with the next command (the LB lock), if it succeeds; each answer is then
+        served once, to the same read asked within `AHEAD_SECONDS`, unless lbctl wrote to the LB since."""
+        self._reads_ahead = [_read_argv(f) for f in files]
+        self._reads_ahead += [_socket_argv(sock, line, 5.0) for sock, line in requests if _SOCAT_SAFE_PATH.match(sock)]
+
+    def _forget(self) -> None:
+        """lbctl is writing to the LB: answers read before are no longer served."""
+        self._answers.clear()
+
     def _call(self, argv: Sequence[str], stdin: bytes, timeout: float) -> tuple[int, bytes, bytes]:
         """Run argv with `stdin`; (exit code, stdout, stderr) as bytes. One round trip on a ready channel."""
+        if not stdin:
+            answer = self._answers.pop(tuple(argv), None)
+            if answer is not None and time.monotonic() - answer[0] <= AHEAD_SECONDS:
+                return answer[1:]
+            ahead, self._reads_ahead = self._reads_ahead, []
+            if ahead:
+                return self._call_ahead(argv, ahead, timeout)
+        return self._call_one(argv, stdin, timeout)
+
+    def _call_ahead(self, argv: Sequence[str], ahead: list[list[str]], timeout: float) -> tuple[int, bytes, bytes]:
+        first, *reads = (f"one {shlex.join(command)}" for command in [argv, *ahead])
+        script = f"{_AHEAD}{first} || exit 0\n" + "".join(f"{read}\n" for read in reads)
+        code, out, _ = self._call_one(["sh", "-c", script, "lbctl-ahead"], b"", timeout + 10 * len(ahead))
+        frames = _frames(out) if code == 0 else []
+        if not frames:  # no mktemp there, or a garbled answer: the command alone (lbctl's are idempotent)
+            return self._call_one(argv, b"", timeout)
+        read_at = time.monotonic()
+        for command, frame in zip(ahead, frames[1:], strict=False):
+            self._answers[tuple(command)] = (read_at, *frame)
+        return frames[0]
+
+    def _call_one(self, argv: Sequence[str], stdin: bytes, timeout: float) -> tuple[int, bytes, bytes]:
         command = _PATH_PREFIX + "exec " + shlex.join(argv)
         channel = self._session()
         try:
@@ -398,7 +455,7 @@ class SshTransport(Transport):
 
     def read_file(self, path: str) -> bytes | None:
         def read() -> bytes | None:
-            code, out, err = self._call(["sh", "-c", _READ, "lbctl-read", path], b"", 60.0)
+            code, out, err = self._call(_read_argv(path), b"", 60.0)
             if code == 44:
                 return None
             if code != 0:
@@ -432,8 +489,13 @@ class SshTransport(Transport):
     def _upload(self, dest: str, data: bytes, *, like: str, make_directory: str | None = None) -> None:
         """One command: stdin written whole to `dest` (a retry truncates it), its mode set, its sha256
         printed, which proves every byte landed as sent before anything validates or swaps it."""
+        self._forget()
         argv = ["sh", "-c", _PUT, "lbctl-put", dest, like, make_directory or "", posixpath.dirname(dest) or "."]
-        code, out, err = self._call(argv, data, 60.0 + len(data) / 100_000)
+        if len(data) <= INLINE_BYTES:
+            argv += ["1", base64.b64encode(data).decode("ascii")]
+            code, out, err = self._call(argv, b"", 60.0)
+        else:
+            code, out, err = self._call([*argv, "0"], data, 60.0 + len(data) / 100_000)
         said = err.decode("utf-8", "replace").strip()
         if code in (3, 4) or (code != 0 and "No such file" in said):
             raise RemoteFileError(f"cannot create {dest} on {self.where}: its directory is missing")
@@ -463,6 +525,7 @@ class SshTransport(Transport):
 
     def swap(self, staged: str, path: str, keep: str) -> None:
         _, digest = self._staged.get(staged, (-1, b""))
+        self._forget()
         result = self._script(_SWAP, [staged, path, keep], "swap")
         if result.code == 3 and digest:
             live = self.read_file(path)
@@ -472,11 +535,13 @@ class SshTransport(Transport):
             raise OSError(f"swap on {self.where} failed (exit {result.code}): {result.output or 'staged file gone'}")
 
     def restore(self, keep: str, path: str) -> None:
+        self._forget()
         result = self._script(_RESTORE, [keep, path], "restore")
         if result.code != 0:
             raise OSError(f"restore on {self.where} failed (exit {result.code}): {result.output or 'no output'}")
 
     def remove(self, path: str) -> None:
+        self._forget()
         result = self._script(_REMOVE, [path], "remove")
         if result.code != 0:
             raise RemoteFileError(f"remove {path} on {self.where}: {result.output or f'exit {result.code}'}")
@@ -492,7 +557,9 @@ class SshTransport(Transport):
         # The command goes as an argument, not as stdin: sshd opens a channel's input only once the
         # command started (a round trip more). socat half-closes the socket when printf's output
         # ends: HAProxy's master CLI needs that EOF.
-        argv = ["sh", "-c", _SOCAT, "lbctl-socat", f"{timeout:g}", socket_path, command.rstrip("\n")]
+        argv = _socket_argv(socket_path, command, timeout)
+        if tuple(argv) not in self._answers:
+            self._forget()  # a line not read ahead may change the LB ("reload", "set weight")
         result = self._step("socat", lambda: self._exec(argv, b"", timeout + 5))
         if result.code == 127:
             raise ConfigError(
@@ -539,6 +606,7 @@ class SshTransport(Transport):
         try:
             yield
         finally:
+            self._forget()
             with contextlib.suppress(TransientError):
                 self._script(_UNLOCK, [directory, info], "unlock")
 
@@ -573,6 +641,32 @@ class SshTransport(Transport):
 # -- helpers ---------------------------------------------------------------------------
 
 _FILE_ERRORS: tuple[type[OSError], ...] = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def _read_argv(path: str) -> list[str]:
+    return ["sh", "-c", _READ, "lbctl-read", path]
+
+
+def _socket_argv(socket_path: str, line: str, timeout: float) -> list[str]:
+    return ["sh", "-c", _SOCAT, "lbctl-socat", f"{timeout:g}", socket_path, line.rstrip("\n")]
+
+
+def _frames(out: bytes) -> list[tuple[int, bytes, bytes]]:
+    """The (code, stdout, stderr) of each command `_AHEAD` ran; [] if the answer does not parse."""
+    frames = []
+    at = 0
+    while at < len(out):
+        end = out.find(b"\n", at)
+        fields = out[at:end].split() if end >= 0 else []
+        if len(fields) != 3 or not all(f.lstrip(b"-").isdigit() for f in fields):
+            return []
+        code, n_out, n_err = (int(f) for f in fields)
+        body = out[end + 1 : end + 1 + n_out + n_err]
+        if len(body) != n_out + n_err:
+            return []
+        frames.append((code, body[:n_out], body[n_out:]))
+        at = end + 1 + n_out + n_err
+    return frames
 
 
 class _Spare:
