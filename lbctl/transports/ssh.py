@@ -26,7 +26,6 @@ remove are idempotent. Host-key and authentication failures are `LbctlError`s, n
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import posixpath
@@ -108,21 +107,17 @@ _READ = r"""
 [ -e "$1" ] || exit 44
 exec cat -- "$1"
 """
-# Writes $1 whole (a retry truncates and starts again) from $6 (base64) when $5 is 1, else from
-# stdin, with the mode of $2 (else 0644), then prints the written file's sha256: what landed is
-# compared with what was sent.
+# Writes stdin to $1 whole (a retry truncates and starts again), with the mode of $2 (else 0644),
+# then prints the written file's sha256: what landed is compared with what was sent. (The bytes go
+# as stdin, never as an argument: another user of the LB host could read them in the process list.)
 _PUT = r"""
-dest=$1 like=$2 make=$3 dir=$4 inline=$5
+dest=$1 like=$2 make=$3 dir=$4
 if ! mode=$(stat -c %a -- "$like" 2>/dev/null); then
   mode=644
   [ -z "$make" ] || [ -d "$make" ] || mkdir -p -- "$make" || exit 4
 fi
 [ -d "$dir" ] || { echo "its directory is missing" >&2; exit 3; }
-if [ "$inline" = 1 ]; then
-  printf '%s' "$6" | base64 -d > "$dest" || exit 6
-else
-  cat > "$dest" || exit 6
-fi
+cat > "$dest" || exit 6
 chmod "$mode" -- "$dest" && sha256sum < "$dest"
 """
 _REMOVE = r"""
@@ -147,9 +142,6 @@ one() {
   return "$c"
 }
 """
-# A config up to this size travels inside the command (base64), saving the round trip in which
-# sshd opens a command's stdin; within the 128 KiB a single argument may have on Linux.
-INLINE_BYTES = 48 * 1024
 # An answer read ahead is served to its first asking only this long after it was read.
 AHEAD_SECONDS = 5.0
 _FREE_BYTES = r"""
@@ -491,11 +483,7 @@ class SshTransport(Transport):
         printed, which proves every byte landed as sent before anything validates or swaps it."""
         self._forget()
         argv = ["sh", "-c", _PUT, "lbctl-put", dest, like, make_directory or "", posixpath.dirname(dest) or "."]
-        if len(data) <= INLINE_BYTES:
-            argv += ["1", base64.b64encode(data).decode("ascii")]
-            code, out, err = self._call(argv, b"", 60.0)
-        else:
-            code, out, err = self._call([*argv, "0"], data, 60.0 + len(data) / 100_000)
+        code, out, err = self._call(argv, data, 60.0 + len(data) / 100_000)
         said = err.decode("utf-8", "replace").strip()
         if code in (3, 4) or (code != 0 and "No such file" in said):
             raise RemoteFileError(f"cannot create {dest} on {self.where}: its directory is missing")

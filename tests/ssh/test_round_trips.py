@@ -3,10 +3,10 @@
 Over a VPN to a remote site, round trips are what an on-call rollback waits for (PRODUCT.md §6).
 lbctl reaches sshd through `lbctl.lab.netproxy.Relay` with 25 ms each way, and the relay counts
 the turns of the conversation (client speaks, server answers), SSH's handshake included. The
-bounds are counts, never times: one round trip per remote command, every command on a channel
-opened while the previous one ran, and no more commands than the lifecycle's steps need. Only
-the polls of `show proc` while HAProxy's new worker starts vary with the machine's load; they
-are counted and allowed for.
+bounds are counts, never times: one round trip per remote command (two for the upload, whose
+input sshd opens only once it started), every command on a channel opened while the previous one
+ran, and no more commands than the lifecycle's steps need. Only the polls of `show proc` while
+HAProxy's new worker starts vary with the machine's load; they are counted and allowed for.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ FIRST_CHANNEL = 1  # the session channel the first command runs on, opened with 
 # lock (with show proc, show info and the live file read ahead), origin, upload, validate, swap, reload,
 # show proc (the reload took), the running servers (conformance), unlock
 COMMANDS = 9
+UPLOAD_INPUT = 1  # the candidate goes as stdin, which sshd opens only once the command started
 
 
 @dataclass
@@ -92,7 +93,7 @@ def _run(ssh_lab: Lab, relay: Relay, labels: list[str], *args: str) -> Wire:
 def _assert_lean(wire: Wire) -> None:
     commands = len(wire.commands) - wire.extra_polls
     assert commands <= COMMANDS, f"{commands} remote commands (at most {COMMANDS}): {wire.commands}"
-    limit = HANDSHAKE + FIRST_CHANNEL + COMMANDS + wire.extra_polls
+    limit = HANDSHAKE + FIRST_CHANNEL + COMMANDS + UPLOAD_INPUT + wire.extra_polls
     assert wire.round_trips <= limit, f"{wire.round_trips} round trips (at most {limit}): {wire.commands}"
 
 
