@@ -628,6 +628,7 @@ class SshTransport(Transport):
 
 # -- helpers ---------------------------------------------------------------------------
 
+_LINGER = 1.0  # seconds a command's output may go on after its exit status without an EOF
 _FILE_ERRORS: tuple[type[OSError], ...] = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
@@ -716,7 +717,12 @@ def _feed(channel: Any, data: bytes, timeout: float, what: str) -> None:
         if channel.closed or channel.exit_status_ready():
             return
         if channel.send_ready():
-            sent += channel.send(data[sent : sent + 32768])
+            try:
+                sent += channel.send(data[sent : sent + 32768])
+            except OSError:
+                if channel.exit_status_ready():  # it ended meanwhile: its exit status tells why
+                    return
+                raise
             continue
         if time.monotonic() > deadline:
             raise _Final(TransientError(f"{what} did not take its input within {timeout:.0f} s"))
@@ -724,10 +730,16 @@ def _feed(channel: Any, data: bytes, timeout: float, what: str) -> None:
 
 
 def _drain(channel: Any, timeout: float, what: str) -> tuple[bytes, bytes]:
-    """Read stdout and stderr together until the command exits (no deadlock on a full stderr)."""
+    """Read stdout and stderr together until their end (no deadlock on a full stderr).
+
+    sshd may send the exit status before the last of a big output (a file read with `cat`): the end
+    is the channel's EOF. A command whose background child keeps the output open (no EOF) ends
+    `_LINGER` seconds after its exit status with nothing more coming.
+    """
     out: list[bytes] = []
     err: list[bytes] = []
     deadline = time.monotonic() + timeout
+    exited_at: float | None = None
     while True:
         got = False
         while channel.recv_ready():
@@ -736,16 +748,21 @@ def _drain(channel: Any, timeout: float, what: str) -> tuple[bytes, bytes]:
         while channel.recv_stderr_ready():
             err.append(channel.recv_stderr(65536))
             got = True
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+        if got:
+            exited_at = None
+        idle = not channel.recv_ready() and not channel.recv_stderr_ready()
+        if idle and (channel.eof_received or channel.closed):
             break
-        if channel.closed and not got:
-            break
+        if idle and channel.exit_status_ready():
+            exited_at = exited_at or time.monotonic()
+            if time.monotonic() - exited_at >= _LINGER:
+                break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             # The command may still run; re-running it blindly is the caller's call, not ours.
             raise _Final(TransientError(f"{what} did not finish within {timeout:.0f} s"))
         if not got:
-            select.select([channel], [], [], min(remaining, 1.0))
+            select.select([channel], [], [], min(remaining, 0.1 if exited_at else 1.0))
     return b"".join(out), b"".join(err)
 
 
