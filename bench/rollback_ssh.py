@@ -80,7 +80,10 @@ def run(cmd, stdin=b""):
 
 def master_cmd(cmd):
     for _ in range(100):
-        code, out = run(f"socat -t 5 stdio unix-connect:{master}", cmd.encode() + b"\n")
+        try:  # while the master re-executes, socat may end before it took its input
+            code, out = run(f"socat -t 5 stdio unix-connect:{master}", cmd.encode() + b"\n")
+        except OSError:
+            code = -1
         if code == 0:
             return out.decode()
         time.sleep(0.02)

@@ -162,7 +162,7 @@ def _locked(run: Run, driver: Driver, *, held: bool = False, opened: bool = Fals
         run.nothing_changed_on_interrupt(),
         contextlib.nullcontext() if held else run.locked(),
         contextlib.nullcontext() if opened else driver,
-        contextlib.nullcontext() if held else _lb_lock(run.ws, driver.transport, target, run.op),
+        contextlib.nullcontext() if held else _lb_lock(run.ws, driver.transport, target, run.op, driver.kind),
         run.settled(),
     ):
         yield
@@ -390,10 +390,15 @@ def _check_endpoints(kind: Kind, transport: Transport, target: Target) -> None:
 
 
 @contextlib.contextmanager
-def _lb_lock(ws: Workspace, transport: Transport, target: Target, op: str) -> Iterator[None]:
-    """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed)."""
+def _lb_lock(ws: Workspace, transport: Transport, target: Target, op: str, kind: Kind) -> Iterator[None]:
+    """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed).
+
+    What the preflight reads first (the kind's sockets, the live file) may come back with it, unless
+    an interrupted operation is recovered first (its restore and reload come between)."""
     with contextlib.ExitStack() as stack:
         info = holder_info(op, target.name)
+        if recovery.pending(ws, target.name) is None:
+            transport.read_ahead(files=[target.path] if target.path else [], requests=kind.endpoint_requests())
         try:
             stack.enter_context(transport.lock(lb_lock_path(target), info))
         except TransientError as exc:

@@ -85,6 +85,7 @@ def _take(
     report: Callable[[str, str, str], None],
 ) -> None:
     from lbctl.engine.execute import _connect, _lb_lock
+    from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
 
     target = member.target
@@ -96,7 +97,7 @@ def _take(
             stack.enter_context(around(mws, member.name, op, lambda stage, msg: report(member.name, stage, msg)))
     stack.enter_context(hold_flock(ws.lock_dir / f"{member.name}.lock", holding.token))
     transport = stack.enter_context(_connect(transport_for(target), target))
-    stack.enter_context(_lb_lock(ws, transport, target, op))
+    stack.enter_context(_lb_lock(ws, transport, target, op, kind_for(target)))
     taken = getattr(transport, "took_over", None)
     if taken:  # the LB lock of an lbctl that died on this machine: said and recorded once, here
         from lbctl.commands.unlock import record

@@ -170,6 +170,10 @@ class Kind(ABC):
     def check_endpoints(self, transport: Transport) -> None:
         """Test the sockets / API the target names before anything changes (`ConfigError` if wrong)."""
 
+    def endpoint_requests(self) -> tuple[tuple[str, str], ...]:
+        """The (socket, line) requests `check_endpoints` sends, for the transport to read ahead."""
+        return ()
+
     def still_running(self, transport: Transport, marker: object) -> bool:
         """True when the LB has not reloaded since `marker` was taken (False when it cannot tell)."""
         return False

@@ -94,6 +94,12 @@ class HaproxyKind(Kind):
     def check_endpoints(self, transport: Transport) -> None:
         self._checked = check_sockets(transport, self.target)
 
+    def endpoint_requests(self) -> tuple[tuple[str, str], ...]:
+        t = self.target
+        return tuple(
+            (sock, line) for sock, line in ((t.master_socket, "show proc"), (t.stats_socket, "show info")) if sock
+        )
+
     def traffic_snapshot(self, transport: Transport) -> Snapshot:
         sock = self.target.stats_socket
         if not sock:
@@ -221,7 +227,8 @@ class HaproxyKind(Kind):
         from lbctl.conformance import judge, origin_unknown, read_started
 
         if self.target.master_socket:
-            pid = self.show_proc(transport).master_pid
+            # The preflight's `show proc` (read under the LB's lock a moment ago) names the master.
+            pid = (self._checked or self.show_proc(transport)).master_pid
             how = f"master pid {pid}, from `show proc` on {self.target.master_socket}"
         elif self.target.stats_socket:
             pid = show_info(transport, self.target.stats_socket).pid

@@ -18,6 +18,9 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 - `put_file(path, data, like=)` writes a complete new file at exactly `path` (its directory
   must exist), with the permissions of `like` if that exists: for staging a tree of files
   (`lbctl.placement`), whose other steps are `run` scripts.
+- `read_ahead(files=, requests=)` is a hint: these reads come next. A transport that pays a
+  round trip per command may make them with its next command (the LB lock) and serve each
+  answer once, to its first asking, until it next writes to the LB or a few seconds pass.
 - `lock(name, info)` holds an exclusive lock on the LB host for the operation's life;
   `lock_holder(name)` reads who holds it, `break_lock(name, holder)` removes a stale one.
 - Failures worth retrying raise `TransientError`; a command that ran and failed returns
@@ -120,6 +123,9 @@ class Transport(ABC):
     def remove(self, path: str) -> None:
         """Remove a file if it exists (a staged file after a failed validation)."""
         raise self._without("files")
+
+    def read_ahead(self, *, files: Sequence[str] = (), requests: Sequence[tuple[str, str]] = ()) -> None:
+        """Hint that `read_file(f)` for `files` and `unix_request(socket, line)` for `requests` come next."""
 
     @abstractmethod
     def lock(self, name: str, info: str) -> AbstractContextManager[None]:

@@ -6,8 +6,16 @@ are honoured (`ssh_config` resolves the route, `ssh_connect` logs in). One conne
 the whole operation; its socket has TCP_NODELAY (paramiko leaves Nagle on: ~40 ms per round trip).
 
 Remote commands are argument lists joined with `shlex.quote`; the few multi-step actions
-(swap, restore, lock) are constant `sh -c` scripts that take every value as a positional
-argument, so no path, name or message is ever parsed as shell code.
+(read, upload, swap, restore, lock) are constant `sh -c` scripts that take every value as a
+positional argument, so no path, name or message is ever parsed as shell code.
+
+Round trips, not bytes, are what an operator pays over a VPN (PRODUCT.md §6), so every step is
+one command on one session channel, and a command costs one round trip: the channel it runs on
+was opened in the background while the previous command ran (a spare), and its `exec` request,
+its stdin and its end-of-input leave together, without waiting for the server to accept the
+request first (a refused request closes the channel, which reads as a lost connection). Files
+are read with `cat` and written with `cat >` plus the written file's sha256 in the same command,
+not over SFTP, where opening, reading, closing and checking a file take a round trip each.
 
 Retries: a dropped connection, a refused or reset connect, a timeout or a closed channel is a
 `TransientError`; each step reconnects and retries under `retry.network(target.retries)`.
@@ -102,16 +110,64 @@ echo $((now - $(stat -c %Y -- "$dir" 2>/dev/null || echo "$now")))
 cat -- "$dir/info" 2>/dev/null
 exit 75
 """
+# Prints nothing and exits 44 when the file does not exist: read_file's None.
+_READ = r"""
+[ -e "$1" ] || exit 44
+exec cat -- "$1"
+"""
+# Writes stdin to $1 whole (a retry truncates and starts again), with the mode of $2 (else 0644),
+# then prints the written file's sha256: what landed is compared with what was sent. (The bytes go
+# as stdin, never as an argument: another user of the LB host could read them in the process list.)
+_PUT = r"""
+dest=$1 like=$2 make=$3 dir=$4
+if ! mode=$(stat -c %a -- "$like" 2>/dev/null); then
+  mode=644
+  [ -z "$make" ] || [ -d "$make" ] || mkdir -p -- "$make" || exit 4
+fi
+[ -d "$dir" ] || { echo "its directory is missing" >&2; exit 3; }
+cat > "$dest" || exit 6
+chmod "$mode" -- "$dest" && sha256sum < "$dest"
+"""
+_REMOVE = r"""
+[ -e "$1" ] || [ -L "$1" ] || exit 0
+rm -f -- "$1"
+"""
+# One line to a UNIX socket, and the whole answer: $1 timeout, $2 socket path, $3 the line.
+_SOCAT = r"""
+printf '%s\n' "$3" | socat -t "$1" -T "$1" stdio "unix-connect:$2"
+"""
+# Runs the command lbctl asked for, then (only if it succeeded) the reads announced by `read_ahead`,
+# each framed as "CODE OUT_BYTES ERR_BYTES\n" + stdout + stderr. The commands follow as lines
+# `one ARGV...`, each argument quoted by shlex.
+_AHEAD = r"""
+t=$(mktemp -d) || exit 70
+trap 'rm -rf -- "$t"' EXIT
+one() {
+  "$@" > "$t/o" 2> "$t/e" < /dev/null
+  c=$?
+  printf '%s %s %s\n' "$c" $(wc -c < "$t/o") $(wc -c < "$t/e")
+  cat -- "$t/o" "$t/e"
+  return "$c"
+}
+"""
+# An answer read ahead is served to its first asking only this long after it was read.
+AHEAD_SECONDS = 5.0
 _FREE_BYTES = r"""
 stat -f -c '%a %S' -- "$1"
 """
+# The lock directory is made under a name of this operation's own, with its info, and renamed to
+# the lock's name: never without its info, and refused while the lock exists with an info in it.
+# (Without `mv -T`, BusyBox's mv, a plain rename once the lock is seen absent.)
 _LOCK = r"""
-dir=$1 info=$2
-if mkdir -- "$dir" 2>/dev/null; then
-  printf '%s\n' "$info" > "$dir/info" && exit 0
-  rm -rf -- "$dir"; exit 2
+dir=$1 info=$2 mine=$3
+rm -rf -- "$mine"
+if ! { mkdir -- "$mine" && printf '%s\n' "$info" > "$mine/info"; }; then
+  rm -rf -- "$mine"; exit 2
 fi
-[ -d "$dir" ] || { mkdir -- "$dir"; exit 2; }
+mv -T -- "$mine" "$dir" 2>/dev/null && exit 0
+[ -e "$dir" ] || { mv -- "$mine" "$dir" && exit 0; }
+rm -rf -- "$mine"
+[ -d "$dir" ] || { echo "$dir is not a directory" >&2; exit 2; }
 now=$(date +%s)
 echo $((now - $(stat -c %Y -- "$dir" 2>/dev/null || echo "$now")))
 cat -- "$dir/info" 2>/dev/null
@@ -137,7 +193,9 @@ class SshTransport(Transport):
         super().__init__(target)
         self._route: Route | None = None
         self._clients: list[paramiko.SSHClient] = []  # jump hosts first, the target last
-        self._sftp_client: paramiko.SFTPClient | None = None
+        self._spare: _Spare | None = None  # the session channel the next command runs on, opening
+        self._reads_ahead: list[list[str]] = []  # commands to run with the next one (`read_ahead`)
+        self._answers: dict[tuple[str, ...], tuple[float, int, bytes, bytes]] = {}  # their answers, by argv
         self._stage_token = secrets.token_hex(4)
         self._staged: dict[str, tuple[int, bytes]] = {}  # staged path → (size, sha256) of what we uploaded
         self._early_error: Exception | None = None  # how a connection started ahead failed
@@ -167,7 +225,7 @@ class SshTransport(Transport):
 
     @classmethod
     def connect_ahead(cls, target: Target) -> None:
-        """Start connecting (and opening SFTP) in the background while the caller reads the store.
+        """Start connecting (and opening a session channel) in the background while the caller reads the store.
 
         The next transport opened for the same target takes the connection over. A failed early
         attempt counts as that transport's first attempt: its error is raised there, where the
@@ -186,7 +244,7 @@ class SshTransport(Transport):
         def connect() -> None:
             try:
                 early._connect()
-                early._sftp()
+                early._ready()
             except Exception as exc:  # raised by the transport that takes this attempt over
                 early._drop()
                 if not isinstance(exc, LbctlError | TransientError) and _is_connection_error(exc):
@@ -234,8 +292,8 @@ class SshTransport(Transport):
             raise early._early_error  # this attempt's outcome
         if not early._clients or not early._alive():
             return False
-        self._route, self._clients, self._sftp_client = early._route, early._clients, early._sftp_client
-        early._clients, early._sftp_client = [], None
+        self._route, self._clients, self._spare = early._route, early._clients, early._spare
+        early._clients, early._spare = [], None
         return True
 
     def open(self) -> None:
@@ -267,10 +325,7 @@ class SshTransport(Transport):
         return transport is not None and transport.is_active()
 
     def _drop(self) -> None:
-        if self._sftp_client is not None:
-            with contextlib.suppress(Exception):
-                self._sftp_client.close()
-            self._sftp_client = None
+        self._spare = None  # its channel closes with the connection
         for client in reversed(self._clients):
             with contextlib.suppress(Exception):
                 client.close()
@@ -280,12 +335,25 @@ class SshTransport(Transport):
         self.open()
         return self._clients[-1]
 
-    def _sftp(self) -> paramiko.SFTPClient:
-        if self._sftp_client is None:
-            self._sftp_client = self._client().open_sftp()
-            # A silently dead connection must surface as a timeout, not hang the operation.
-            self._sftp_client.get_channel().settimeout(self.target.connect_timeout * 3)  # type: ignore[union-attr]
-        return self._sftp_client
+    def _ready(self) -> None:
+        """Open the session channel the first command will run on (the connection ahead does it)."""
+        transport = self._client().get_transport()
+        if transport is None:
+            raise EOFError("the connection closed")
+        self._spare = _Spare.opened(transport.open_session(timeout=self.target.connect_timeout))
+
+    def _session(self) -> Any:
+        """A session channel for one command: the spare, else a new one; the next spare starts opening
+        now, so its round trip overlaps this command's instead of adding one."""
+        transport = self._client().get_transport()
+        if transport is None:
+            raise EOFError("the connection closed")
+        spare, self._spare = self._spare, None
+        channel = spare.take(transport, self.target.connect_timeout) if spare is not None else None
+        if channel is None:
+            channel = transport.open_session(timeout=self.target.connect_timeout)
+        self._spare = _Spare.opening(transport, self.target.connect_timeout)
+        return channel
 
     def _step(self, what: str, fn: Callable[[], T]) -> T:
         """Run one step, reconnecting and retrying it when the connection fails."""
@@ -323,23 +391,56 @@ class SshTransport(Transport):
         return result
 
     def _exec(self, argv: Sequence[str], stdin: bytes, timeout: float) -> RunResult:
+        code, out, err = self._call(argv, stdin, timeout)
+        return RunResult(tuple(argv), code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+    def read_ahead(self, *, files: Sequence[str] = (), requests: Sequence[tuple[str, str]] = ()) -> None:
+        """Run these reads with the next command (the LB lock), if it succeeds; each answer is then
+        served once, to the same read asked within `AHEAD_SECONDS`, unless lbctl wrote to the LB since."""
+        self._reads_ahead = [_read_argv(f) for f in files]
+        self._reads_ahead += [_socket_argv(sock, line, 5.0) for sock, line in requests if _SOCAT_SAFE_PATH.match(sock)]
+
+    def _forget(self) -> None:
+        """lbctl is writing to the LB: answers read before are no longer served."""
+        self._answers.clear()
+
+    def _call(self, argv: Sequence[str], stdin: bytes, timeout: float) -> tuple[int, bytes, bytes]:
+        """Run argv with `stdin`; (exit code, stdout, stderr) as bytes. One round trip on a ready channel."""
+        if not stdin:
+            answer = self._answers.pop(tuple(argv), None)
+            if answer is not None and time.monotonic() - answer[0] <= AHEAD_SECONDS:
+                return answer[1:]
+            ahead, self._reads_ahead = self._reads_ahead, []
+            if ahead:
+                return self._call_ahead(argv, ahead, timeout)
+        return self._call_one(argv, stdin, timeout)
+
+    def _call_ahead(self, argv: Sequence[str], ahead: list[list[str]], timeout: float) -> tuple[int, bytes, bytes]:
+        first, *reads = (f"one {shlex.join(command)}" for command in [argv, *ahead])
+        script = f"{_AHEAD}{first} || exit 0\n" + "".join(f"{read}\n" for read in reads)
+        code, out, _ = self._call_one(["sh", "-c", script, "lbctl-ahead"], b"", timeout + 10 * len(ahead))
+        frames = _frames(out) if code == 0 else []
+        if not frames:  # no mktemp there, or a garbled answer: the command alone (lbctl's are idempotent)
+            return self._call_one(argv, b"", timeout)
+        read_at = time.monotonic()
+        for command, frame in zip(ahead, frames[1:], strict=False):
+            self._answers[tuple(command)] = (read_at, *frame)
+        return frames[0]
+
+    def _call_one(self, argv: Sequence[str], stdin: bytes, timeout: float) -> tuple[int, bytes, bytes]:
         command = _PATH_PREFIX + "exec " + shlex.join(argv)
-        transport = self._client().get_transport()
-        if transport is None:
-            raise EOFError("the connection closed")
-        channel = transport.open_session(timeout=self.target.connect_timeout)
+        channel = self._session()
         try:
-            channel.exec_command(command)
-            if stdin:
-                channel.sendall(stdin)
+            _start(channel, command)
+            _feed(channel, stdin, timeout, argv[0])
             channel.shutdown_write()
             out, err = _drain(channel, timeout, argv[0])
             code = channel.recv_exit_status()
         finally:
             channel.close()
-        if code == -1:  # the channel closed without an exit status: the session went away
+        if code == -1:  # the channel closed without an exit status: the session went away (or refused the exec)
             raise EOFError("the remote command ended without an exit status")
-        return RunResult(tuple(argv), code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+        return code, out, err
 
     def _script(self, script: str, args: Sequence[str], what: str) -> RunResult:
         return self._step(what, lambda: self._exec(["sh", "-c", script, f"lbctl-{what}", *args], b"", 30.0))
@@ -348,12 +449,15 @@ class SshTransport(Transport):
 
     def read_file(self, path: str) -> bytes | None:
         def read() -> bytes | None:
-            try:
-                with self._sftp().open(path, "rb") as f:
-                    f.prefetch()
-                    return f.read()
-            except FileNotFoundError:
+            code, out, err = self._call(_read_argv(path), b"", 60.0)
+            if code == 44:
                 return None
+            if code != 0:
+                said = err.decode("utf-8", "replace").strip()
+                if "No such file" in said:  # removed between the test and the read
+                    return None
+                raise RemoteFileError(f"read {path} on {self.where}: {said or f'exit {code}'}")
+            return out
 
         return self._step("read " + path, read)
 
@@ -370,49 +474,34 @@ class SshTransport(Transport):
             return self._step("upload to " + staged, upload)
         except BaseException:
             with contextlib.suppress(Exception):  # a partial file must not stay; else the next operation sweeps
-                self._sftp().remove(staged)
+                self._call(["sh", "-c", _REMOVE, "lbctl-remove", staged], b"", 30.0)
             raise
 
     def put_file(self, path: str, data: bytes, *, like: str) -> None:
         self._step("upload to " + path, lambda: self._upload(path, data, like=like))
 
     def _upload(self, dest: str, data: bytes, *, like: str, make_directory: str | None = None) -> None:
-        sftp = self._sftp()
-        try:
-            mode = (sftp.stat(like).st_mode or 0o100644) & 0o7777
-        except FileNotFoundError:
-            mode = 0o644
-            if make_directory is not None:
-                self._exec(["mkdir", "-p", "--", make_directory], b"", 30.0)
-        # "w" truncates: a retried upload starts from an empty file, never appends.
-        try:
-            f = sftp.open(dest, "wb")
-        except FileNotFoundError:
-            raise RemoteFileError(f"cannot create {dest} on {self.where}: its directory is missing") from None
-        try:
-            with f:
-                f.set_pipelined(True)
-                f.write(data)
-                f.chmod(mode)
-        except OSError as exc:
-            if not _is_connection_error(exc) or not self._alive():
-                raise
-            self._if_disk_full(dest, len(data))  # SFTP says only "Failure" for ENOSPC
-            raise
-        # close() waited for every pipelined write's answer; reading the file back proves it all
-        # landed as sent (size and sha256), before anything validates or swaps it.
-        with sftp.open(dest, "rb") as check:
-            check.prefetch()
-            landed = check.read()
-        if landed != data:
-            self._if_disk_full(dest, len(data))
-            raise EOFError(f"staged {dest} has {len(landed)} of {len(data)} bytes, or other bytes")
+        """One command: stdin written whole to `dest` (a retry truncates it), its mode set, its sha256
+        printed, which proves every byte landed as sent before anything validates or swaps it."""
+        self._forget()
+        argv = ["sh", "-c", _PUT, "lbctl-put", dest, like, make_directory or "", posixpath.dirname(dest) or "."]
+        code, out, err = self._call(argv, data, 60.0 + len(data) / 100_000)
+        said = err.decode("utf-8", "replace").strip()
+        if code in (3, 4) or (code != 0 and "No such file" in said):
+            raise RemoteFileError(f"cannot create {dest} on {self.where}: its directory is missing")
+        if code != 0 and "Permission denied" in said:
+            raise RemoteFileError(
+                f"upload to {dest} on {self.where}: {said}", hint=f"check that {self.route.target.user} may write there"
+            )
+        if code != 0 or out.split(b" ", 1)[0].decode("ascii", "replace") != hashlib.sha256(data).hexdigest():
+            self._if_disk_full(dest, len(data))  # `cat` says "No space left on device"; measured to be sure
+            raise EOFError(f"staged {dest} does not hold the {len(data)} bytes sent (exit {code}: {said[-200:]})")
 
     def _if_disk_full(self, dest: str, size: int) -> None:
         """Raise `DiskFull` when the filesystem of `dest` has no room for `size` bytes."""
         try:
             with contextlib.suppress(Exception):  # the staged part takes room: measure without it
-                self._sftp().remove(dest)
+                self._call(["sh", "-c", _REMOVE, "lbctl-remove", dest], b"", 30.0)
             free = self._exec(["sh", "-c", _FREE_BYTES, "lbctl-df", posixpath.dirname(dest) or "."], b"", 30.0)
             available, block = (int(x) for x in free.stdout.split()[:2])
         except Exception:  # cannot tell: the write's own error is reported
@@ -426,6 +515,7 @@ class SshTransport(Transport):
 
     def swap(self, staged: str, path: str, keep: str) -> None:
         _, digest = self._staged.get(staged, (-1, b""))
+        self._forget()
         result = self._script(_SWAP, [staged, path, keep], "swap")
         if result.code == 3 and digest:
             live = self.read_file(path)
@@ -435,16 +525,16 @@ class SshTransport(Transport):
             raise OSError(f"swap on {self.where} failed (exit {result.code}): {result.output or 'staged file gone'}")
 
     def restore(self, keep: str, path: str) -> None:
+        self._forget()
         result = self._script(_RESTORE, [keep, path], "restore")
         if result.code != 0:
             raise OSError(f"restore on {self.where} failed (exit {result.code}): {result.output or 'no output'}")
 
     def remove(self, path: str) -> None:
-        def unlink() -> None:
-            with contextlib.suppress(FileNotFoundError):
-                self._sftp().remove(path)
-
-        self._step("remove " + path, unlink)
+        self._forget()
+        result = self._script(_REMOVE, [path], "remove")
+        if result.code != 0:
+            raise RemoteFileError(f"remove {path} on {self.where}: {result.output or f'exit {result.code}'}")
 
     # -- sockets and locks -------------------------------------------------------------
 
@@ -454,10 +544,13 @@ class SshTransport(Transport):
                 f"socket path {socket_path!r} has characters socat would parse",
                 hint="use a socket path of letters, digits and ./_-@+= only",
             )
-        argv = ["socat", "-t", f"{timeout:g}", "-T", f"{timeout:g}", "stdio", f"unix-connect:{socket_path}"]
-        payload = command.rstrip("\n").encode() + b"\n"
-        # socat half-closes the socket when our stdin ends: HAProxy's master CLI needs that EOF.
-        result = self._step("socat", lambda: self._exec(argv, payload, timeout + 5))
+        # The command goes as an argument, not as stdin: sshd opens a channel's input only once the
+        # command started (a round trip more). socat half-closes the socket when printf's output
+        # ends: HAProxy's master CLI needs that EOF.
+        argv = _socket_argv(socket_path, command, timeout)
+        if tuple(argv) not in self._answers:
+            self._forget()  # a line not read ahead may change the LB ("reload", "set weight")
+        result = self._step("socat", lambda: self._exec(argv, b"", timeout + 5))
         if result.code == 127:
             raise ConfigError(
                 f"socat is not installed on {self.where}", hint="install socat there (apt-get install socat)"
@@ -474,17 +567,16 @@ class SshTransport(Transport):
     def lock(self, name: str, info: str) -> Iterator[None]:
         """A lock directory beside the config, never without its `info`; it survives a reconnect.
 
-        Taken over SFTP: `info` is written into a directory of this operation's own, which is
-        then renamed to the lock's name (atomic, and refused when the lock is held). Only a held
-        lock runs the `_LOCK` script, which reads its holder and age by the host's clock; a
-        retry that finds its own `info` there knows the lost answer was a success. Released by
-        one remote command, so a cut connection cannot leave an empty lock behind.
+        One command (`_LOCK`): `info` is written into a directory of this operation's own, which is
+        then renamed to the lock's name (atomic, and refused when the lock is held, whose holder and
+        age by the host's clock come back instead). A retry that finds its own `info` there knows
+        the lost answer was a success. Released by one remote command, so a cut connection cannot
+        leave an empty lock behind.
         """
         directory = name + ".d"
+        mine = f"{directory}.{self._stage_token}"
         for attempt in range(2):
-            if self._step("lock " + directory, lambda: self._sftp_lock(directory, info)):
-                break
-            result = self._script(_LOCK, [directory, info], "lock")
+            result = self._script(_LOCK, [directory, info, mine], "lock")
             if result.code == 75:
                 age_text, _, holder = result.stdout.partition("\n")
                 if holder.strip() == info:  # our own first attempt took it and lost the answer
@@ -496,53 +588,20 @@ class SshTransport(Transport):
                     continue
                 raise self._locked(directory, holder, age_text)
             if result.code != 0:
-                raise RemoteFileError(f"cannot take the lock {directory} on {self.where}: {result.output}")
+                said = result.output
+                if "No such file" in said:
+                    said = "its directory is missing"
+                raise RemoteFileError(f"cannot take the lock {directory} on {self.where}: {said}")
             break
         try:
             yield
         finally:
+            self._forget()
             with contextlib.suppress(TransientError):
                 self._script(_UNLOCK, [directory, info], "unlock")
 
-    def _sftp_lock(self, directory: str, info: str) -> bool:
-        """Take the lock directory; False when it is held (or SFTP cannot tell), for the script to say."""
-        sftp = self._sftp()
-        mine = f"{directory}.{self._stage_token}"  # this operation's: a retry may find it made
-        try:
-            sftp.mkdir(mine, 0o755)
-        except FileNotFoundError:
-            raise RemoteFileError(
-                f"cannot take the lock {directory} on {self.where}: its directory is missing"
-            ) from None
-        except PermissionError:
-            raise
-        except OSError:
-            pass  # "Failure": made by our own attempt whose answer was lost; writing info below tells
-        try:
-            with sftp.open(mine + "/info", "w") as f:
-                f.write(info.encode() + b"\n")
-            sftp.posix_rename(mine, directory)  # fails if the lock exists with an info in it
-        except (FileNotFoundError, PermissionError):
-            raise
-        except OSError:
-            with contextlib.suppress(Exception):
-                sftp.remove(mine + "/info")
-                sftp.rmdir(mine)
-            return False
-        return True
-
     def lock_holder(self, name: str) -> tuple[str, int | None] | None:
         """(holder line, age in seconds by the host's clock) of the lock `name`, or None if free."""
-
-        def held() -> bool:  # one SFTP round trip when it is free, the usual case
-            try:
-                self._sftp().stat(name + ".d")
-            except FileNotFoundError:
-                return False
-            return True
-
-        if not self._step("lock " + name, held):
-            return None
         result = self._script(_HOLDER, [name + ".d"], "lock-holder")
         if result.code != 75:
             return None
@@ -571,14 +630,118 @@ class SshTransport(Transport):
 
 # -- helpers ---------------------------------------------------------------------------
 
+_LINGER = 1.0  # seconds a command's output may go on after its exit status without an EOF
 _FILE_ERRORS: tuple[type[OSError], ...] = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
+def _read_argv(path: str) -> list[str]:
+    return ["sh", "-c", _READ, "lbctl-read", path]
+
+
+def _socket_argv(socket_path: str, line: str, timeout: float) -> list[str]:
+    return ["sh", "-c", _SOCAT, "lbctl-socat", f"{timeout:g}", socket_path, line.rstrip("\n")]
+
+
+def _frames(out: bytes) -> list[tuple[int, bytes, bytes]]:
+    """The (code, stdout, stderr) of each command `_AHEAD` ran; [] if the answer does not parse."""
+    frames = []
+    at = 0
+    while at < len(out):
+        end = out.find(b"\n", at)
+        fields = out[at:end].split() if end >= 0 else []
+        if len(fields) != 3 or not all(f.lstrip(b"-").isdigit() for f in fields):
+            return []
+        code, n_out, n_err = (int(f) for f in fields)
+        body = out[end + 1 : end + 1 + n_out + n_err]
+        if len(body) != n_out + n_err:
+            return []
+        frames.append((code, body[:n_out], body[n_out:]))
+        at = end + 1 + n_out + n_err
+    return frames
+
+
+class _Spare:
+    """A session channel being opened in a thread, for the next command (None if that failed)."""
+
+    def __init__(self, transport: Any, thread: threading.Thread | None, box: list[Any]) -> None:
+        self.transport, self.thread, self.box = transport, thread, box
+
+    @classmethod
+    def opened(cls, channel: Any) -> _Spare:
+        return cls(channel.get_transport(), None, [channel])
+
+    @classmethod
+    def opening(cls, transport: Any, timeout: float) -> _Spare:
+        box: list[Any] = []
+
+        def open_one() -> None:
+            with contextlib.suppress(Exception):  # the command that wanted it opens its own
+                box.append(transport.open_session(timeout=timeout))
+
+        thread = threading.Thread(target=open_one, name="lbctl-ssh-channel", daemon=True)
+        thread.start()
+        return cls(transport, thread, box)
+
+    def take(self, transport: Any, timeout: float) -> Any:
+        """The channel, if it opened on this connection and is still usable; else None."""
+        if transport is not self.transport:
+            return None
+        if self.thread is not None:
+            self.thread.join(timeout + 1)
+        channel = self.box[0] if self.box else None
+        if channel is None or channel.closed or not channel.active:
+            return None
+        return channel
+
+
+def _start(channel: Any, command: str) -> None:
+    """`channel.exec_command(command)` without waiting for the server's answer to it (a round trip):
+    stdin follows at once. A refused request closes the channel, seen as a command without an exit
+    status. (paramiko's own message, want_reply and all, sent as `Channel.exec_command` does.)"""
+    from paramiko.common import cMSG_CHANNEL_REQUEST
+    from paramiko.message import Message
+
+    m = Message()
+    m.add_byte(cMSG_CHANNEL_REQUEST)
+    m.add_int(channel.remote_chanid)
+    m.add_string("exec")
+    m.add_boolean(True)
+    m.add_string(command)
+    channel._event_pending()
+    channel.transport._send_user_message(m)
+
+
+def _feed(channel: Any, data: bytes, timeout: float, what: str) -> None:
+    """Send `data` as the command's stdin; stop early if the command ends first (it read no more)."""
+    sent = 0
+    deadline = time.monotonic() + timeout
+    while sent < len(data):
+        if channel.closed or channel.exit_status_ready():
+            return
+        if channel.send_ready():
+            try:
+                sent += channel.send(data[sent : sent + 32768])
+            except OSError:
+                if channel.exit_status_ready():  # it ended meanwhile: its exit status tells why
+                    return
+                raise
+            continue
+        if time.monotonic() > deadline:
+            raise _Final(TransientError(f"{what} did not take its input within {timeout:.0f} s"))
+        time.sleep(0.001)
+
+
 def _drain(channel: Any, timeout: float, what: str) -> tuple[bytes, bytes]:
-    """Read stdout and stderr together until the command exits (no deadlock on a full stderr)."""
+    """Read stdout and stderr together until their end (no deadlock on a full stderr).
+
+    sshd may send the exit status before the last of a big output (a file read with `cat`): the end
+    is the channel's EOF. A command whose background child keeps the output open (no EOF) ends
+    `_LINGER` seconds after its exit status with nothing more coming.
+    """
     out: list[bytes] = []
     err: list[bytes] = []
     deadline = time.monotonic() + timeout
+    exited_at: float | None = None
     while True:
         got = False
         while channel.recv_ready():
@@ -587,16 +750,21 @@ def _drain(channel: Any, timeout: float, what: str) -> tuple[bytes, bytes]:
         while channel.recv_stderr_ready():
             err.append(channel.recv_stderr(65536))
             got = True
-        if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+        if got:
+            exited_at = None
+        idle = not channel.recv_ready() and not channel.recv_stderr_ready()
+        if idle and (channel.eof_received or channel.closed):
             break
-        if channel.closed and not got:
-            break
+        if idle and channel.exit_status_ready():
+            exited_at = exited_at or time.monotonic()
+            if time.monotonic() - exited_at >= _LINGER:
+                break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             # The command may still run; re-running it blindly is the caller's call, not ours.
             raise _Final(TransientError(f"{what} did not finish within {timeout:.0f} s"))
         if not got:
-            select.select([channel], [], [], min(remaining, 1.0))
+            select.select([channel], [], [], min(remaining, 0.1 if exited_at else 1.0))
     return b"".join(out), b"".join(err)
 
 

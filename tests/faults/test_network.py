@@ -73,18 +73,18 @@ def test_an_early_connection_lost_on_its_way_is_a_transient_error(ssh_scene: Sce
     from lbctl.transports.ssh import SshTransport
 
     target = open_workspace(str(ssh_scene.store)).target("edge")
-    original = SshTransport._sftp
+    original = SshTransport._ready
 
     def lost(self: SshTransport) -> object:
         raise EOFError
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(SshTransport, "_sftp", lost)
+        mp.setattr(SshTransport, "_ready", lost)
         SshTransport.connect_ahead(target)
         transport = SshTransport(target)
         with pytest.raises(TransientError):
             transport._take_over_early()
-    assert SshTransport._sftp is original
+    assert SshTransport._ready is original
 
 
 def test_sshd_child_killed_mid_upload(ssh_scene: Scene, sshd: Sshd) -> None:

@@ -189,10 +189,10 @@ def test_a_connection_started_ahead_is_taken_over_not_doubled(sshd: Sshd) -> Non
     SshTransport.connect_ahead(target)
     early, thread = SshTransport._ahead[target.name]
     thread.join(10)
-    connected, sftp = list(early._clients), early._sftp_client
-    assert connected and sftp is not None  # the early attempt did connect, and opened SFTP
+    connected, spare = list(early._clients), early._spare
+    assert connected and spare is not None  # the early attempt did connect, and opened a session channel
     with SshTransport(target) as t:
-        assert t._clients == connected and t._sftp_client is sftp  # taken over, not redone
+        assert t._clients == connected and t._spare is spare  # taken over, not redone
         assert t.run(["true"]).code == 0
         assert t.read_file("/nonexistent") is None
         assert len(set(sshd.sessions()) - before) == 1  # one connection: the one started ahead
