@@ -13,10 +13,10 @@ from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
     from lbctl.config import Target
-    from lbctl.conformance import Origin
     from lbctl.engine.routing_counters import BackendCounts
     from lbctl.engine.routing_gate import RoutingJudgement
     from lbctl.kinds.base import Kind
+    from lbctl.kinds.conformance import Origin
     from lbctl.semantic import SemanticDiff
     from lbctl.store.bundle import Bundle
     from lbctl.transports.base import Transport
@@ -227,8 +227,8 @@ def _check(
 
 def _origin(target: Target, kind: Kind, lb: _Connection) -> Origin:
     """The file the running LB reads; a `path` that is not it is refused (exit 2)."""
-    from lbctl.conformance import check_origin, origin_unknown, wrong_path
     from lbctl.errors import TransientError, Unreachable
+    from lbctl.kinds.conformance import check_origin, origin_unknown, wrong_path
 
     if not target.path or target.transport == "http":
         return origin_unknown("the target has no config file")

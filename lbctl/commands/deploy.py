@@ -49,7 +49,7 @@ def deploy(
     candidate = deploy_candidate(ws, target, file=file, rev=rev, message=message, ticket=ticket, trailers=trailers)
     if not dry_run:
         ws.store.identity()
-    with contextlib.nullcontext() if dry_run or held_by else _shared(ws, name, "deploy", report, force=force):
+    with contextlib.nullcontext() if dry_run or held_by else shared(ws, name, "deploy", report, force=force):
         return apply_change(
             ws,
             target,
@@ -85,7 +85,7 @@ def deploy_plan(
 
     target = ws.target(plan.target)
     ws.store.identity()
-    with _shared(ws, target.name, plan.op, report, force=force):
+    with shared(ws, target.name, plan.op, report, force=force):
         return execute(
             ws,
             target,
@@ -162,7 +162,7 @@ def deploy_candidate(
 
 
 @contextlib.contextmanager
-def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool = False) -> Iterator[None]:
+def shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool = False) -> Iterator[None]:
     """The store's remote around a change (`lbctl.store.sync`, `lbctl.store.lease`): before it, a deploy refuses a
     stale view; the team-wide lease is held during it; after it, the branch and journal are pushed.
     A rollback never needs the remote: unreachable, it goes ahead and pushes next time."""
@@ -185,9 +185,6 @@ def _shared(ws: Workspace, name: str, op: str, report: Reporter, *, force: bool 
                 holding.released = done.released
             for warning in done.warnings:
                 report("sync", warning)
-
-
-shared = _shared  # the remote around a change, for a caller that holds several targets (`lbctl.fleet`)
 
 
 def _own_files(ws: Workspace, target: Target) -> list[str]:
@@ -243,7 +240,7 @@ def rollback(
         chosen = select(ws.store, ws.journal, now, to, content_of=lambda rev: bundle_at(ws.store, kind, target, rev))
         return with_ticket(rollback_candidate(ws, target, now, chosen.rev, chosen.why, message))
 
-    with contextlib.nullcontext() if dry_run or held_by else _shared(ws, name, "rollback", report):
+    with contextlib.nullcontext() if dry_run or held_by else shared(ws, name, "rollback", report):
         outcome = apply_change(
             ws,
             target,

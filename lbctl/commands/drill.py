@@ -283,7 +283,7 @@ def _wait(
     ws: Workspace, name: str, drill_rev: str, *, max_duration: float, poll: float, say: Callable[[str], None]
 ) -> str:
     """Until the trainee undoes the drill (`trainee`) or the watchdog does at its deadline (`kill-switch`)."""
-    from lbctl.commands.confirm import settle
+    from lbctl.engine.watchdogs import settle
     from lbctl.transports import transport_for
 
     target = ws.target(name)
@@ -302,7 +302,7 @@ def _wait(
                 if ws.journal.state(name).live != drill_rev:
                     break
                 time.sleep(poll)
-    # A trainee's rollback disarmed the drill's watchdog as it landed (`lbctl.commands.confirm.supersede`).
+    # A trainee's rollback disarmed the drill's watchdog as it landed (`lbctl.engine.watchdogs.supersede`).
     undone_by = _undone_by(ws, name, drill_rev)
     if undone_by is None:
         # No watchdog revert (confirmed by someone, or its reload failed): lbctl's own timer is the last resort.

@@ -39,10 +39,10 @@ def run_target_drill(
 ) -> DrillReport:
     """Break `name` the scenario's way, with the LB's watchdog as the kill switch; report."""
     from lbctl.commands.drill import rehearse
+    from lbctl.drivers.watchdog import refusal
     from lbctl.kinds import kind_for
     from lbctl.store.bundle import bundle_at, store_paths
     from lbctl.store.selectors import select
-    from lbctl.watchdog import refusal
 
     if scenario not in SCENARIOS:
         raise UsageError(f"unknown drill scenario {scenario!r}", hint=", ".join(SCENARIOS))

@@ -19,8 +19,8 @@ from lbctl.store.journal import TargetState
 from lbctl.store.workspace import Workspace
 
 if TYPE_CHECKING:
-    from lbctl.conformance import Conformance, Origin
     from lbctl.kinds.base import Kind
+    from lbctl.kinds.conformance import Conformance, Origin
     from lbctl.store.bundle import Bundle
     from lbctl.transports.base import Transport
 
@@ -90,9 +90,9 @@ def exit_code(results: list[TargetStatus]) -> int:
 
 def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[TargetStatus]:
     from lbctl.checks import checks_for
-    from lbctl.conformance import check_origin
     from lbctl.engine import recovery
     from lbctl.kinds import kind_for
+    from lbctl.kinds.conformance import check_origin
     from lbctl.store.bundle import live_rels, read_live, recorded_blob
     from lbctl.transports import transport_for
 
@@ -192,8 +192,8 @@ def status(ws: Workspace, name: str | None, *, probe: bool = True) -> list[Targe
 
 
 def _watchdogs(ws: Workspace, target: Target, transport: Transport) -> list[str]:
-    """Record what fired watchdogs did (`lbctl.commands.confirm.settle`); describe the pending ones."""
-    from lbctl.commands.confirm import describe, settle
+    """Record what fired watchdogs did (`lbctl.engine.watchdogs.settle`); describe the pending ones."""
+    from lbctl.engine.watchdogs import describe, settle
 
     pending, said = settle(ws, target, transport)
     return [*said, *(describe(w) for w in pending)]
@@ -203,7 +203,7 @@ def _conformance(
     ws: Workspace, kind: Kind, transport: Transport, target: Target, live: str | None, running: Bundle | None
 ) -> Conformance:
     """The LB's running state vs the live revision (as pushed), or vs its file when lbctl deployed nothing."""
-    from lbctl.conformance import unknown
+    from lbctl.kinds.conformance import unknown
     from lbctl.store.bundle import bundle_at
 
     deployed = bundle_at(ws.store, kind, target, live) if live else None

@@ -13,8 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lbctl.engine.record import unlocked
 from lbctl.errors import Locked, TransientError, Unreachable
-from lbctl.lock import LockInfo, flock_holder, holder_info, lb_lock_path, lock_info
+from lbctl.lock import LockInfo, flock_holder, lb_lock_path, lock_info
 from lbctl.store.workspace import Workspace
 
 
@@ -75,28 +76,4 @@ def unlock(ws: Workspace, name: str, *, force: bool = False) -> UnlockResult:
     finally:
         transport.close()
     message = f"broke the lock on {transport.where} held by {lock.describe()}" + ("" if lock.dead else " (--force)")
-    return UnlockResult(name, (lock,), message, record(ws, name, message, started=started))
-
-
-def record(ws: Workspace, name: str, message: str, *, started: str | None = None) -> str:
-    """Append an `unlocked` event (who broke which lock) to the journal; the target's state is unchanged."""
-    import json
-
-    from lbctl.engine.record import record as append
-    from lbctl.store.journal import Event, new_event_id, timestamp
-
-    state = ws.journal.state(name)
-    event = Event(
-        id=new_event_id(),
-        op="unlock",
-        target=name,
-        who=json.loads(holder_info("unlock", name))["holder"],
-        started=started or timestamp(),
-        finished=timestamp(),
-        from_rev=state.live,
-        to_rev=state.live,
-        verdict="unlocked",
-        message=message,
-    )
-    append(ws.journal, event, state)
-    return event.id
+    return UnlockResult(name, (lock,), message, unlocked(ws, name, message, started=started))

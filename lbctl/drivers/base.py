@@ -10,7 +10,7 @@ named after what `lbctl.engine.execute` does:
 - `running(rels)`: what the LB runs now, as a `Bundle` (its main config and the included
   files of `rels` that exist), or None when it runs nothing lbctl can read. `read_back(rels)`
   is the same, but never raises (None: unknown), for the failure paths.
-- `placement(bundle, managed)`: how a candidate goes on this LB (`lbctl.placement.Placement`:
+- `placement(bundle, managed)`: how a candidate goes on this LB (`lbctl.drivers.placement.Placement`:
   stage, discard, swap, restore). `stage(bundle, managed)` makes that placement current and
   stages it: nothing the LB runs changes.
 - `validate(staged)`: the LB's native check of the staged candidate (`ValidationFailed`).
@@ -20,7 +20,7 @@ named after what `lbctl.engine.execute` does:
   taking anything); `still_running(marker)`: True when no reload happened since `marker`.
 - `commit(revert_in=None)`: swap the staged candidate in, reload and confirm. With
   `revert_in` seconds, a commit-confirm watchdog is armed on the LB host before the reload
-  (`lbctl.watchdog`): it puts the previous config back unless `confirm()` comes in time.
+  (`lbctl.drivers.watchdog`): it puts the previous config back unless `confirm()` comes in time.
 - `confirm()`: disarm that watchdog (the change stays).
 - `restore()`: the previous config back, reloaded and confirmed (a second restore is harmless).
 - `traffic()`: per-server counters from the LB's own view of traffic (`Kind.traffic_snapshot`).
@@ -45,7 +45,7 @@ from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
     from lbctl.checks.counters import Snapshot
-    from lbctl.placement import Placement
+    from lbctl.drivers.placement import Placement
     from lbctl.store.bundle import Bundle
 
 
@@ -148,8 +148,8 @@ class Driver(ABC):
 
     def arm(self, seconds: float, meta: dict[str, Any]) -> float:
         """Start the commit-confirm watchdog for the staged candidate; returns its deadline."""
+        from lbctl.drivers.watchdog import refusal
         from lbctl.errors import CannotArm
-        from lbctl.watchdog import refusal
 
         raise CannotArm(refusal(self.target, False) or f"{self.target.name}: --confirm-within is not available here")
 

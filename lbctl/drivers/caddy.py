@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from lbctl import retry
 from lbctl.config import Target
 from lbctl.drivers.base import Driver
+from lbctl.drivers.placement import Placement
 from lbctl.errors import ApiRefused, ConfigError, Refused, TransientError
 from lbctl.kinds.base import Kind, ReloadFailed
 from lbctl.kinds.caddy import CaddyKind
-from lbctl.placement import Placement
 from lbctl.store.bundle import Bundle
 from lbctl.transports.base import Transport
 from lbctl.transports.http import HttpTransport, canonical_json

@@ -1,10 +1,10 @@
 """A file-based LB (HAProxy, nginx) over a file transport (local, ssh).
 
-The candidate is staged beside the live file (or as a tree, `lbctl.placement`), checked by
+The candidate is staged beside the live file (or as a tree, `lbctl.drivers.placement`), checked by
 the LB's own validator on the LB host, renamed over the live file with the previous one
 kept, and the LB reloads through the kind (`lbctl.kinds`), its reload confirmed by a new
 worker generation. `commit(revert_in=...)` arms the commit-confirm watchdog on the LB host
-(`lbctl.watchdog`) between the snapshot and the swap.
+(`lbctl.drivers.watchdog`) between the snapshot and the swap.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from lbctl.drivers.base import Driver
+from lbctl.drivers.placement import Placement, placement
 from lbctl.errors import CannotArm
-from lbctl.placement import Placement, placement
 from lbctl.store.bundle import Bundle
 
 
@@ -35,7 +35,7 @@ class FileDriver(Driver):
         return self.kind.confirm_reload(self.transport, marker)
 
     def arm(self, seconds: float, meta: dict[str, Any]) -> float:
-        from lbctl import watchdog
+        from lbctl.drivers import watchdog
         from lbctl.store.journal import new_event_id
 
         bundle = self.bundle
@@ -60,7 +60,7 @@ class FileDriver(Driver):
         return deadline
 
     def confirm(self) -> str:
-        from lbctl import watchdog
+        from lbctl.drivers import watchdog
 
         if self.armed is None:
             return "nothing armed"

@@ -12,7 +12,7 @@ The load balancer always runs a complete config: the candidate is written beside
 live file and renamed over it only after native validation, and the previous file is
 kept (hard link) so a restore is one rename too. A config that includes other store
 files is a bundle (`lbctl.store.bundle`) staged, swapped and restored as one tree
-(`lbctl.placement`), with one validation and one reload. SIGINT is held off while the LB is
+(`lbctl.drivers.placement`), with one validation and one reload. SIGINT is held off while the LB is
 between two states (swap+reload, restore, record) and honoured between stages.
 """
 
@@ -26,16 +26,15 @@ from lbctl import preload, retry
 from lbctl.checks import checks_for
 from lbctl.checks import modules_for as check_modules
 from lbctl.config import Target
-from lbctl.conformance import require_origin, settled
 from lbctl.drivers import driver_for
-from lbctl.drivers.base import Driver, connected
+from lbctl.drivers.base import Driver
 from lbctl.engine import recovery
 from lbctl.engine.plan import Candidate as Candidate
 from lbctl.engine.plan import Plan, basis_of, enforce, plan_on, refuse, still_current
 from lbctl.engine.restore import Lb, undo
 from lbctl.engine.run import Outcome as Outcome
 from lbctl.engine.run import Reporter as Reporter
-from lbctl.engine.run import Run, _quietly_value, shielded
+from lbctl.engine.run import Run, quietly_value, shielded
 from lbctl.engine.verify import verify
 from lbctl.errors import (
     ExitCode,
@@ -46,6 +45,7 @@ from lbctl.errors import (
 )
 from lbctl.kinds import kind_for
 from lbctl.kinds.base import Kind
+from lbctl.kinds.conformance import require_origin, settled
 from lbctl.lock import holder_info
 from lbctl.lock import lb_lock_path as lb_lock_path  # where it lived first: commands/pull.py imports it from here
 from lbctl.store.bundle import Bundle, bundle_at, revision_of, store_changes
@@ -80,7 +80,7 @@ def apply_change(
     (`lbctl.engine.recovery`); then `rechoose`, if given, picks the candidate again from the state
     as it is now. With `confirm_within` seconds (default: the target's `confirm_within`), a watchdog
     armed on the LB host before the reload reverts the change unless `lbctl confirm` comes in time
-    (`lbctl.watchdog`). `held_by` (the holder line a caller wrote into them) says the caller already
+    (`lbctl.drivers.watchdog`). `held_by` (the holder line a caller wrote into them) says the caller already
     holds this target's store and LB locks for a longer operation (a fleet rollout, `lbctl.fleet`): they
     are not taken again; with `connection`, its open transport to the target is used (and left open).
     """
@@ -162,7 +162,7 @@ def _locked(run: Run, driver: Driver, *, held: bool = False, opened: bool = Fals
         run.nothing_changed_on_interrupt(),
         contextlib.nullcontext() if held else run.locked(),
         contextlib.nullcontext() if opened else driver,
-        contextlib.nullcontext() if held else _lb_lock(run.ws, driver.transport, target, run.op, driver.kind),
+        contextlib.nullcontext() if held else lb_lock(run.ws, driver.transport, target, run.op, driver.kind),
         run.settled(),
     ):
         yield
@@ -178,7 +178,7 @@ def _ready(run: Run, kind: Kind, transport: Transport, seconds: float) -> Target
         _settle_watchdogs(ws, target, transport, report)  # what a watchdog did while nobody watched
     taken = getattr(transport, "took_over", None)
     if taken:  # the LB lock of an lbctl that died on this machine: say who broke it
-        from lbctl.commands.unlock import record as record_unlocked
+        from lbctl.engine.record import unlocked as record_unlocked
 
         report("lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
         record_unlocked(
@@ -361,9 +361,6 @@ def _lifecycle(
     )
 
 
-_connect = connected  # where it lived first: tests/ssh imports it from here
-
-
 def _what_is_wrong(kind: Kind, transport: Transport, target: Target, pushed: Bundle, with_checks: bool) -> str:
     """Why a target already at the candidate still needs it pushed again ("" when nothing is wrong)."""
     running = kind.conformance(transport, pushed)
@@ -390,7 +387,7 @@ def _check_endpoints(kind: Kind, transport: Transport, target: Target) -> None:
 
 
 @contextlib.contextmanager
-def _lb_lock(ws: Workspace, transport: Transport, target: Target, op: str, kind: Kind) -> Iterator[None]:
+def lb_lock(ws: Workspace, transport: Transport, target: Target, op: str, kind: Kind) -> Iterator[None]:
     """The LB-side lock; a connection lost while taking it is exit 6 (nothing was changed).
 
     What the preflight reads first (the kind's sockets, the live file) may come back with it, unless
@@ -426,8 +423,8 @@ def _recover(ws: Workspace, target: Target, transport: Transport) -> bool:
 
 def _can_arm(target: Target, pushed: Bundle | None, live: Bundle | None = None) -> None:
     """Refuse `--confirm-within` (exit 2, before anything changes) where no watchdog can be armed."""
+    from lbctl.drivers.watchdog import refusal
     from lbctl.errors import CannotArm
-    from lbctl.watchdog import refusal
 
     why = refusal(target, pushed is not None and len(pushed.rels) > 0)
     if why is None and pushed is not None and live is None:
@@ -437,8 +434,8 @@ def _can_arm(target: Target, pushed: Bundle | None, live: Bundle | None = None) 
 
 
 def _settle_watchdogs(ws: Workspace, target: Target, transport: Transport, report: Reporter) -> None:
-    """Record what commit-confirm watchdogs did on the LB host while no lbctl watched (`lbctl.commands.confirm`)."""
-    from lbctl.commands.confirm import settle
+    """Record what commit-confirm watchdogs did on the LB host while no lbctl watched (`lbctl.engine.watchdogs`)."""
+    from lbctl.engine.watchdogs import settle
 
     try:
         _, said = settle(ws, target, transport)
@@ -451,11 +448,11 @@ def _settle_watchdogs(ws: Workspace, target: Target, transport: Transport, repor
 def _supersede_watchdogs(
     ws: Workspace, target: Target, transport: Transport, rev: str, op: str, report: Reporter
 ) -> None:
-    """Disarm the watchdogs of the pending changes this one replaced for good (`lbctl.commands.confirm`)."""
-    from lbctl.commands.confirm import supersede
+    """Disarm the watchdogs of the pending changes this one replaced for good (`lbctl.engine.watchdogs`)."""
+    from lbctl.engine.watchdogs import supersede
 
     with shielded():
-        for line in _quietly_value(lambda: supersede(ws, target, transport, rev, op)) or []:
+        for line in quietly_value(lambda: supersede(ws, target, transport, rev, op)) or []:
             report("watchdog", line)
 
 

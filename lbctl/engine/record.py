@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lbctl.store.journal import Event, Journal, TargetState
     from lbctl.store.repo import Store
+    from lbctl.store.workspace import Workspace
 
 Hook = Callable[["Store", "Event"], None]
 
@@ -48,3 +49,27 @@ def _announce(store: Store, event: Event) -> None:
 
 
 _hooks: list[Hook] = [_announce]
+
+
+def unlocked(ws: Workspace, name: str, message: str, *, started: str | None = None) -> str:
+    """Append an `unlocked` event (who broke which lock) to the journal; the target's state is unchanged."""
+    import json
+
+    from lbctl.lock import holder_info
+    from lbctl.store.journal import Event, new_event_id, timestamp
+
+    state = ws.journal.state(name)
+    event = Event(
+        id=new_event_id(),
+        op="unlock",
+        target=name,
+        who=json.loads(holder_info("unlock", name))["holder"],
+        started=started or timestamp(),
+        finished=timestamp(),
+        from_rev=state.live,
+        to_rev=state.live,
+        verdict="unlocked",
+        message=message,
+    )
+    record(ws.journal, event, state)
+    return event.id

@@ -159,7 +159,7 @@ def release_reverted_lock(ws: Workspace, target: Target, transport: Transport) -
 
     Only that run's lock, and only when its holder is provably gone (this machine, pid gone): the same
     proof `lbctl unlock` and a deploy's take-over ask for. Returns the message recorded, or None."""
-    from lbctl.commands.unlock import record
+    from lbctl.engine.record import unlocked
     from lbctl.lock import lb_lock_path, lock_info
 
     data = pending(ws, target.name)
@@ -178,7 +178,7 @@ def release_reverted_lock(ws: Workspace, target: Target, transport: Transport) -
         f"broke the lock on {transport.where} of {info.describe()}: its {info.operation} was killed and the "
         f"commit-confirm watchdog reverted its change [watchdog {data['watchdog']}]"
     )
-    record(ws, target.name, message)
+    unlocked(ws, target.name, message)
     return message
 
 
@@ -202,8 +202,8 @@ def _watchdog_reverted(ws: Workspace, target: Target, transport: Transport, even
     """When the commit-confirm watchdog of the killed run put the previous config back: when (UTC), else None.
 
     Read from its result file on the LB host, or from its `watchdog-reverted` event once recorded."""
-    from lbctl import watchdog
-    from lbctl.commands.confirm import clock
+    from lbctl.drivers import watchdog
+    from lbctl.engine.watchdogs import clock
 
     try:
         for watch in watchdog.scan(transport, target):

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from lbctl.checks.base import HealthCheck
     from lbctl.config import Target
     from lbctl.drivers.base import Driver
+    from lbctl.drivers.placement import Placement
     from lbctl.engine.plan import Plan
     from lbctl.kinds.base import Kind
-    from lbctl.placement import Placement
     from lbctl.store.journal import TargetState
     from lbctl.store.workspace import Workspace
     from lbctl.transports.base import Transport
@@ -177,7 +177,7 @@ def forward_commit(
 
 def rollback_trailers(target: Target, bad_rev: str, restores: str, reason: str) -> dict[str, str]:
     """The trailers of a forward commit putting `restores` back after `bad_rev` failed: lbctl's own
-    restore, or a commit-confirm watchdog's revert recorded afterwards (`lbctl.commands.confirm`)."""
+    restore, or a commit-confirm watchdog's revert recorded afterwards (`lbctl.engine.watchdogs`)."""
     return {
         "Lbctl-Target": target.name,
         "Lbctl-Rollback-Of": bad_rev,

@@ -29,9 +29,9 @@ from lbctl.store.journal import Event, LiveEntry, Stage, TargetState, new_event_
 if TYPE_CHECKING:
     from lbctl.checks.base import Observation
     from lbctl.config import Target
+    from lbctl.drivers.placement import Placement
     from lbctl.engine.plan import Plan
     from lbctl.kinds.base import Kind
-    from lbctl.placement import Placement
     from lbctl.store.bundle import Bundle
     from lbctl.store.workspace import Workspace
     from lbctl.transports.base import Transport
@@ -341,8 +341,8 @@ class Run:
         pushed: Bundle,
         to_rev: str,
     ) -> str:
-        """Start the commit-confirm watchdog on the LB host (`lbctl.watchdog`), before the reload."""
-        from lbctl import watchdog
+        """Start the commit-confirm watchdog on the LB host (`lbctl.drivers.watchdog`), before the reload."""
+        from lbctl.drivers import watchdog
 
         event_id = new_event_id()
         meta = {
@@ -363,7 +363,7 @@ class Run:
 
     def disarm(self) -> None:
         if self.armed is not None:
-            from lbctl import watchdog
+            from lbctl.drivers import watchdog
 
             transport, event_id = self.armed[0], self.armed[1]
             _quietly(lambda: watchdog.disarm(transport, self.target, event_id))
@@ -379,11 +379,11 @@ class Run:
         rollback_of: str | None,
     ) -> Outcome:
         """Verified, but the change stays pending until `lbctl confirm`: the watchdog's window starts now."""
-        from lbctl import watchdog
+        from lbctl.drivers import watchdog
 
         assert self.armed is not None
         transport, event_id, seconds, deadline = self.armed
-        moved = _quietly_value(lambda: watchdog.extend(transport, self.target, event_id, seconds))
+        moved = quietly_value(lambda: watchdog.extend(transport, self.target, event_id, seconds))
         deadline = moved or deadline
         name = self.target.name
         message = (
@@ -412,7 +412,7 @@ def _clock(epoch: float) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(epoch)) + " UTC"
 
 
-def _quietly_value(fn: Callable[[], T]) -> T | None:
+def quietly_value(fn: Callable[[], T]) -> T | None:
     try:
         return fn()
     except Exception:  # best effort: the caller has a fallback

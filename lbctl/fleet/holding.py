@@ -84,7 +84,8 @@ def _take(
     shared: bool,
     report: Callable[[str, str, str], None],
 ) -> None:
-    from lbctl.engine.execute import _connect, _lb_lock
+    from lbctl.drivers.base import connected
+    from lbctl.engine.execute import lb_lock
     from lbctl.kinds import kind_for
     from lbctl.transports import transport_for
 
@@ -96,14 +97,14 @@ def _take(
         with holding.remote:
             stack.enter_context(around(mws, member.name, op, lambda stage, msg: report(member.name, stage, msg)))
     stack.enter_context(hold_flock(ws.lock_dir / f"{member.name}.lock", holding.token))
-    transport = stack.enter_context(_connect(transport_for(target), target))
-    stack.enter_context(_lb_lock(ws, transport, target, op, kind_for(target)))
+    transport = stack.enter_context(connected(transport_for(target), target))
+    stack.enter_context(lb_lock(ws, transport, target, op, kind_for(target)))
     taken = getattr(transport, "took_over", None)
     if taken:  # the LB lock of an lbctl that died on this machine: said and recorded once, here
-        from lbctl.commands.unlock import record
+        from lbctl.engine.record import unlocked
 
         report(member.name, "lock", f"took over the lock on {transport.where} of {taken}, whose process is gone")
-        record(ws, member.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone")
+        unlocked(ws, member.name, f"{op} took over the lock on {transport.where} of {taken}, whose process is gone")
         transport.took_over = None  # type: ignore[attr-defined]
     with holding.lock:
         holding.transports[member.name] = transport

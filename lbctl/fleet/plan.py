@@ -298,8 +298,8 @@ def _validate(
     ws: Workspace, member: Member, transport: Any, to_rev: str | None, file: Path | None
 ) -> list[tuple[ExitCode, str]]:
     """The candidate through the LB's own validator on the member's host, staged beside the live file."""
+    from lbctl.drivers.placement import placement
     from lbctl.kinds import kind_for
-    from lbctl.placement import placement
     from lbctl.store.bundle import bundle_at, expand, live_rels
 
     target = member.target

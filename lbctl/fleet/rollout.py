@@ -365,7 +365,7 @@ class _Rollout:
         done = threading.Event()
 
         def keep() -> None:
-            from lbctl import watchdog
+            from lbctl.drivers import watchdog
 
             while not done.wait(max(seconds / 3, 0.2)):
                 with self.lock:

@@ -64,7 +64,7 @@ def restore(
 def _disarm(member: Member, holding: Holding, watch: str | None) -> None:
     if watch is None:
         return
-    from lbctl import watchdog
+    from lbctl.drivers import watchdog
 
     transport = holding.transports.get(member.name)
     if transport is not None:

@@ -19,7 +19,7 @@ the LB's own commands, and does all I/O through the target's transport. Contract
 - `include_patterns(content)`: the relative paths (globs allowed) a config includes, for a
   kind whose configs span several files (`lbctl.store.bundle` deploys the store's ones with it).
 - `config_origin(transport)`: the config file(s) the running LB was started with, or why
-  that cannot be known (`lbctl.conformance`).
+  that cannot be known (`lbctl.kinds.conformance`).
 - `conformance(transport, deployed)`: whether the LB's running state is `deployed`'s.
 - `validate_argv` / `reload_argv`: a target's `validate` / `reload` strings are shell
   commands, run by `/bin/sh -c` on the LB host with their placeholders quoted
@@ -42,7 +42,7 @@ from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:  # types only: kinds produce counters and checks consume them, neither imports the other at run time
     from lbctl.checks.counters import Snapshot
-    from lbctl.conformance import Conformance, Origin
+    from lbctl.kinds.conformance import Conformance, Origin
     from lbctl.store.bundle import Bundle
 
 STAGE_MARK = ".lbctl-stage-"  # in the name of a staged file, or of a staged tree's directory
@@ -190,12 +190,12 @@ class Kind(ABC):
 
     def config_origin(self, transport: Transport) -> Origin:
         """The file(s) the running LB reads (its master's command line), or why that is unknown."""
-        from lbctl.conformance import origin_unknown
+        from lbctl.kinds.conformance import origin_unknown
 
         return origin_unknown(f"lbctl cannot ask a running {self.name} which file it reads")
 
     def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
         """Whether what the LB runs is `deployed` (as pushed); never raises for what cannot be known."""
-        from lbctl.conformance import unknown
+        from lbctl.kinds.conformance import unknown
 
         return unknown(f"lbctl cannot read a running {self.name}'s state")

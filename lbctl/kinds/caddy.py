@@ -41,8 +41,8 @@ from lbctl.transports.base import Transport
 from lbctl.transports.http import HttpTransport, canonical_json
 
 if TYPE_CHECKING:
-    from lbctl.conformance import Conformance
     from lbctl.kinds import caddy_traffic
+    from lbctl.kinds.conformance import Conformance
     from lbctl.store.bundle import Bundle
 
 VALIDATE_TIMEOUT = 60
@@ -194,12 +194,12 @@ class CaddyKind(Kind):
         self._api(transport)
         raise RuntimeError("a Caddy target's load is confirmed by lbctl.drivers.caddy.CaddyDriver")
 
-    # -- what the running Caddy holds (lbctl.conformance) -------------------------------------
+    # -- what the running Caddy holds (lbctl.kinds.conformance) -------------------------------------
 
     def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
         """`GET /config/` vs the deployed JSON, compared canonically; differences named by the differ."""
-        from lbctl.conformance import Conformance, unknown
         from lbctl.errors import TransientError
+        from lbctl.kinds.conformance import Conformance, unknown
 
         try:
             running = self._api(transport).read_file("")

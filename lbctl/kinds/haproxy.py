@@ -40,7 +40,7 @@ from lbctl.kinds.haproxy_api import (
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
-    from lbctl.conformance import Conformance, Origin
+    from lbctl.kinds.conformance import Conformance, Origin
     from lbctl.store.bundle import Bundle
 
 __all__ = ["HaproxyKind", "ProcState", "balance_algorithms", "parse_show_proc", "parse_stats"]
@@ -220,11 +220,11 @@ class HaproxyKind(Kind):
             "(`journalctl -u haproxy` under systemd)"
         )
 
-    # -- what the running HAProxy holds (lbctl.conformance) -------------------------------
+    # -- what the running HAProxy holds (lbctl.kinds.conformance) -------------------------------
 
     def config_origin(self, transport: Transport) -> Origin:
         """The `-f` files on the command line of the running master (or worker)."""
-        from lbctl.conformance import judge, origin_unknown, read_started
+        from lbctl.kinds.conformance import judge, origin_unknown, read_started
 
         if self.target.master_socket:
             # The preflight's `show proc` (read under the LB's lock a moment ago) names the master.
@@ -250,8 +250,8 @@ class HaproxyKind(Kind):
 
     def conformance(self, transport: Transport, deployed: Bundle) -> Conformance:
         """Servers, addresses, weights and admin states from the runtime API vs `deployed`."""
-        from lbctl.conformance import Conformance, unknown
         from lbctl.errors import ParseError
+        from lbctl.kinds.conformance import Conformance, unknown
         from lbctl.semantic.haproxy import parse
 
         if self.target.stats_socket:
@@ -274,7 +274,7 @@ class HaproxyKind(Kind):
 
 def config_files(argv: tuple[str, ...], cwd: str) -> list[str]:
     """The config files and directories on a HAProxy command line (`-f X`, or after `--`), made absolute."""
-    from lbctl.conformance import absolute
+    from lbctl.kinds.conformance import absolute
 
     files: list[str] = []
     base = cwd

@@ -30,7 +30,7 @@ from lbctl.kinds.nginx_traffic import TAIL_BYTES, LiveView, Tally, algorithm, pi
 from lbctl.transports.base import Transport
 
 if TYPE_CHECKING:
-    from lbctl.conformance import Conformance, Origin
+    from lbctl.kinds.conformance import Conformance, Origin
     from lbctl.store.bundle import Bundle
 
 _SHUTTING_DOWN = "is shutting down"
@@ -195,11 +195,11 @@ class NginxKind(Kind):
         pid = view.pid if view and view.pid else self.build_options(transport).get("pid-path", "/run/nginx.pid")
         return self.resolve(transport, pid)
 
-    # -- what the running nginx holds (lbctl.conformance) -------------------------------
+    # -- what the running nginx holds (lbctl.kinds.conformance) -------------------------------
 
     def config_origin(self, transport: Transport) -> Origin:
         """The `-c` file on the master's command line (nginx shows it in its process title)."""
-        from lbctl.conformance import absolute, judge, origin_unknown, read_started
+        from lbctl.kinds.conformance import absolute, judge, origin_unknown, read_started
 
         try:
             master = self.generation(transport).master
@@ -236,7 +236,7 @@ class NginxKind(Kind):
         """The current worker generation started after the config files last changed."""
         from datetime import UTC, datetime
 
-        from lbctl.conformance import Conformance, unknown
+        from lbctl.kinds.conformance import Conformance, unknown
 
         try:
             generation = self.generation(transport)

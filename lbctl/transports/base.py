@@ -17,7 +17,7 @@ HAProxy or nginx (that is the kind's job, see `lbctl.kinds`). Contract:
 - `remove(path)` removes a file if it exists (a staged one after a failed validation).
 - `put_file(path, data, like=)` writes a complete new file at exactly `path` (its directory
   must exist), with the permissions of `like` if that exists: for staging a tree of files
-  (`lbctl.placement`), whose other steps are `run` scripts.
+  (`lbctl.drivers.placement`), whose other steps are `run` scripts.
 - `read_ahead(files=, requests=)` is a hint: these reads come next. A transport that pays a
   round trip per command may make them with its next command (the LB lock) and serve each
   answer once, to its first asking, until it next writes to the LB or a few seconds pass.

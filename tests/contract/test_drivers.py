@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from lbctl.drivers.watchdog import CannotArm
 from lbctl.errors import ValidationFailed
 from lbctl.store.bundle import Bundle
-from lbctl.watchdog import CannotArm
 from tests.conftest import Lab
 from tests.contract.conftest import Rig, answers, caddy_rig, haproxy_rig, nginx_rig, ssh_settings, status_of
 from tests.kinds.conftest import CaddyLab, NginxLab

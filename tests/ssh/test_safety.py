@@ -230,7 +230,7 @@ def test_a_connection_started_ahead_and_never_used_is_closed(sshd: Sshd) -> None
 
 def test_a_failed_early_connection_is_the_first_attempt_not_an_extra_one(sshd: Sshd) -> None:
     from lbctl import retry
-    from lbctl.engine.execute import _connect
+    from lbctl.drivers.base import connected as _connect
 
     accepted: list[int] = []
     server = socket.socket()

@@ -63,7 +63,7 @@ def test_config_files_on_a_haproxy_command_line() -> None:
 
 
 def test_a_directory_on_the_command_line_holds_its_cfg_files() -> None:
-    from lbctl.conformance import _among
+    from lbctl.kinds.conformance import _among
 
     assert _among({"/etc/haproxy/conf.d/edge.cfg"}, ["/etc/haproxy/conf.d"])
     assert not _among({"/etc/haproxy/conf.d/edge.conf"}, ["/etc/haproxy/conf.d"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lbctl.config import Target
-from lbctl.placement import FilePlacement, TreePlacement, placement
+from lbctl.drivers.placement import FilePlacement, TreePlacement, placement
 from lbctl.store.bundle import Bundle
 from lbctl.transports.local import LocalTransport
 

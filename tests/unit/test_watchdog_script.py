@@ -7,7 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from lbctl import watchdog
+from lbctl.drivers import watchdog
 
 
 def armed(tmp_path: Path, *, deadline_in: float = 0.0) -> tuple[Path, Path]:

@@ -16,7 +16,7 @@ superseded it: it writes `superseded` and stops. Otherwise it links its kept cop
 file and renames it over (atomic), runs the kind's own reload, waits (bounded) for a new worker
 generation (`marker.sh`: HAProxy `show proc` workers, nginx's non-retiring workers), and writes
 `result`: reverted, reload-failed or revert-failed, with times. The next lbctl command that reaches
-the target reads it (`scan`) and records it in the journal (`lbctl.commands.confirm.settle`).
+the target reads it (`scan`) and records it in the journal (`lbctl.engine.watchdogs.settle`).
 """
 
 from __future__ import annotations
