@@ -11,3 +11,8 @@ def now() -> datetime:
 
 def timestamp() -> str:
     return now().isoformat(timespec="milliseconds")
+
+
+def at_second(epoch: float) -> str:
+    """`epoch` as a UTC time to the second, as messages about deadlines show it."""
+    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

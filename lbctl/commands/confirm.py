@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from lbctl.store.workspace import Workspace
     from lbctl.transports.base import Transport
 
-from lbctl.engine.watchdogs import clock, settle
+from lbctl.clock import at_second
+from lbctl.engine.watchdogs import settle
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class Confirmed:
             "exit_code": int(self.exit_code),
             "message": self.message,
             "event_id": self.event_id,
-            "deadline": clock(self.deadline) if self.deadline else None,
+            "deadline": at_second(self.deadline) if self.deadline else None,
             "recorded": list(self.recorded),
         }
 
@@ -85,7 +86,7 @@ def confirm(
                     name,
                     "extended",
                     ExitCode.OK,
-                    f"{name}: the deadline of {watch.event_id} is now {clock(deadline)}",
+                    f"{name}: the deadline of {watch.event_id} is now {at_second(deadline)}",
                     event_id=watch.event_id,
                     deadline=deadline,
                     recorded=tuple(said),
@@ -134,7 +135,7 @@ def _confirmed(ws: Workspace, target: Target, watch: Watch, said: tuple[str, ...
         from_rev=rev,
         to_rev=rev,
         verdict="confirmed",
-        message=f"confirmed {str(rev)[:10]} (event {watch.event_id}) before its deadline {clock(watch.deadline)}",
+        message=f"confirmed {str(rev)[:10]} (event {watch.event_id}) before its deadline {at_second(watch.deadline)}",
     )
     new_state = state
     if state.status == "pending-confirm" and state.live == rev:

@@ -101,8 +101,8 @@ def _check_names_and_sources(config: StoreConfig, *, text: str, path: Path, requ
     root = path.parent
     for name, group in config.groups.items():
         if group.targets or group.members:  # a fleet (`deploy @NAME`): every name resolves to a target
+            from lbctl.config.groups import member_names
             from lbctl.errors import UsageError
-            from lbctl.fleet.group import member_names
 
             try:
                 member_names(config, name)

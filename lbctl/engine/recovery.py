@@ -202,14 +202,14 @@ def _watchdog_reverted(ws: Workspace, target: Target, transport: Transport, even
     """When the commit-confirm watchdog of the killed run put the previous config back: when (UTC), else None.
 
     Read from its result file on the LB host, or from its `watchdog-reverted` event once recorded."""
+    from lbctl.clock import at_second
     from lbctl.drivers import watchdog
-    from lbctl.engine.watchdogs import clock
 
     try:
         for watch in watchdog.scan(transport, target):
             if watch.event_id == event_id and watch.outcome == "reverted":
                 done = watch.result.get("restored_ms") or watch.result.get("done_ms") or ""
-                return clock(int(done) / 1000) if done.isdigit() else clock(watch.deadline)
+                return at_second(int(done) / 1000) if done.isdigit() else at_second(watch.deadline)
     except Exception:  # the LB host unreadable: the journal may still know
         pass
     for n, event in enumerate(ws.journal.events(target.name)):

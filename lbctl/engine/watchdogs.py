@@ -17,6 +17,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from lbctl.clock import at_second
 from lbctl.drivers import watchdog
 from lbctl.engine.record import record
 from lbctl.errors import LbctlError
@@ -36,10 +37,6 @@ VERDICTS = {
     "revert-failed": "watchdog-revert-failed",
 }
 PAGE = "page a human"
-
-
-def clock(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def settle(ws: Workspace, target: Target, transport: Transport) -> tuple[list[Watch], list[str]]:
@@ -67,7 +64,7 @@ def supersede(ws: Workspace, target: Target, transport: Transport, by: str, op: 
         state = ws.journal.state(target.name)
         message = (
             f"{op} of {by[:10]} replaced {str(watch.meta.get('to_rev'))[:10]} before its deadline "
-            f"({clock(watch.deadline)}): its watchdog is disarmed [watchdog {watch.event_id}]"
+            f"({at_second(watch.deadline)}): its watchdog is disarmed [watchdog {watch.event_id}]"
         )
         event = Event(
             id=new_event_id(),
@@ -94,7 +91,7 @@ def _record(ws: Workspace, target: Target, watch: Watch) -> str:
     late = _ms(times["restored_ms"]) - _ms(times["deadline_ms"]) if times["restored_ms"] else None
     message = {
         "reverted": f"the watchdog on the LB put {str(meta.get('from_rev'))[:10]} back at the deadline "
-        f"({clock(watch.deadline)}): the change {str(meta.get('to_rev'))[:10]} was not confirmed",
+        f"({at_second(watch.deadline)}): the change {str(meta.get('to_rev'))[:10]} was not confirmed",
         "superseded": "the watchdog found a newer change live at its deadline and did nothing",
         "reload-failed": f"the watchdog put the previous config file back but its reload failed: {PAGE}",
         "revert-failed": f"the watchdog could not put the previous config back: {PAGE}",
@@ -173,7 +170,7 @@ def describe(watch: Watch) -> str:
     who = watch.meta.get("who", "?")
     return (
         f"pending confirmation of {str(watch.meta.get('to_rev'))[:10]} (event {watch.event_id}): the LB reverts "
-        f"to {str(watch.meta.get('from_rev'))[:10]} at {clock(watch.deadline)} (in {max(left, 0):.0f} s) unless "
+        f"to {str(watch.meta.get('from_rev'))[:10]} at {at_second(watch.deadline)} (in {max(left, 0):.0f} s) unless "
         f"{who} runs `lbctl confirm {watch.meta.get('target')}`"
         + ("" if watch.alive else "; WARNING: its watchdog process is not running")
     )

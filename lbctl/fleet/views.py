@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lbctl.config.groups import member_names
 from lbctl.fleet import group as groups
 from lbctl.fleet import read_width
 from lbctl.fleet.group import member_workspace
@@ -73,7 +74,7 @@ def log(ws: Workspace, name: str, *, limit: int, json_out: bool) -> int:
     from lbctl.masking import mask_message
     from lbctl.render import _color, emit_json
 
-    groups.member_names(ws.config, name)  # an unknown group is a usage error, not an empty log
+    member_names(ws.config, name)  # an unknown group is a usage error, not an empty log
     events = []
     for event in ws.journal.events("@" + name):
         events.append(event)

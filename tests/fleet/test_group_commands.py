@@ -48,7 +48,7 @@ def test_waves_cut_the_canary_then_the_batches() -> None:
 
 
 def test_a_glob_lists_members_in_natural_order() -> None:
-    from lbctl.fleet.group import _natural
+    from lbctl.config.groups import _natural
 
     assert sorted(["edge10", "edge2", "edge1", "core"], key=_natural) == ["core", "edge1", "edge2", "edge10"]
 
