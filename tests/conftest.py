@@ -143,3 +143,16 @@ def write(path: Path, text: str) -> Path:
 
 def python() -> str:
     return sys.executable
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Deliver SIGINT to the lbctl processes tests start, however pytest itself was started.
+
+    A shell without job control starts background commands with SIGINT ignored, and an ignored
+    signal stays ignored across exec: every lbctl a test interrupts would then run on. A Python
+    handler here is reset to the default in each child instead.
+    """
+    import signal
+
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

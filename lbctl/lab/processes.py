@@ -3,41 +3,68 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import random
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 _handed_out: set[int] = set()
 _handed_lock = threading.Lock()
+# Ports below the kernel's ephemeral range (32768-60999 by default): an outgoing connection
+# never takes one as its local port between the moment it is handed out and the bind.
+_PORTS = range(20000, 32768)
+# Held locks on <tempdir>/lbctl-ports/<port>: another process (a parallel test worker, a demo)
+# skips a port one of them names. The most recent ones are kept; older ports are bound by now.
+_reserved: deque[int] = deque()
+_RESERVED_KEPT = 256
+_RESERVED_IN = Path(tempfile.gettempdir()) / "lbctl-ports"  # fixed at import: shared by every process
+_random = random.SystemRandom()
 
 
 def free_port() -> int:
-    """A loopback port nobody listens on, never handed out twice by this process.
+    """A loopback port nobody listens on, never handed out twice by this process nor by two at once.
 
     HAProxy, nginx and Caddy set SO_REUSEPORT, so a bind would succeed on a port one of
     them holds: we check with a plain bind (no SO_REUSEPORT), which fails if any listener exists.
+    Between that check and the caller's bind, a lock file reserves the port against other processes.
     """
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = int(probe.getsockname()[1])
-        with _handed_lock:
-            if port in _handed_out or port < 20000:
-                continue
-            if not port_is_free(port):
+    with _handed_lock:
+        for _ in range(500):
+            port = _random.choice(_PORTS)
+            if port in _handed_out or not port_is_free(port) or not _reserve(port):
                 continue
             _handed_out.add(port)
             return port
     raise RuntimeError("no free loopback port found")
+
+
+def _reserve(port: int) -> bool:
+    """Hold an exclusive lock naming `port` (released when this process exits); False if another holds it."""
+    try:
+        _RESERVED_IN.mkdir(mode=0o777, exist_ok=True)
+        fd = os.open(_RESERVED_IN / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    except OSError:
+        return True  # no shared folder: the bind check alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _reserved.append(fd)
+    while len(_reserved) > _RESERVED_KEPT:
+        os.close(_reserved.popleft())
+    return True
 
 
 def port_is_free(port: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -51,9 +52,21 @@ backend legacy
 
 
 def leftovers() -> list[str]:
-    """Any sandbox process still running (the LB binaries name the sandbox's directory)."""
+    """Any sandbox process of this test still running (the LB binaries name the sandbox's directory).
+
+    Only those started with this test's own TMPDIR (tests/routing/conftest.py): a test in another
+    worker may have sandboxes running right now.
+    """
     found = subprocess.run(["pgrep", "-af", "lbctl-sandbox-|lbctl.sandbox.stub"], capture_output=True, text=True)
-    return [line for line in found.stdout.splitlines() if "pgrep" not in line]
+    return [line for line in found.stdout.splitlines() if "pgrep" not in line and _ours(int(line.split()[0]))]
+
+
+def _ours(pid: int) -> bool:
+    mine = f"TMPDIR={tempfile.gettempdir()}".encode()
+    try:
+        return mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # gone meanwhile
+        return False
 
 
 def offline_store(tmp_path: Path, lbctl: LbctlRunner, kind: str, source: str, text: str, extra: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 
 import pytest
@@ -170,12 +171,12 @@ def test_caddy_sandbox_routes_like_the_config() -> None:
     ],
 )
 def test_a_sandbox_that_cannot_start_names_what_is_missing(kind: str, config: bytes, named: str) -> None:
-    before = set(os.listdir("/tmp"))
+    before = set(os.listdir(tempfile.gettempdir()))
     with pytest.raises(SandboxUnavailable) as caught, open_sandbox(kind, config, filename="lb.conf"):
         pass
     assert named in str(caught.value) and caught.value.exit_code == 3
     assert "Traceback" not in str(caught.value)
-    assert not [name for name in set(os.listdir("/tmp")) - before if name.startswith("lbctl-sandbox-")]
+    assert not [name for name in set(os.listdir(tempfile.gettempdir())) - before if name.startswith("lbctl-sandbox-")]
 
 
 SMALL = b"defaults\n    mode http\nfrontend www\n    bind :80\n    default_backend web\n"
