@@ -220,8 +220,6 @@ def plan_on(
         before = ran_before_lbctl(ws.store, kind, target, live)
     if op == "deploy" and not plan.unchanged and (ws.config.routes_for(target) or target.replay_log):
         # routing cases and a replay of the LB's log, in sandboxes on this machine
-        from lbctl.engine.routing_gate import with_routing
-
         judged = plan
         plan = timed(
             "routing",
@@ -342,3 +340,42 @@ def refuse(plan: Plan, code: ExitCode) -> None:
             f"{plan.target}: refused at the plan stage; nothing was pushed", details=details, hint=hint
         )
     raise Refused(f"{plan.target}: refused for safety; nothing was pushed\n{details}", hint=hint)
+
+
+def with_routing(
+    ws: Workspace,
+    target: Target,
+    plan: Plan,
+    *,
+    live: Bundle | None,
+    candidate: Bundle,
+    candidate_rev: str | None,
+    transport: Transport,
+) -> Plan:
+    """A deploy's plan with the routing gate's problems and notes added (nothing to add: the same plan).
+
+    A replay's figures replace the plan's routing estimate, and its blast radius is judged on them.
+    """
+    from lbctl.engine.routing_gate import judge
+
+    state = ws.journal.state(target.name)
+    verdict = judge(
+        ws,
+        target,
+        live=live,
+        live_rev=state.live,
+        candidate=candidate,
+        candidate_rev=candidate_rev or "HEAD",
+        label=(candidate_rev or "candidate")[:10],
+        transport=transport,
+    )
+    if verdict.replay is not None and plan.analysis is not None:
+        from lbctl.engine.preflight import rejudged
+        from lbctl.engine.replay import replayed
+
+        policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
+        analysis = rejudged(plan.analysis, target, policy, safety, replayed(verdict.replay))
+        plan = replace(with_analysis(plan, analysis), replay=verdict.replay)
+    if not verdict.problems and not verdict.notes:
+        return plan
+    return replace(plan, problems=(*plan.problems, *verdict.problems), notes=(*plan.notes, *verdict.notes))

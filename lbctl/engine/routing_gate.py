@@ -10,7 +10,6 @@ note that says so: the static checks still judge the change.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,6 @@ from lbctl.engine.cases import RoutingReport
 if TYPE_CHECKING:
     from lbctl.config import Target
     from lbctl.engine.gates import Problem
-    from lbctl.engine.plan import Plan
     from lbctl.engine.replay import ReplayResult
     from lbctl.sandbox import Request
     from lbctl.store.bundle import Bundle
@@ -79,44 +77,6 @@ def judge(
     if result is not None:
         notes += result.lines()
     return RoutingJudgement(tuple(problems), tuple(notes), report, result)
-
-
-def with_routing(
-    ws: Workspace,
-    target: Target,
-    plan: Plan,
-    *,
-    live: Bundle | None,
-    candidate: Bundle,
-    candidate_rev: str | None,
-    transport: Transport,
-) -> Plan:
-    """A deploy's plan with the routing gate's problems and notes added (nothing to add: the same plan).
-
-    A replay's figures replace the plan's routing estimate, and its blast radius is judged on them.
-    """
-    state = ws.journal.state(target.name)
-    verdict = judge(
-        ws,
-        target,
-        live=live,
-        live_rev=state.live,
-        candidate=candidate,
-        candidate_rev=candidate_rev or "HEAD",
-        label=(candidate_rev or "candidate")[:10],
-        transport=transport,
-    )
-    if verdict.replay is not None and plan.analysis is not None:
-        from lbctl.engine.plan import with_analysis
-        from lbctl.engine.preflight import rejudged
-        from lbctl.engine.replay import replayed
-
-        policy, safety = ws.config.policy_for(target), ws.config.safety_for(target)
-        analysis = rejudged(plan.analysis, target, policy, safety, replayed(verdict.replay))
-        plan = dataclasses.replace(with_analysis(plan, analysis), replay=verdict.replay)
-    if not verdict.problems and not verdict.notes:
-        return plan
-    return dataclasses.replace(plan, problems=(*plan.problems, *verdict.problems), notes=(*plan.notes, *verdict.notes))
 
 
 def _requests(
