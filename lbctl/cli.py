@@ -454,6 +454,8 @@ def confirm(
         render.emit_json(result.to_json())
     else:
         print(result.message, file=sys.stdout if result.exit_code == 0 else sys.stderr)
+        if result.hint:
+            print(f"  hint: {result.hint}", file=sys.stderr)
     return int(result.exit_code)
 
 
