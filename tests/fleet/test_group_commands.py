@@ -96,3 +96,17 @@ def test_a_fleet_with_a_team_remote_takes_each_lease_and_pushes(make_fleet: Flee
     journal = git(remote, "log", "--format=%s", "refs/lbctl/journal")
     assert "rollout @edge: good" in journal and "confirm edge1: confirmed" in journal
     assert not git(remote, "for-each-ref", "refs/lbctl/locks").strip()  # every lease released
+
+
+def test_rollback_dry_run_says_nothing_changed(make_fleet: FleetFactory, lbctl: LbctlRunner) -> None:
+    fleet = make_fleet(2, rollout='batches = ["100%"]')
+    fleet.commit("Add a spare backend", spare=True)
+    assert lbctl("deploy", "@edge", "--yes").code == 0
+    before = {n: fleet.live(n) for n in fleet.names}
+
+    result = lbctl("rollback", "@edge", "--to", "prev-1", "--dry-run")
+
+    assert result.code == 0, result.out + result.err
+    assert "dry run: nothing was changed on any member" in result.out
+    assert "every member is at its" not in result.out
+    assert {n: fleet.live(n) for n in fleet.names} == before
