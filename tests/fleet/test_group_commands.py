@@ -110,3 +110,14 @@ def test_rollback_dry_run_says_nothing_changed(make_fleet: FleetFactory, lbctl: 
     assert "dry run: nothing was changed on any member" in result.out
     assert "every member is at its" not in result.out
     assert {n: fleet.live(n) for n in fleet.names} == before
+
+
+def test_a_mixed_or_failed_restore_says_what_to_do() -> None:
+    from lbctl.errors import ExitCode
+    from lbctl.fleet.render import hint
+    from lbctl.fleet.rollout import FleetResult
+
+    mixed = hint(FleetResult("edge", "deploy", "mixed", ExitCode.FLEET_MIXED, "members differ", None))
+    assert "`lbctl status @edge`" in mixed and "`lbctl rollback @edge --to last-good`" in mixed
+    failed = hint(FleetResult("edge", "deploy", "restore-failed", ExitCode.ROLLBACK_FAILED, "a restore failed", None))
+    assert failed.startswith("page a human")
