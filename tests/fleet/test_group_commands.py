@@ -121,3 +121,19 @@ def test_a_mixed_or_failed_restore_says_what_to_do() -> None:
     assert "`lbctl status @edge`" in mixed and "`lbctl rollback @edge --to last-good`" in mixed
     failed = hint(FleetResult("edge", "deploy", "restore-failed", ExitCode.ROLLBACK_FAILED, "a restore failed", None))
     assert failed.startswith("page a human")
+
+
+def test_timeline_of_a_group_shows_its_rollouts(make_fleet: FleetFactory, lbctl: LbctlRunner) -> None:
+    fleet = make_fleet(2, rollout='batches = ["100%"]')
+    fleet.commit("Add a spare backend", spare=True)
+    assert lbctl("deploy", "@edge", "--yes").code == 0
+
+    group = json.loads(lbctl("timeline", "@edge", "--json").out)["entries"]
+    every = json.loads(lbctl("timeline", "--json").out)["entries"]
+    one = json.loads(lbctl("timeline", "edge1", "--json").out)["entries"]
+
+    rollouts = [e for e in group if e["target"] == "@edge"]
+    assert [e["kind"] for e in rollouts] == ["rollout"] and "good" in rollouts[0]["text"]
+    assert {e["target"] for e in group} == {"@edge", "edge1", "edge2"}
+    assert any(e["target"] == "@edge" for e in every)
+    assert {e["target"] for e in one} == {"edge1"}
