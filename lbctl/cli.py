@@ -454,6 +454,8 @@ def confirm(
         render.emit_json(result.to_json())
     else:
         print(result.message, file=sys.stdout if result.exit_code == 0 else sys.stderr)
+        if result.hint:
+            print(f"  hint: {result.hint}", file=sys.stderr)
     return int(result.exit_code)
 
 
@@ -602,8 +604,10 @@ def timeline(
 
     ws = _workspace(store, require_sources=False, sync=True)
     names = [t.name for t in select(ws, words[0] if words else None)]
+    # A group's own events (its rollouts): the group asked for, or every group with every target.
+    groups = [words[0]] if words and words[0].startswith("@") else [] if words else list(ws.config.groups)
     window = (tl.parse_moment(since) if since else None, tl.parse_moment(until) if until else None)
-    print(tl.render(tl.build(ws, names, since=window[0], until=window[1]), fmt), end="")
+    print(tl.render(tl.build(ws, names, since=window[0], until=window[1], groups=groups), fmt), end="")
     return 0
 
 

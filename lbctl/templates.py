@@ -88,6 +88,19 @@ retries = 3                   # transport retries (exponential backoff with jitt
 # url_env = "LBCTL_SLACK_WEBHOOK"   # or url = "..."; secrets only in the environment
 # on = ["good", "failed", "rolled-back", "restore-failed"]
 # targets = ["*"]
+
+# A fleet: `lbctl deploy @edge` changes every member, canary first, with one consistent undo
+# (docs/reference.md, *Fleets*). These are the defaults in force:
+# [groups.edge]
+# targets = ["edge*"]           # target names or globs; targets with `group = "edge"` are members too
+# [groups.edge.rollout]
+# canary = 1                    # members changed first, alone (0: no canary)
+# canary_bake = "30s"           # then wait this long and run the canary's checks once more
+# batches = ["25%", "100%"]     # how many members have the change once each batch ends
+# parallel = 10                 # members changed (or restored) at once
+# max_failures = 0              # failed members tolerated before the rollout stops
+# on_failure = "rollback"       # or "halt": changed members stay on the change (exit 8)
+# confirm_within = "5m"         # each changed member's watchdog, armed until the rollout ends
 """
 
 EXAMPLE_HAPROXY_CFG = """\

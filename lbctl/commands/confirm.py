@@ -35,8 +35,23 @@ class Confirmed:
     deadline: float | None = None
     recorded: tuple[str, ...] = ()
 
+    @property
+    def hint(self) -> str | None:
+        """What to do next when nothing was confirmed."""
+        if self.verdict == "nothing-pending":
+            return (
+                f"`lbctl status {self.target}` shows what is live; only a change deployed with"
+                " --confirm-within waits for `lbctl confirm`"
+            )
+        if self.verdict == "reverted":
+            return (
+                f"the previous config is back: `lbctl status {self.target}` and `lbctl log {self.target}`"
+                " show it; deploy the change again to retry it"
+            )
+        return None
+
     def to_json(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "target": self.target,
             "verdict": self.verdict,
             "exit_code": int(self.exit_code),
@@ -45,6 +60,14 @@ class Confirmed:
             "deadline": at_second(self.deadline) if self.deadline else None,
             "recorded": list(self.recorded),
         }
+        if self.exit_code != ExitCode.OK:
+            data["error"] = {
+                "code": int(self.exit_code),
+                "type": self.verdict,
+                "message": self.message,
+                "hint": self.hint,
+            }
+        return data
 
 
 def confirm(

@@ -27,6 +27,8 @@ from lbctl.errors import UsageError
 from lbctl.store.journal import Event, Stage, new_event_id, timestamp
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from lbctl.store.workspace import Workspace
 
 EVERYWHERE = "*"  # a note about no one target
@@ -196,9 +198,17 @@ def note(ws: Workspace, text: str, *, at: str | None = None, target: str | None 
 # -- building the timeline --------------------------------------------------------------------
 
 
-def build(ws: Workspace, names: list[str], *, since: datetime | None, until: datetime | None) -> Timeline:
+def build(
+    ws: Workspace,
+    names: list[str],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    groups: Sequence[str] = (),
+) -> Timeline:
+    """The events of targets `names`, and of `groups` (their `rollout` events: `@edge`)."""
     until = until or datetime.now(tz=UTC)
-    wanted = set(names)
+    wanted = set(names) | {"@" + g.removeprefix("@") for g in groups}
     events = [e for e in ws.journal.events() if e.target in wanted or e.target == EVERYWHERE]
     events.reverse()  # oldest first
     subjects: dict[str, tuple[str, dict[str, str]]] = {}

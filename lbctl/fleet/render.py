@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from lbctl.errors import ExitCode
 from lbctl.masking import mask_message
 from lbctl.render import _color, emit_json
 
@@ -99,7 +100,12 @@ def result(res: FleetResult, *, json_out: bool) -> int:
     if json_out:
         data = res.to_json()
         if res.exit_code:
-            data["error"] = {"code": int(res.exit_code), "type": res.verdict, "message": mask_message(res.message)}
+            data["error"] = {
+                "code": int(res.exit_code),
+                "type": res.verdict,
+                "message": mask_message(res.message),
+                "hint": hint(res),
+            }
         emit_json(data)
         return int(res.exit_code)
     if res.plan is not None and res.verdict in ("dry-run", "refused", "unchanged"):
@@ -122,7 +128,22 @@ def result(res: FleetResult, *, json_out: bool) -> int:
     print(_color(f"{mark} {mask_message(res.message)}", style))
     if res.rollout_id:
         print(f"  rollout {res.rollout_id}: `lbctl log @{res.group}`")
+    if res.exit_code in (ExitCode.ROLLBACK_FAILED, ExitCode.FLEET_MIXED):
+        print(f"  hint: {hint(res)}", file=sys.stderr)
     return int(res.exit_code)
+
+
+def hint(res: FleetResult) -> str:
+    """What to do after a rollout (or a group rollback) that did not end with every member good."""
+    group = f"@{res.group}"
+    if res.exit_code == ExitCode.ROLLBACK_FAILED:
+        return f"page a human: `lbctl status {group}` shows which member is unhealthy"
+    if res.exit_code == ExitCode.FLEET_MIXED:
+        return (
+            f"`lbctl status {group}` shows who runs what; `lbctl rollback {group} --to last-good` puts every"
+            f" member back, or fix the failed members and `lbctl deploy {group}` again"
+        )
+    return f"see `lbctl log {group}` and `lbctl status {group}`"
 
 
 def confirmer(yes: bool) -> Any:

@@ -416,6 +416,8 @@ class _Rollout:
 
         back = [n for n, r in self.results.items() if r.verdict in ("changed", "changed-failed")]
         items = [(self.members[n], self.results[n].from_rev, self.watches.get(n)) for n in back]
+        if not items:
+            return  # nothing this rollout changed is left on the new revision (a failed member restored itself)
         self.report(f"@{self.name}", "undo", f"putting {len(items)} changed member(s) back: {', '.join(back)}")
         for name, restored in restore(
             self.ws, items, self.holding, parallel=self.settings.parallel, report=self.report
@@ -561,7 +563,10 @@ def rollback(
     codes = [r.exit_code for r in results if r.exit_code != ExitCode.OK]
     code = ExitCode.ROLLBACK_FAILED if ExitCode.ROLLBACK_FAILED in codes else (codes[0] if codes else ExitCode.OK)
     verdict = "dry-run" if dry_run else ("good" if code == ExitCode.OK else "failed")
-    text = f"@{name}: " + ("every member is at its " + to if code == ExitCode.OK else _who(results))
+    if dry_run and code == ExitCode.OK:
+        text = f"@{name}: dry run: nothing was changed on any member (each would go to its own {to})"
+    else:
+        text = f"@{name}: " + ("every member is at its " + to if code == ExitCode.OK else _who(results))
     result = FleetResult(name, "rollback", verdict, ExitCode(code), text, None, results)
     if not dry_run:
         _journal_rollback(ws, name, result)

@@ -308,3 +308,16 @@ def test_confirm_by_the_event_id_deploy_printed(local_scene: Scene) -> None:
     assert code == 0 and json.loads(out)["verdict"] == "confirmed", out + err
     assert watchdog_dirs(scene) == []
     assert scene.status()["status"] == "good"
+
+
+def test_confirm_with_nothing_pending_says_what_to_do(local_scene: Scene) -> None:
+    scene = local_scene
+    code, out, err = scene.lbctl("deploy", "edge", "--file", str(scene.file(100)), "--yes")
+    assert code == 0, out + err
+    code, out, err = scene.lbctl("confirm", "edge", "--json")
+    document = json.loads(out)
+    assert code == 2 and document["verdict"] == "nothing-pending", out + err
+    assert document["error"]["code"] == 2 and document["error"]["type"] == "nothing-pending"
+    assert "lbctl status edge" in document["error"]["hint"]
+    code, out, err = scene.lbctl("confirm", "edge")
+    assert code == 2 and "no change is pending confirmation" in err and "hint: `lbctl status edge`" in err

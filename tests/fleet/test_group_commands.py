@@ -96,3 +96,44 @@ def test_a_fleet_with_a_team_remote_takes_each_lease_and_pushes(make_fleet: Flee
     journal = git(remote, "log", "--format=%s", "refs/lbctl/journal")
     assert "rollout @edge: good" in journal and "confirm edge1: confirmed" in journal
     assert not git(remote, "for-each-ref", "refs/lbctl/locks").strip()  # every lease released
+
+
+def test_rollback_dry_run_says_nothing_changed(make_fleet: FleetFactory, lbctl: LbctlRunner) -> None:
+    fleet = make_fleet(2, rollout='batches = ["100%"]')
+    fleet.commit("Add a spare backend", spare=True)
+    assert lbctl("deploy", "@edge", "--yes").code == 0
+    before = {n: fleet.live(n) for n in fleet.names}
+
+    result = lbctl("rollback", "@edge", "--to", "prev-1", "--dry-run")
+
+    assert result.code == 0, result.out + result.err
+    assert "dry run: nothing was changed on any member" in result.out
+    assert "every member is at its" not in result.out
+    assert {n: fleet.live(n) for n in fleet.names} == before
+
+
+def test_a_mixed_or_failed_restore_says_what_to_do() -> None:
+    from lbctl.errors import ExitCode
+    from lbctl.fleet.render import hint
+    from lbctl.fleet.rollout import FleetResult
+
+    mixed = hint(FleetResult("edge", "deploy", "mixed", ExitCode.FLEET_MIXED, "members differ", None))
+    assert "`lbctl status @edge`" in mixed and "`lbctl rollback @edge --to last-good`" in mixed
+    failed = hint(FleetResult("edge", "deploy", "restore-failed", ExitCode.ROLLBACK_FAILED, "a restore failed", None))
+    assert failed.startswith("page a human")
+
+
+def test_timeline_of_a_group_shows_its_rollouts(make_fleet: FleetFactory, lbctl: LbctlRunner) -> None:
+    fleet = make_fleet(2, rollout='batches = ["100%"]')
+    fleet.commit("Add a spare backend", spare=True)
+    assert lbctl("deploy", "@edge", "--yes").code == 0
+
+    group = json.loads(lbctl("timeline", "@edge", "--json").out)["entries"]
+    every = json.loads(lbctl("timeline", "--json").out)["entries"]
+    one = json.loads(lbctl("timeline", "edge1", "--json").out)["entries"]
+
+    rollouts = [e for e in group if e["target"] == "@edge"]
+    assert [e["kind"] for e in rollouts] == ["rollout"] and "good" in rollouts[0]["text"]
+    assert {e["target"] for e in group} == {"@edge", "edge1", "edge2"}
+    assert any(e["target"] == "@edge" for e in every)
+    assert {e["target"] for e in one} == {"edge1"}

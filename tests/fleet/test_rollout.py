@@ -106,6 +106,7 @@ def test_max_failures_1_leaves_a_mixed_fleet_exit_8(make_fleet: FleetFactory, lb
     assert runs["edge2"][0] == "rolled-back" and runs["edge2"][1] != head
     assert fleet.live("edge2") == original and fleet.live("edge1") == fleet.config("edge1", aux=False)
     assert data["verdict"] == "mixed" and data["error"]["code"] == 8
+    assert "lbctl rollback @edge --to last-good" in data["error"]["hint"]
     text = lbctl("status", "@edge", "--offline")
     assert text.out.count("state       good") == 3
 

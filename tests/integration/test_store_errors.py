@@ -99,3 +99,22 @@ def test_internal_errors_are_exit_70_with_debug_traceback(
     assert plain.code == 70 and "internal error" in plain.err and "Traceback" not in plain.err
     debug = lbctl("log", "--debug")
     assert debug.code == 70 and "Traceback" in debug.err
+
+
+def test_the_commented_groups_block_is_valid_as_written(tmp_path: Path) -> None:
+    from lbctl.config.groups import member_names
+    from lbctl.config.loader import load
+    from lbctl.templates import LBCTL_TOML
+
+    lines = LBCTL_TOML.splitlines()
+    start = lines.index("# [groups.edge]")
+    block = [line.removeprefix("# ") for line in lines[start:] if line.startswith("# ")]
+    (tmp_path / "lbctl.toml").write_text(
+        '[targets.edge1]\nkind = "haproxy"\ntransport = "local"\nsource = "edge1.cfg"\npath = "/x.cfg"\n'
+        'master_socket = "/x.sock"\n\n' + "\n".join(block) + "\n"
+    )
+    config = load(tmp_path / "lbctl.toml", require_sources=False)
+    rollout = config.groups["edge"].rollout
+    assert member_names(config, "edge") == ["edge1"]
+    assert (rollout.canary, rollout.canary_bake, rollout.batches) == (1, 30.0, ["25%", "100%"])
+    assert (rollout.on_failure, rollout.confirm_within) == ("rollback", 300.0)
