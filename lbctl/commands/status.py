@@ -196,7 +196,9 @@ def _watchdogs(ws: Workspace, target: Target, transport: Transport) -> list[str]
     from lbctl.engine.watchdogs import describe, settle
 
     pending, said = settle(ws, target, transport)
-    return [*said, *(describe(w) for w in pending)]
+    from lbctl.store.selectors import is_drill
+
+    return [*said, *(describe(w, drill=is_drill(ws.store, str(w.meta.get("to_rev")))) for w in pending)]
 
 
 def _conformance(

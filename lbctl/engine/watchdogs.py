@@ -164,13 +164,21 @@ def _iso(ms: str) -> str:
     return datetime.fromtimestamp(int(ms) / 1000, tz=UTC).isoformat(timespec="milliseconds")
 
 
-def describe(watch: Watch) -> str:
-    """A pending watchdog, for `status`: when it reverts, and who must confirm."""
+def describe(watch: Watch, *, drill: bool = False) -> str:
+    """A pending watchdog, for `status`: when it reverts, and who must confirm (a drill's change: nobody,
+    the trainee undoes it, and confirming would keep the broken config)."""
     left = watch.deadline - time.time()
     who = watch.meta.get("who", "?")
+    target = watch.meta.get("target")
+    unless = (
+        f"unless someone undoes it first (a drill: `lbctl rollback {target} --to last-good`; confirming it would "
+        "keep the broken config)"
+        if drill
+        else f"unless {who} runs `lbctl confirm {target}`"
+    )
     return (
         f"pending confirmation of {str(watch.meta.get('to_rev'))[:10]} (event {watch.event_id}): the LB reverts "
-        f"to {str(watch.meta.get('from_rev'))[:10]} at {at_second(watch.deadline)} (in {max(left, 0):.0f} s) unless "
-        f"{who} runs `lbctl confirm {watch.meta.get('target')}`"
+        f"to {str(watch.meta.get('from_rev'))[:10]} at {at_second(watch.deadline)} (in {max(left, 0):.0f} s) "
+        + unless
         + ("" if watch.alive else "; WARNING: its watchdog process is not running")
     )

@@ -45,7 +45,7 @@ def select(
     if selector == "last-good":
         failing = state.live if state.status != "good" else None
         for rev in state.good:
-            if rev not in state.bad and rev != failing and not _drill(store, rev):
+            if rev not in state.bad and rev != failing and not is_drill(store, rev):
                 return Selected(rev, "last revision verified good here")
         raise UsageError(
             f"{target} has no revision verified good yet",
@@ -75,7 +75,7 @@ def select(
     return Selected(store.resolve(selector), f"revision {selector}")
 
 
-def _drill(store: Store, rev: str) -> bool:
+def is_drill(store: Store, rev: str) -> bool:
     """A drill's change (`Lbctl-Drill` trailer) is never a place to go back to, however it verified."""
     try:
         return "Lbctl-Drill" in store.revision(rev).trailers

@@ -211,6 +211,8 @@ def test_a_trainee_undoes_the_drill_while_the_watchdog_is_armed(
     )
     assert seen["answer"] == 503 and "lbctl_drill_void" in str(seen["diff"])
     assert any(str(line).startswith("pending confirmation") for line in seen["pending"])  # type: ignore[attr-defined]
+    pending = " ".join(str(line) for line in seen["pending"])  # type: ignore[attr-defined]
+    assert "lbctl rollback edge --to last-good" in pending and "runs `lbctl confirm" not in pending, pending
     assert seen["after"] == (0, [])  # the rollback disarmed the drill's watchdog: nothing pending, healthy
     assert lab.live_text() == good and answer(lab) == 200
     assert report.ended_by == "trainee" and report.time_to_restore is not None
