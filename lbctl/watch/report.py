@@ -22,15 +22,15 @@ def select(ws: Workspace, name: str | None) -> list[Target]:
     """TARGET, @GROUP (every target whose `group` it is), or every target."""
     if name and name.startswith("@"):
         group = name[1:]
-        # A group names its members (`targets = [...]`, where the store's settings have it), or
-        # targets name their group.
-        from fnmatch import fnmatch
+        # The members as `deploy @GROUP` sees them (`targets = [...]` names or globs, and the targets
+        # that name their group), in the same order.
+        from lbctl.config.groups import member_names
 
-        listed = getattr(ws.config.groups.get(group), "targets", None) or []  # names or globs (`lbctl.fleet`)
-        members = [t for t in ws.config.targets.values() if t.group == group or any(fnmatch(t.name, p) for p in listed)]
-        if not members:
-            raise UsageError(f"no target belongs to group {group!r}", hint="set `group = ...` on its targets")
-        return members
+        try:
+            names = member_names(ws.config, group)
+        except UsageError as exc:
+            raise UsageError(f"no target belongs to group {group!r}", hint=exc.hint or exc.message) from None
+        return [ws.config.targets[member] for member in names]
     targets = ws.targets(name)
     if not targets:
         raise UsageError("no targets to watch", hint="add a [targets.NAME] table to lbctl.toml")
