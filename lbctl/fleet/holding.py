@@ -48,10 +48,13 @@ def hold(
     parallel: int,
     shared: bool,
     report: Callable[[str, str, str], None],
+    then: Callable[[Member, Holding], None] | None = None,
 ) -> Iterator[Holding]:
     """Take every member's locks (all at once, up to `read_width`); release them all on the way out.
 
     `shared`: also take the team lease and push after the block, as a single-target change does.
+    `then`: what to do with a member as soon as its own locks are held, while others are still being
+    taken; it must change nothing on the member (the block decides, once every member is held or refused).
     """
     holding = Holding(token=holder_info(op, "@" + ",".join(m.name for m in members)))
     width = read_width(parallel, len(members))
@@ -71,6 +74,8 @@ def hold(
             raise
         with holding.lock:
             taken.append(stack)
+        if then is not None:
+            then(member, holding)
 
     try:
         with ThreadPoolExecutor(max_workers=width) as pool:
