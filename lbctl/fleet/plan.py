@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lbctl.errors import ExitCode, LbctlError, TransientError, UsageError, ValidationFailed
+from lbctl.errors import ExitCode, LbctlError, Refused, TransientError, UsageError, ValidationFailed
 from lbctl.fleet import read_width
 from lbctl.fleet.group import Member, member_workspace
 
@@ -131,8 +131,30 @@ def preflight(
     batches: list[str],
     parallel: int,
     report: Report,
+    planned: Mapping[str, MemberPlan] | None = None,
 ) -> FleetPlan:
-    """Every member's plan, all at once (`read_width`: a plan changes nothing), under the locks `holding` holds."""
+    """Every member's plan, all at once (`read_width`: a plan changes nothing), under the locks `holding` holds.
+
+    `planned`: the members' plans made already (`planner`, as each member's locks were taken)."""
+    check_arguments(members, rev=rev, file=file)
+    done = dict(planned or {})
+    one = planner(ws, rev=rev, file=file, force=force, reason=reason, confirm_within=confirm_within)
+    left = [m for m in members if m.name not in done]
+    with ThreadPoolExecutor(max_workers=read_width(parallel, max(1, len(left)))) as pool:
+        for member, made in zip(left, pool.map(lambda m: one(m, holding), left), strict=True):
+            done[member.name] = made
+    plans = [done[m.name] for m in members]
+    for plan in plans:
+        report(plan.name, "plan", plan.verdict + ("" if plan.verdict == "change" else f": {plan.summary}"))
+    changing = [p.name for p in plans if p.verdict == "change"]
+    digest = hashlib.sha256()
+    for plan in plans:
+        digest.update(f"{plan.name}\0{plan.verdict}\0{plan.checksum or ''}\n".encode())
+    return FleetPlan(group, tuple(plans), waves(changing, canary, batches), digest.hexdigest()[:16])
+
+
+def check_arguments(members: list[Member], *, rev: str | None, file: Path | None) -> None:
+    """What the command line asks must make sense for the whole group (else exit 2, before any lock)."""
     if file is not None and rev is not None:
         raise UsageError("--file and --rev cannot be used together", hint="--file deploys a file, --rev a revision")
     if file is not None and len({m.target.source for m in members}) > 1:
@@ -141,10 +163,22 @@ def preflight(
             hint="commit the change to each member's source, then `lbctl deploy @GROUP`",
         )
 
-    def one(member: Member) -> MemberPlan:
+
+def planner(
+    ws: Workspace,
+    *,
+    rev: str | None,
+    file: Path | None,
+    force: bool,
+    reason: str | None,
+    confirm_within: float,
+) -> Callable[[Member, Holding], MemberPlan]:
+    """One member's line of the fleet plan, under the locks `holding` holds for it (a refusal if it holds none)."""
+
+    def one(member: Member, holding: Holding) -> MemberPlan:
         refused = holding.refused.get(member.name)
-        if refused is not None:
-            return _refusal(member, refused)
+        if refused is not None or member.name not in holding.transports:
+            return _refusal(member, refused or Refused(f"{member.name}: its locks are not held"))
         try:
             return _member_plan(
                 ws, member, holding, rev=rev, file=file, force=force, reason=reason, confirm_within=confirm_within
@@ -152,15 +186,7 @@ def preflight(
         except LbctlError as exc:
             return _refusal(member, exc)
 
-    with ThreadPoolExecutor(max_workers=read_width(parallel, len(members))) as pool:
-        plans = list(pool.map(one, members))
-    for plan in plans:
-        report(plan.name, "plan", plan.verdict + ("" if plan.verdict == "change" else f": {plan.summary}"))
-    changing = [p.name for p in plans if p.verdict == "change"]
-    digest = hashlib.sha256()
-    for plan in plans:
-        digest.update(f"{plan.name}\0{plan.verdict}\0{plan.checksum or ''}\n".encode())
-    return FleetPlan(group, tuple(plans), waves(changing, canary, batches), digest.hexdigest()[:16])
+    return one
 
 
 def _refusal(member: Member, exc: LbctlError) -> MemberPlan:

@@ -27,7 +27,7 @@ from lbctl.fleet import group as groups
 from lbctl.fleet import read_width
 from lbctl.fleet.group import Member, member_workspace
 from lbctl.fleet.holding import Holding, hold
-from lbctl.fleet.plan import FleetPlan, Report, preflight
+from lbctl.fleet.plan import FleetPlan, MemberPlan, Report, check_arguments, planner, preflight
 from lbctl.lock import holder_info
 from lbctl.store.journal import Event, TargetState, new_event_id, timestamp
 
@@ -109,7 +109,26 @@ def deploy(
     shown = {k: v for k, v in settings.__dict__.items()}
     if not dry_run:
         ws.store.identity()
-    with hold(ws, members, "deploy", parallel=settings.parallel, shared=not dry_run, report=report) as holding:
+    check_arguments(members, rev=rev, file=file)
+    # Each member's plan starts as soon as its own locks are held (a plan changes nothing), while the
+    # others' connections and locks are still being taken; preflight decides once all are held or refused.
+    # Not with a store remote: each member's lease refreshes the store's view (the journal) first, and
+    # every plan must read the view that all of them left.
+    from lbctl.store.sync import remote_of
+
+    early = dry_run or remote_of(ws) is None
+    planned: dict[str, MemberPlan] = {}
+    plan_one = planner(ws, rev=rev, file=file, force=force, reason=reason, confirm_within=settings.confirm_within)
+
+    def plan_early(member: Member, holding: Holding) -> None:
+        made = plan_one(member, holding)
+        with holding.lock:
+            planned[member.name] = made
+
+    then = plan_early if early else None
+    with hold(
+        ws, members, "deploy", parallel=settings.parallel, shared=not dry_run, report=report, then=then
+    ) as holding:
         plan = preflight(
             ws,
             name,
@@ -124,6 +143,7 @@ def deploy(
             batches=list(settings.batches),
             parallel=settings.parallel,
             report=report,
+            planned=planned,
         )
         if plan.refused:
             who = ", ".join(m.name for m in plan.refused)

@@ -129,10 +129,15 @@ class Store:
 
     def dirty_paths(self, *pathspecs: str) -> list[str]:
         """Tracked files with uncommitted changes (untracked files are not counted), among
-        `pathspecs` when given (git pathspecs), else in the whole store."""
-        out = self._git(
-            "status", "--porcelain", "--untracked-files=no", "-z", *(["--", *pathspecs] if pathspecs else [])
-        )
+        `pathspecs` when given (git pathspecs), else in the whole store.
+
+        Without git's optional index lock (its refresh of the index): a fleet's members read this
+        in parallel with another member's commit landing, whose `git add` must find the index free."""
+        args = ["status", "--porcelain", "--untracked-files=no", "-z", *(["--", *pathspecs] if pathspecs else [])]
+        try:
+            out = self.plumbing.git(*args, env={"GIT_OPTIONAL_LOCKS": "0"})
+        except gitio.GitError as exc:
+            raise StoreError(f"git status failed in {self.root}: {exc}") from None
         return [entry[3:] for entry in out.split("\0") if entry]
 
     def require_clean(self, *, allow: tuple[str, ...] = (), only: Sequence[str] = ()) -> None:
