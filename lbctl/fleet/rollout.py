@@ -516,8 +516,10 @@ def rollback(
 ) -> FleetResult:
     """Every member to its own `to` (last-good by default), all at once, in parallel, each verified."""
     from lbctl.commands import deploy as operations
+    from lbctl.store.selectors import check_form
 
     members = groups.members(ws, name)
+    check_form(ws.store, to)  # a typo is one usage error before any lock, not a failed rollout
     width = parallel or groups.rollout_settings(ws, name).rollout.parallel
     with hold(ws, members, "rollback", parallel=width, shared=not dry_run, report=report) as holding:
         if holding.refused:

@@ -108,3 +108,14 @@ def _live_at(journal: Journal, state: TargetState, when: datetime) -> Selected:
 
 def _short(rev: str | None) -> str:
     return rev[:10] if rev else "(unknown)"
+
+
+def check_form(store: Store, selector: str) -> None:
+    """Refuse (exit 2) a selector no target could resolve: not a keyword, `prev-N`/`~N`, `@TIME`, nor a
+    revision of the store. What it selects for each target is `select`'s to say."""
+    if selector in ("live", "last-good", "previous") or _TILDE.match(selector):
+        return
+    if selector.startswith("@"):
+        parse_time(selector[1:])
+        return
+    store.resolve(selector)

@@ -112,6 +112,22 @@ def test_rollback_dry_run_says_nothing_changed(make_fleet: FleetFactory, lbctl: 
     assert {n: fleet.live(n) for n in fleet.names} == before
 
 
+def test_rollback_to_a_typo_is_one_usage_error_before_any_member_is_touched(
+    make_fleet: FleetFactory, lbctl: LbctlRunner
+) -> None:
+    fleet = make_fleet(2, rollout='batches = ["100%"]')
+    fleet.commit("Add a spare backend", spare=True)
+    assert lbctl("deploy", "@edge", "--yes").code == 0
+    events = lbctl("log", "@edge", "--json").out
+
+    result = lbctl("rollback", "@edge", "--to", "nonsense", "--yes")
+
+    assert result.code == 2, result.out + result.err
+    assert "unknown revision 'nonsense'" in result.err and "hint:" in result.err
+    assert lbctl("log", "@edge", "--json").out == events  # no rollout recorded for a typo
+    assert all(fleet.state(n).status == "good" for n in fleet.names)
+
+
 def test_a_mixed_or_failed_restore_says_what_to_do() -> None:
     from lbctl.errors import ExitCode
     from lbctl.fleet.render import hint
