@@ -303,7 +303,8 @@ def _entries(event: Event, revision: Any) -> list[Entry]:
     if event.verdict == "interrupted":
         return [Entry(finished, target, "interrupted", event.message, event.id, {"who": who})]
     if event.op not in CHANGES:
-        return [Entry(finished, target, event.op, f"{event.op}: {event.verdict} {event.message}".strip(), event.id)]
+        said = event.message if event.message.split()[:1] == [event.verdict] else f"{event.verdict} {event.message}"
+        return [Entry(finished, target, event.op, f"{event.op}: {said}".strip(), event.id)]
     subject, trailers = revision(event.to_rev)
     details: dict[str, Any] = {
         "who": who,

@@ -144,3 +144,15 @@ def test_times_read_as_iso_clock_or_ago() -> None:
     for garbage in ("soon", "25:00", ""):
         with pytest.raises(UsageError):
             parse_moment(garbage)
+
+
+def test_an_events_verdict_is_not_said_twice_when_its_message_starts_with_it(tmp_path: Path) -> None:
+    events = [
+        event("confirm", "confirmed", 0, 1, message="confirmed aaaaaaaaaa before its deadline"),
+        event("pull", "adopted", 10, 11, message="recorded what the LB runs"),
+    ]
+    timeline = build(workspace(tmp_path, events), ["edge"], since=None, until=T0 + timedelta(hours=1))
+
+    texts = [e.text for e in timeline.entries]
+    assert "confirm: confirmed aaaaaaaaaa before its deadline" in texts, texts
+    assert "pull: adopted recorded what the LB runs" in texts, texts
